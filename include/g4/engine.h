@@ -1,0 +1,105 @@
+// g4 public C++ API.
+//
+//   auto engine = g4::Engine::load({.model_path = "model.gguf", .n_threads = 2});
+//   g4::Session s(*engine.value());
+//   s.generate(prompt_ids, opts, [](std::string_view piece) { std::cout << piece; return true; });
+//
+// An Engine is immutable after load (weights, config, tokenizer) and shareable between
+// threads. A Session is one conversation (one KV sequence); it keeps its cache between
+// turns, so a follow-up message only prefills the new tokens.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "model/model.h"
+#include "sampling/sampler.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace g4 {
+
+class GgufFile;
+
+struct EngineOptions {
+  std::string model_path;
+  int n_threads = 0;        // 0 = all cores
+  int64_t n_ctx = 4096;     // context per session (capped at the model's trained context)
+  int64_t max_chunk = 512;  // prefill chunk (tokens per forward step per sequence)
+  EmbedScale embed_scale = EmbedScale::kBf16Rounded;
+};
+
+class Engine {
+ public:
+  static Result<std::unique_ptr<Engine>> load(const EngineOptions& opts);
+  ~Engine();
+
+  const Model& model() const { return *model_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+  const GgufFile& file() const { return *file_; }
+  const EngineOptions& options() const { return opts_; }
+  // True when the checkpoint looks instruction-tuned (chat template, or "-it"/"instruct" in
+  // its name); base models should be prompted with plain text.
+  bool instruction_tuned() const { return instruction_tuned_; }
+  ExecContext& exec() { return *exec_; }
+
+ private:
+  Engine() = default;
+  EngineOptions opts_;
+  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<Model> model_;
+  Tokenizer tok_;
+  bool instruction_tuned_ = false;
+  std::unique_ptr<ExecContext> exec_;
+};
+
+struct GenerateOptions {
+  SamplingParams sampling;
+  int max_tokens = 256;
+  std::vector<std::string> stop;  // stop strings (not included in the output)
+  bool stop_at_eog = true;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;
+  std::string text;
+  std::string finish_reason;  // "stop" | "length" | "cancelled" | "context"
+  int n_prompt_tokens = 0;    // tokens that were prefilled (not already cached)
+  int n_cached_tokens = 0;    // prompt tokens reused from the session's KV cache
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  double ttft_seconds = 0;
+};
+
+class Session {
+ public:
+  explicit Session(Engine& engine, int seq_id = 0);
+  ~Session();
+
+  // Makes the cache hold exactly `ids` (reusing the longest cached prefix), then samples.
+  // on_piece receives text as it is produced (whole UTF-8 characters); returning false cancels.
+  Result<GenerateResult> generate(const std::vector<int32_t>& ids, const GenerateOptions& opts,
+                                  const std::function<bool(std::string_view)>& on_piece = {});
+
+  // Runs the model over ids and returns logits for every position ([n][vocab]).
+  Result<std::vector<float>> logits_all(const std::vector<int32_t>& ids);
+
+  const std::vector<int32_t>& history() const { return history_; }
+  void reset();
+
+ private:
+  Status sync(const std::vector<int32_t>& ids, bool all_logits, std::vector<float>* all,
+              int* n_cached);
+
+  Engine& engine_;
+  int seq_;
+  std::unique_ptr<KvCache> kv_;
+  std::vector<int32_t> history_;  // tokens whose K/V are in the cache
+  StepOutput out_;
+};
+
+}  // namespace g4

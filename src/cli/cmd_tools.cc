@@ -1,0 +1,203 @@
+// g4 inspect / tokenize / logits.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "g4/engine.h"
+#include "io/gguf.h"
+
+namespace g4::cli {
+
+namespace {
+
+int fail(const std::string& msg, int code = 1) {
+  std::fprintf(stderr, "g4: %s\n", msg.c_str());
+  return code;
+}
+
+Result<std::vector<int32_t>> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      const long v = std::stol(item, &used);
+      if (used != item.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(item);
+      ids.push_back(int32_t(v));
+    } catch (const std::exception&) {
+      return Status::error("bad token id '" + item + "' in --ids");
+    }
+  }
+  if (ids.empty()) return Status::error("--ids is empty");
+  return ids;
+}
+
+}  // namespace
+
+Runner add_inspect(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto all = std::make_shared<bool>(false);
+  app.add_option("file", *path, "GGUF file")->required();
+  app.add_flag("--all", *all, "Print whole arrays' first items and every tensor");
+  return [path, all] {
+    auto f = GgufFile::open(*path);
+    if (!f.ok()) return fail(f.error());
+    const GgufFile& g = *f.value();
+    std::printf(
+        "file: %s\nGGUF version %u, %zu metadata keys, %zu tensors, alignment %u, data at %llu, "
+        "size %zu bytes\n\n",
+        path->c_str(), g.version(), g.metadata().size(), g.tensors().size(), g.alignment(),
+        (unsigned long long)g.data_offset(), g.file_size());
+    std::printf("metadata:\n");
+    for (const auto& [k, v] : g.metadata()) {
+      std::printf("  %-45s %s\n", k.c_str(), v.to_string(*all ? 32 : 6).c_str());
+    }
+    std::map<std::string, std::pair<int, uint64_t>> by_type;
+    uint64_t total = 0;
+    std::printf("\ntensors:\n  %-40s %-6s %-20s %12s\n", "name", "type", "shape", "bytes");
+    size_t shown = 0;
+    for (const auto& t : g.tensors()) {
+      const char* tn = info(t.type).name;
+      by_type[tn].first++;
+      by_type[tn].second += t.nbytes;
+      total += t.nbytes;
+      if (*all || shown < 40) {
+        std::printf("  %-40s %-6s %-20s %12llu\n", t.name.c_str(), tn, t.shape_string().c_str(),
+                    (unsigned long long)t.nbytes);
+        ++shown;
+      }
+    }
+    if (shown < g.tensors().size())
+      std::printf("  ... %zu more (use --all)\n", g.tensors().size() - shown);
+    std::printf("\nby type:");
+    for (const auto& [tn, cb] : by_type) {
+      std::printf(" %s x%d (%.1f MiB)", tn.c_str(), cb.first, double(cb.second) / 1048576.0);
+    }
+    std::printf("\ntotal tensor data: %.1f MiB\n", double(total) / 1048576.0);
+    auto cfg = config_from_gguf(g);
+    if (cfg.ok())
+      std::printf("model: %s\n", cfg.value().summary().c_str());
+    else
+      std::printf("model: not loadable by g4: %s\n", cfg.error().c_str());
+    return 0;
+  };
+}
+
+Runner add_tokenize(CLI::App& app) {
+  struct A {
+    std::string model, text, file;
+    bool json = false, no_bos = false, special = false, pieces = false;
+  };
+  auto a = std::make_shared<A>();
+  app.add_option("text", a->text, "Text to tokenize (or --file, or stdin)");
+  app.add_option("-m,--model", a->model, "GGUF model (default: the pulled model)");
+  app.add_option("-f,--file", a->file, "Read the text from a file");
+  app.add_flag("--json", a->json, "Print ids as a JSON array");
+  app.add_flag("--no-bos", a->no_bos, "Do not prepend <bos>");
+  app.add_flag("--special", a->special, "Parse special-token texts such as <start_of_turn>");
+  app.add_flag("--pieces", a->pieces, "Print each id with its text");
+  return [a] {
+    if (!resolve_model(a->model)) return 1;
+    auto f = GgufFile::open(a->model);
+    if (!f.ok()) return fail(f.error());
+    auto tk = Tokenizer::from_gguf(*f.value());
+    if (!tk.ok()) return fail(tk.error());
+    std::string text = a->text;
+    if (!a->file.empty()) {
+      std::ifstream in(a->file, std::ios::binary);
+      if (!in) return fail("cannot read '" + a->file + "'");
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    } else if (text.empty()) {
+      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    }
+    const auto ids = tk.value().encode(text, !a->no_bos, a->special);
+    if (a->json) {
+      std::printf("%s\n", nlohmann::json(ids).dump().c_str());
+    } else if (a->pieces) {
+      for (int32_t id : ids) {
+        std::printf("%6d %s\n", id,
+                    nlohmann::json(tk.value().text(id))
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                        .c_str());
+      }
+    } else {
+      for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? " " : "", ids[i]);
+      std::printf("\n");
+    }
+    std::fprintf(stderr, "%zu tokens\n", ids.size());
+    return 0;
+  };
+}
+
+Runner add_logits(CLI::App& app) {
+  struct A {
+    std::string model, prompt, ids, embed_scale = "bf16";
+    int top = 10;
+    bool all = false;
+    int threads = 0;
+  };
+  auto a = std::make_shared<A>();
+  app.add_option("model", a->model, "GGUF model")->required();
+  auto* p = app.add_option("--prompt", a->prompt, "Prompt text (tokenized with <bos>)");
+  auto* i = app.add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,105,2364");
+  p->excludes(i);
+  app.add_option("--top", a->top, "Top-K per position")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_flag("--all-positions", a->all, "Every position, not only the last");
+  app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
+  app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
+      ->check(CLI::IsMember({"bf16", "exact"}));
+  return [a] {
+    if (a->prompt.empty() && a->ids.empty())
+      return fail("give --prompt TEXT or --ids 2,105,...", 2);
+    EngineOptions eo;
+    eo.model_path = a->model;
+    eo.n_threads = a->threads;
+    eo.n_ctx = 1 << 20;
+    eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
+    auto eng = Engine::load(eo);
+    if (!eng.ok()) return fail(eng.error());
+    Engine& e = *eng.value();
+    std::vector<int32_t> ids;
+    if (!a->ids.empty()) {
+      auto r = parse_ids(a->ids);
+      if (!r.ok()) return fail(r.error(), 2);
+      ids = r.value();
+    } else {
+      ids = e.tokenizer().encode(a->prompt, true, false);
+    }
+    Session s(e);
+    auto lg = s.logits_all(ids);
+    if (!lg.ok()) return fail(lg.error());
+    const int vocab = e.model().config().vocab_size;
+    nlohmann::json out;
+    out["model"] = a->model;
+    out["ids"] = ids;
+    out["positions"] = nlohmann::json::array();
+    std::vector<int32_t> order(static_cast<size_t>(vocab));
+    for (size_t pos = a->all ? 0 : ids.size() - 1; pos < ids.size(); ++pos) {
+      const float* row = lg.value().data() + pos * size_t(vocab);
+      for (int k = 0; k < vocab; ++k) order[size_t(k)] = k;
+      const int K = std::min(a->top, vocab);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t x, int32_t y) {
+        return row[x] > row[y] || (row[x] == row[y] && x < y);
+      });
+      nlohmann::json top = nlohmann::json::array();
+      for (int k = 0; k < K; ++k)
+        top.push_back({{"id", order[size_t(k)]}, {"logit", row[order[size_t(k)]]}});
+      out["positions"].push_back({{"pos", pos}, {"token", ids[pos]}, {"top", top}});
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  };
+}
+
+}  // namespace g4::cli

@@ -1,0 +1,29 @@
+// Subcommands of the `g4` binary. Each registers its options on a CLI11 app and returns the
+// function that runs it (exit code).
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+namespace g4::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_run(CLI::App& app);
+Runner add_inspect(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_logits(CLI::App& app);
+Runner add_perplexity(CLI::App& app);
+Runner add_pull(CLI::App& app);
+Runner add_bench(CLI::App& app);
+
+// ~/.cache/g4 (or $G4_HOME).
+std::string cache_dir();
+// Path of the default model in the cache (may not exist yet).
+std::string default_model_path();
+// The model to use: explicit path, else the cached default; prints a hint when missing.
+bool resolve_model(std::string& path);
+// Progress bar on stderr (only when stderr is a terminal, else sparse lines).
+void progress(const char* label, double frac, bool done = false);
+
+}  // namespace g4::cli

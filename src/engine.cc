@@ -1,0 +1,208 @@
+#include "g4/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "io/gguf.h"
+
+namespace g4 {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+bool contains_ci(std::string s, const std::string& needle) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  return s.find(needle) != std::string::npos;
+}
+}  // namespace
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->opts_ = opts;
+  auto f = GgufFile::open(opts.model_path);
+  if (!f.ok()) return f.status();
+  e->file_ = std::move(f).value();
+  auto arch = e->file_->get_string("general.architecture");
+  if (!arch.ok()) return arch.status();
+  if (!arch.value()) return Status::error(opts.model_path + ": no general.architecture");
+  if (*arch.value() != "gemma3") {
+    return Status::error(opts.model_path + ": architecture '" + *arch.value() +
+                         "' is not supported yet (supported: gemma3)");
+  }
+  auto m = load_gemma3(*e->file_, ModelOptions{opts.embed_scale});
+  if (!m.ok()) return Status::error(opts.model_path + ": " + m.error());
+  e->model_ = std::move(m).value();
+  auto t = Tokenizer::from_gguf(*e->file_);
+  if (!t.ok()) return Status::error(opts.model_path + ": " + t.error());
+  e->tok_ = std::move(t).value();
+  if (e->tok_.size() > e->model_->config().vocab_size) {
+    return Status::error(opts.model_path +
+                         ": tokenizer has more tokens than the embedding has rows");
+  }
+  const bool has_template = e->file_->find("tokenizer.chat_template") != nullptr;
+  const std::string name = e->model_->config().name;
+  e->instruction_tuned_ = has_template || contains_ci(name, "-it") || contains_ci(name, " it") ||
+                          contains_ci(name, "instruct");
+  e->opts_.n_ctx = std::max<int64_t>(16, std::min(opts.n_ctx, e->model_->config().n_ctx_train));
+  e->opts_.max_chunk = std::clamp<int64_t>(opts.max_chunk, 1, e->opts_.n_ctx);
+  int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
+  e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));
+  return e;
+}
+
+Session::Session(Engine& engine, int seq_id) : engine_(engine), seq_(seq_id) {
+  const auto& o = engine_.options();
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), o.n_ctx, o.max_chunk);
+  G4_CHECK(kv_->add_sequence(seq_).ok());
+}
+
+Session::~Session() = default;
+
+void Session::reset() {
+  kv_->set_length(seq_, 0);
+  history_.clear();
+}
+
+Status Session::sync(const std::vector<int32_t>& ids, bool all_logits, std::vector<float>* all,
+                     int* n_cached) {
+  if (ids.empty()) return Status::error("empty prompt");
+  if (int64_t(ids.size()) > kv_->n_ctx()) {
+    return Status::error("prompt of " + std::to_string(ids.size()) +
+                         " tokens exceeds the context size " + std::to_string(kv_->n_ctx()));
+  }
+  // Longest common prefix with what is cached; keep at least one token to compute so the
+  // caller gets fresh logits.
+  size_t keep = 0;
+  while (keep < history_.size() && keep < ids.size() && history_[keep] == ids[keep]) ++keep;
+  if (keep == ids.size()) --keep;
+  if (all_logits) keep = 0;
+  if (keep < history_.size() && !kv_->can_truncate(seq_, int64_t(keep))) keep = 0;
+  kv_->set_length(seq_, int64_t(keep));
+  history_.resize(keep);
+  if (n_cached) *n_cached = int(keep);
+  const int vocab = engine_.model().config().vocab_size;
+  if (all) all->clear();
+  for (size_t b = keep; b < ids.size(); b += size_t(kv_->max_chunk())) {
+    const size_t e = std::min(ids.size(), b + size_t(kv_->max_chunk()));
+    StepBatch batch;
+    batch.seqs.push_back(
+        {seq_, std::span<const int32_t>(ids.data() + b, e - b), int64_t(b), all_logits});
+    Status s = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
+    if (!s.ok()) {
+      reset();
+      return s;
+    }
+    history_.insert(history_.end(), ids.begin() + long(b), ids.begin() + long(e));
+    if (all)
+      all->insert(all->end(), out_.logits.begin(),
+                  out_.logits.begin() + long(out_.n_rows()) * vocab);
+  }
+  return Status();
+}
+
+Result<std::vector<float>> Session::logits_all(const std::vector<int32_t>& ids) {
+  std::vector<float> all;
+  Status s = sync(ids, true, &all, nullptr);
+  if (!s.ok()) return s;
+  return all;
+}
+
+Result<GenerateResult> Session::generate(const std::vector<int32_t>& ids,
+                                         const GenerateOptions& opts,
+                                         const std::function<bool(std::string_view)>& on_piece) {
+  Status v = opts.sampling.validate();
+  if (!v.ok()) return v;
+  GenerateResult r;
+  const double t0 = now_s();
+  Status s = sync(ids, false, nullptr, &r.n_cached_tokens);
+  if (!s.ok()) return s;
+  r.n_prompt_tokens = int(ids.size()) - r.n_cached_tokens;
+  const double t1 = now_s();
+  r.prefill_seconds = t1 - t0;
+  const Tokenizer& tok = engine_.tokenizer();
+  const int vocab = engine_.model().config().vocab_size;
+  const int n_tok = tok.size();
+  Sampler sampler(opts.sampling);
+  for (int32_t id : ids) sampler.accept(id);
+  Utf8Stream utf8;
+  std::string emitted;  // text already handed to on_piece
+  size_t held = 0;      // bytes of r.text withheld because they may start a stop string
+  r.finish_reason = "length";
+  std::vector<float> masked;
+  for (int i = 0; i < opts.max_tokens; ++i) {
+    const float* logits = out_.row(out_.n_rows() - 1);
+    if (n_tok < vocab) {  // never sample padding rows beyond the tokenizer (spec §6.16)
+      masked.assign(logits, logits + vocab);
+      std::fill(masked.begin() + n_tok, masked.end(), -INFINITY);
+      logits = masked.data();
+    }
+    const int32_t next = sampler.sample(logits, vocab);
+    sampler.accept(next);
+    if (i == 0) r.ttft_seconds = now_s() - t0;
+    if (opts.stop_at_eog && tok.is_eog(next)) {
+      r.finish_reason = "stop";
+      break;
+    }
+    r.tokens.push_back(next);
+    r.text += utf8.push(tok.piece(next));
+    // Stop strings: cut at the earliest match; hold back a tail that could still become one.
+    bool stopped = false;
+    for (const std::string& st : opts.stop) {
+      if (st.empty()) continue;
+      const size_t at = r.text.find(st);
+      if (at != std::string::npos) {
+        r.text.resize(at);
+        stopped = true;
+      }
+    }
+    held = 0;
+    if (!stopped) {
+      for (const std::string& st : opts.stop) {
+        for (size_t k = std::min(st.size() - 1, r.text.size()); k > held; --k) {
+          if (r.text.compare(r.text.size() - k, k, st, 0, k) == 0) {
+            held = k;
+            break;
+          }
+        }
+      }
+    }
+    const size_t ready = stopped ? r.text.size() : r.text.size() - held;
+    if (on_piece && ready > emitted.size()) {
+      const std::string_view fresh(r.text.data() + emitted.size(), ready - emitted.size());
+      emitted.append(fresh);
+      if (!on_piece(fresh)) {
+        r.finish_reason = "cancelled";
+        break;
+      }
+    }
+    if (stopped) {
+      r.finish_reason = "stop";
+      break;
+    }
+    if (i + 1 == opts.max_tokens) break;
+    if (kv_->length(seq_) >= kv_->n_ctx()) {
+      r.finish_reason = "context";
+      break;
+    }
+    StepBatch batch;
+    batch.seqs.push_back(
+        {seq_, std::span<const int32_t>(&r.tokens.back(), 1), kv_->length(seq_), false});
+    Status fs = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
+    if (!fs.ok()) return fs;
+    history_.push_back(next);
+  }
+  if (r.finish_reason != "stop" && r.finish_reason != "cancelled") {
+    r.text += utf8.flush();
+    if (on_piece && r.text.size() > emitted.size())
+      on_piece(std::string_view(r.text).substr(emitted.size()));
+  }
+  r.decode_seconds = now_s() - t1;
+  return r;
+}
+
+}  // namespace g4

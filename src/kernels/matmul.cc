@@ -1,0 +1,97 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <vector>
+
+#include "core/status.h"
+
+namespace g4 {
+
+const char* isa_name(Isa isa) {
+  return isa == Isa::kAvx2 ? "avx2" : "scalar";
+}
+
+Isa best_isa() {
+  static const Isa isa = cpu_has_avx2() ? Isa::kAvx2 : Isa::kScalar;
+  return isa;
+}
+
+namespace {
+template <DType W>
+float ref_dot(int64_t n, const void* w, const void* a) {
+  return vec_dot_ref(W, n, w, a);
+}
+}  // namespace
+
+VecDotFn vec_dot_for(DType w, Isa isa) {
+  if (isa == Isa::kAvx2) {
+    if (VecDotFn f = vec_dot_avx2(w)) return f;
+  }
+  switch (w) {
+    case DType::kF32:
+      return ref_dot<DType::kF32>;
+    case DType::kF16:
+      return ref_dot<DType::kF16>;
+    case DType::kBF16:
+      return ref_dot<DType::kBF16>;
+    case DType::kQ4_0:
+      return ref_dot<DType::kQ4_0>;
+    case DType::kQ5_0:
+      return ref_dot<DType::kQ5_0>;
+    case DType::kQ8_0:
+      return ref_dot<DType::kQ8_0>;
+    case DType::kQ4_K:
+      return ref_dot<DType::kQ4_K>;
+    case DType::kQ6_K:
+      return ref_dot<DType::kQ6_K>;
+    default:
+      return nullptr;
+  }
+}
+
+void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
+            MatmulScratch& scratch, Isa isa) {
+  static const bool f64 = std::getenv("G4_DEBUG_F64_MATMUL") != nullptr;
+  if (f64) {
+    std::vector<float> row(size_t(w.in));
+    for (int64_t r = 0; r < w.out; ++r) {
+      dequantize_row(w.type, w.row(r), row.data(), w.in);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        double s = 0;
+        for (int64_t i = 0; i < w.in; ++i) s += double(row[size_t(i)]) * x[t * w.in + i];
+        y[t * w.out + r] = float(s);
+      }
+    }
+    return;
+  }
+  const DType vt = vec_dot_type(w.type);
+  const size_t arow = row_bytes(vt, w.in);
+  if (scratch.acts.size() < arow * size_t(n_tokens)) scratch.acts.resize(arow * size_t(n_tokens));
+  uint8_t* acts = scratch.acts.data();
+  pool.parallel_for(size_t(n_tokens), 1, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t)
+      quantize_activation(vt, x + t * size_t(w.in), acts + t * arow, w.in);
+  });
+  const VecDotFn dot = vec_dot_for(w.type, isa);
+  G4_CHECK(dot != nullptr);
+  // Rows in tiles of 16 so a tile stays in L1 while every token streams past it.
+  constexpr size_t kTile = 16;
+  pool.parallel_for(size_t(w.out), kTile, [&](size_t b, size_t e, int) {
+    for (size_t r0 = b; r0 < e; r0 += kTile) {
+      const size_t r1 = std::min(e, r0 + kTile);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const uint8_t* a = acts + size_t(t) * arow;
+        float* yt = y + size_t(t) * size_t(w.out);
+        for (size_t r = r0; r < r1; ++r) yt[r] = dot(w.in, w.row(int64_t(r)), a);
+      }
+    }
+  });
+}
+
+void get_row(const WeightView& w, int64_t r, float* dst) {
+  G4_CHECK(r >= 0 && r < w.out);
+  dequantize_row(w.type, w.row(r), dst, w.in);
+}
+
+}  // namespace g4

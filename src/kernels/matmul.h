@@ -1,0 +1,38 @@
+// Matrix multiplication against stored (possibly quantised) weights.
+//
+// y[t][o] = sum_i W[o][i] * x[t][i] for t < n_tokens. W keeps its stored format: each
+// activation row is converted once to the weight's vec_dot_type and every output row is a
+// fused dequantise-and-dot (no dequantised copy of W exists). Output rows are split across
+// the pool's threads statically.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/dot_simd.h"
+#include "kernels/dtype.h"
+
+namespace g4 {
+
+// A read-only view of a 2-D weight [out rows][in] in any supported type.
+struct WeightView {
+  DType type = DType::kF32;
+  const uint8_t* data = nullptr;
+  int64_t in = 0;   // ne[0]
+  int64_t out = 0;  // ne[1]
+  size_t row_bytes = 0;
+  const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes; }
+};
+
+// Scratch for activation conversion; grows to its high-water mark and is then reused.
+struct MatmulScratch {
+  std::vector<uint8_t> acts;
+};
+
+void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
+            MatmulScratch& scratch, Isa isa);
+
+// Row lookup (token embedding): dequantise row r of w into dst[w.in].
+void get_row(const WeightView& w, int64_t r, float* dst);
+
+}  // namespace g4

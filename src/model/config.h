@@ -1,0 +1,46 @@
+// Model hyperparameters: plain data read from the checkpoint (ref: gemma-architecture.md §1, §3.2).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace g4 {
+
+class GgufFile;
+
+enum class EmbedScale { kBf16Rounded, kExact };
+
+struct ModelConfig {
+  std::string arch;  // "gemma3"
+  std::string name;
+  int n_layers = 0;
+  int model_dim = 0;
+  int ff_dim = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int vocab_size = 0;
+  int window = 0;
+  int64_t n_ctx_train = 0;
+  float rms_eps = 1e-6f;
+  float rope_theta_global = 1e6f;
+  float rope_theta_local = 1e4f;
+  float rope_scale_global = 1.f;  // linear factor (positions divided by it) on global layers
+  float query_scale = 0.f;        // query_pre_attn_scalar^-0.5
+  float final_softcap = 0.f;
+  float attn_softcap = 0.f;
+  std::vector<bool> layer_sliding;  // per layer: true = sliding window
+
+  // bf16(sqrt(model_dim)) as HF/gemma.cpp (default) or exact sqrt as llama.cpp (spec §2.6).
+  float embed_scale(EmbedScale mode) const;
+  std::string summary() const;
+};
+
+Result<ModelConfig> config_from_gguf(const GgufFile& f);
+
+// Known Gemma 3 shapes (for tests, docs and `g4 inspect`): 270m, 1b, 4b, 12b, 27b.
+Result<ModelConfig> gemma3_preset(const std::string& size);
+
+}  // namespace g4

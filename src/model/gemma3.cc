@@ -1,0 +1,235 @@
+// Gemma 3 forward pass over a ragged batch (ref: gemma-architecture.md §2.2).
+//
+//   x = embed(ids) * bf16(sqrt(d))
+//   per layer: x += post_attn_norm(attn(attn_norm(x)));  x += post_ffw_norm(geglu(ffn_norm(x)))
+//   logits = tok_embd · output_norm(x)     (tied head, no softcap)
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "io/gguf.h"
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "model/weights.h"
+
+namespace g4 {
+
+namespace {
+
+class Gemma3 final : public Model {
+ public:
+  Gemma3(ModelConfig c, Gemma3Weights w, const ModelOptions& o)
+      : c_(std::move(c)), w_(std::move(w)), embed_scale_(c_.embed_scale(o.embed_scale)) {
+    // inv_freq[i] = theta^(-2i/hd); global layers of 4B+ divide frequencies by the linear factor.
+    for (int i = 0; i < c_.head_dim / 2; ++i) {
+      const double e = -2.0 * i / c_.head_dim;
+      inv_freq_local_.push_back(float(std::pow(double(c_.rope_theta_local), e)));
+      inv_freq_global_.push_back(
+          float(std::pow(double(c_.rope_theta_global), e) / double(c_.rope_scale_global)));
+    }
+  }
+
+  const ModelConfig& config() const override { return c_; }
+
+  std::vector<KvLayerGeometry> kv_geometry() const override {
+    std::vector<KvLayerGeometry> g;
+    for (int l = 0; l < c_.n_layers; ++l) {
+      g.push_back({c_.n_kv_heads, c_.head_dim, c_.layer_sliding[size_t(l)] ? c_.window : 0});
+    }
+    return g;
+  }
+
+  Status forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
+                 StepOutput& out) const override;
+
+ private:
+  void attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
+                       const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
+                       KvCache& kv, ExecContext& ctx, float* h, int64_t T) const;
+
+  ModelConfig c_;
+  Gemma3Weights w_;
+  float embed_scale_;
+  std::vector<float> inv_freq_local_, inv_freq_global_;
+};
+
+float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
+                       StepOutput& out) const {
+  const int64_t T = batch.n_tokens();
+  const int64_t d = c_.model_dim;
+  // Validate the batch before touching any state.
+  std::vector<int> tok_seq;
+  std::vector<int64_t> tok_pos;
+  std::vector<int32_t> ids;
+  tok_seq.reserve(size_t(T));
+  tok_pos.reserve(size_t(T));
+  ids.reserve(size_t(T));
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqStep& st = batch.seqs[s];
+    if (!kv.has_sequence(st.seq_id))
+      return Status::error("unknown sequence " + std::to_string(st.seq_id));
+    if (st.start_pos != kv.length(st.seq_id)) {
+      return Status::error("sequence " + std::to_string(st.seq_id) + " continues at position " +
+                           std::to_string(st.start_pos) + " but holds " +
+                           std::to_string(kv.length(st.seq_id)));
+    }
+    if (int64_t(st.tokens.size()) > kv.max_chunk()) {
+      return Status::error("step of " + std::to_string(st.tokens.size()) +
+                           " tokens exceeds the chunk limit " + std::to_string(kv.max_chunk()));
+    }
+    if (st.start_pos + int64_t(st.tokens.size()) > kv.n_ctx()) {
+      return Status::error("context full: " + std::to_string(st.start_pos + st.tokens.size()) +
+                           " tokens exceed the context size " + std::to_string(kv.n_ctx()));
+    }
+    for (size_t i = 0; i < st.tokens.size(); ++i) {
+      const int32_t id = st.tokens[i];
+      if (id < 0 || id >= c_.vocab_size)
+        return Status::error("token id " + std::to_string(id) + " out of range");
+      tok_seq.push_back(int(s));
+      tok_pos.push_back(st.start_pos + int64_t(i));
+      ids.push_back(id);
+    }
+  }
+  if (T == 0) return Status::error("empty batch");
+
+  float* x = grow(ctx.buf[0], size_t(T * d));  // residual stream [T, d]
+  float* h = grow(ctx.buf[1], size_t(T * d));  // normed input [T, d]
+  for (int64_t t = 0; t < T; ++t) {
+    get_row(w_.tok_embd, ids[size_t(t)], x + t * d);
+    for (int64_t i = 0; i < d; ++i) x[t * d + i] *= embed_scale_;
+  }
+
+  const int64_t ff = c_.ff_dim;
+  for (int l = 0; l < c_.n_layers; ++l) {
+    const Gemma3Layer& L = w_.layers[size_t(l)];
+    for (int64_t t = 0; t < T; ++t)
+      rmsnorm(x + t * d, L.attn_norm.data(), h + t * d, d, c_.rms_eps);
+    attention_block(L, l, batch, tok_seq, tok_pos, kv, ctx, h, T);  // h <- attention output [T, d]
+    for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(h + t * d, L.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
+      for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
+      rmsnorm(x + t * d, L.ffn_norm.data(), h + t * d, d, c_.rms_eps);
+    }
+    float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
+    float* u = grow(ctx.buf[3], size_t(T * ff));
+    matmul(ctx.pool, L.gate, h, T, g, ctx.mm, ctx.isa);
+    matmul(ctx.pool, L.up, h, T, u, ctx.mm, ctx.isa);
+    ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
+      for (size_t t = b; t < e; ++t) geglu_inplace(g + t * size_t(ff), u + t * size_t(ff), ff);
+    });
+    matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa);
+    for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
+      for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
+    }
+  }
+  for (const SeqStep& st : batch.seqs)
+    kv.set_length(st.seq_id, st.start_pos + int64_t(st.tokens.size()));
+
+  // Select the rows that need logits.
+  out.vocab_size = c_.vocab_size;
+  out.row_seq.clear();
+  out.row_token.clear();
+  int64_t t0 = 0;
+  std::vector<int64_t> rows;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const int64_t n = int64_t(batch.seqs[s].tokens.size());
+    for (int64_t i = batch.seqs[s].all_logits ? 0 : n - 1; i < n; ++i) {
+      out.row_seq.push_back(int32_t(s));
+      out.row_token.push_back(int32_t(i));
+      rows.push_back(t0 + i);
+    }
+    t0 += n;
+  }
+  const int64_t R = int64_t(rows.size());
+  float* hn = grow(ctx.buf[4], size_t(R * d));
+  for (int64_t r = 0; r < R; ++r)
+    rmsnorm(x + rows[size_t(r)] * d, w_.output_norm.data(), hn + r * d, d, c_.rms_eps);
+  out.logits.resize(size_t(R) * size_t(c_.vocab_size));
+  matmul(ctx.pool, w_.tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa);
+  if (c_.final_softcap > 0.f) {
+    for (float& z : out.logits) z = c_.final_softcap * std::tanh(z / c_.final_softcap);
+  }
+  return Status();
+}
+
+void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
+                             const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
+                             KvCache& kv, ExecContext& ctx, float* h, int64_t T) const {
+  const int H = c_.n_heads, Hkv = c_.n_kv_heads, hd = c_.head_dim;
+  const int64_t qd = int64_t(H) * hd, kvd = int64_t(Hkv) * hd;
+  float* q = grow(ctx.buf[5], size_t(T * qd));   // [T, H*hd]
+  float* k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
+  float* v = grow(ctx.buf[7], size_t(T * kvd));
+  float* a = grow(ctx.buf[8], size_t(T * qd));  // attention output [T, H*hd]
+  matmul(ctx.pool, L.q, h, T, q, ctx.mm, ctx.isa);
+  matmul(ctx.pool, L.k, h, T, k, ctx.mm, ctx.isa);
+  matmul(ctx.pool, L.v, h, T, v, ctx.mm, ctx.isa);
+
+  const bool sliding = c_.layer_sliding[size_t(layer)];
+  const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
+  const int64_t cap = kv.capacity(layer);
+  const size_t slot_elems = size_t(kvd);
+  // Per token: QK-norm, RoPE, query scale; write K/V to the cache slot for its position.
+  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      const double pos = double(tok_pos[t]);
+      for (int hh = 0; hh < H; ++hh) {
+        float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
+        rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
+        rope_neox(qh, hd, inv_freq, pos);
+        for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
+      }
+      const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
+      const size_t slot = size_t(tok_pos[t] % cap);
+      uint16_t* kc = kv.k(seq, layer) + slot * slot_elems;
+      uint16_t* vc = kv.v(seq, layer) + slot * slot_elems;
+      for (int hh = 0; hh < Hkv; ++hh) {
+        float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
+        rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
+        rope_neox(kh, hd, inv_freq, pos);
+      }
+      for (int64_t i = 0; i < kvd; ++i) {
+        kc[i] = fp32_to_fp16(k[t * size_t(kvd) + size_t(i)]);
+        vc[i] = fp32_to_fp16(v[t * size_t(kvd) + size_t(i)]);
+      }
+    }
+  });
+
+  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
+  const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
+  std::vector<float>& sc = ctx.buf[9];
+  const size_t per_thread = size_t(max_keys);
+  if (sc.size() < per_thread * size_t(ctx.pool.size()))
+    sc.resize(per_thread * size_t(ctx.pool.size()));
+  ctx.pool.parallel_for(size_t(T) * size_t(H), 1, [&](size_t b, size_t e, int ti) {
+    float* scores = sc.data() + size_t(ti) * per_thread;
+    for (size_t j = b; j < e; ++j) {
+      const size_t t = j / size_t(H);
+      const int hh = int(j % size_t(H));
+      const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
+      attend_one(args, q + t * size_t(qd), kv.k(seq, layer), kv.v(seq, layer), tok_pos[t], hh,
+                 hh + 1, a + t * size_t(qd), scores);
+    }
+  });
+  matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Model>> load_gemma3(const GgufFile& f, const ModelOptions& opts) {
+  auto c = config_from_gguf(f);
+  if (!c.ok()) return c.status();
+  auto w = bind_gemma3(f, c.value());
+  if (!w.ok()) return w.status();
+  return std::unique_ptr<Model>(new Gemma3(std::move(c).value(), std::move(w).value(), opts));
+}
+
+}  // namespace g4

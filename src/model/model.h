@@ -1,0 +1,45 @@
+// The model interface: one forward definition per architecture over a ragged StepBatch.
+// The model never loops over generation; callers (CLI generator, server scheduler) do.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "kernels/dot_simd.h"
+#include "kernels/matmul.h"
+#include "model/config.h"
+#include "runtime/kv_cache.h"
+#include "runtime/step_batch.h"
+
+namespace g4 {
+
+class GgufFile;
+
+// Per-execution state: threads and scratch. Buffers grow to a high-water mark and are
+// reused, so steady-state decoding allocates nothing. Not shared between concurrent forwards.
+struct ExecContext {
+  explicit ExecContext(int n_threads) : pool(n_threads), isa(best_isa()) {}
+  ThreadPool pool;
+  Isa isa;
+  MatmulScratch mm;
+  std::vector<float> buf[12];
+};
+
+struct ModelOptions {
+  EmbedScale embed_scale = EmbedScale::kBf16Rounded;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::vector<KvLayerGeometry> kv_geometry() const = 0;
+  // Appends every SeqStep's tokens to its sequence in `kv` and fills `out` with logits.
+  virtual Status forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
+                         StepOutput& out) const = 0;
+};
+
+Result<std::unique_ptr<Model>> load_gemma3(const GgufFile& f, const ModelOptions& opts);
+
+}  // namespace g4

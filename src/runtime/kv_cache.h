@@ -1,0 +1,66 @@
+// Per-sequence KV cache with per-layer geometry.
+//
+// K and V are stored as fp16, one slot per position: [slot][n_kv_heads][head_dim].
+// Global layers keep n_ctx slots (slot = position). Sliding-window layers keep a ring of
+// window + max_chunk slots (slot = position % capacity): a step may append up to max_chunk
+// tokens and every query of that step still finds its whole window in the ring, so a chunk's
+// K/V can be written before any of its attention runs (ref: gemma-architecture.md §2.7, §6.12).
+// The cache knows nothing about the model beyond these shapes.
+// Thread-safety: distinct sequences may be written concurrently; structure changes
+// (add/remove) must not overlap a forward pass.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "core/status.h"
+
+namespace g4 {
+
+struct KvLayerGeometry {
+  int n_kv_heads = 1;
+  int head_dim = 256;
+  int window = 0;  // 0 = global (full context)
+};
+
+class KvCache {
+ public:
+  KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max_chunk);
+
+  Status add_sequence(int seq);
+  void remove_sequence(int seq);
+  bool has_sequence(int seq) const { return seqs_.count(seq) != 0; }
+
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t max_chunk() const { return max_chunk_; }
+  int64_t capacity(int layer) const { return cap_[size_t(layer)]; }
+  const KvLayerGeometry& geometry(int layer) const { return layers_[size_t(layer)]; }
+  int n_layers() const { return int(layers_.size()); }
+
+  // Number of positions stored for seq (the next position to write).
+  int64_t length(int seq) const;
+  void set_length(int seq, int64_t n);
+  // Whether length can be cut back to n without losing window entries of sliding layers.
+  bool can_truncate(int seq, int64_t n) const;
+
+  // Base of the [capacity][n_kv_heads][head_dim] arrays of one layer of one sequence.
+  uint16_t* k(int seq, int layer);
+  uint16_t* v(int seq, int layer);
+  size_t bytes() const;
+
+ private:
+  struct Seq {
+    int64_t length = 0;
+    std::vector<std::vector<uint16_t>> k, v;  // per layer
+  };
+  Seq& get(int seq);
+  const Seq& get(int seq) const;
+
+  std::vector<KvLayerGeometry> layers_;
+  std::vector<int64_t> cap_;
+  int64_t n_ctx_;
+  int64_t max_chunk_;
+  std::map<int, Seq> seqs_;
+};
+
+}  // namespace g4

@@ -1,0 +1,258 @@
+// Golden tests on the real default model (Gemma 3 270M Q4_K_M) against fixtures produced by
+// llama.cpp through llama-cpp-python (scripts/gen_*_fixtures.py; commands in the JSON files).
+// The model comes from `g4 pull` ($G4_MODEL overrides the path). A missing model is a failure,
+// not a skip: CI fetches it before running the suite.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "eval/perplexity.h"
+#include "g4/engine.h"
+
+namespace g4 {
+
+namespace {
+
+std::string model_path() {
+  if (const char* m = std::getenv("G4_MODEL"); m && *m) return m;
+  const char* home = std::getenv("HOME");
+  const char* g4home = std::getenv("G4_HOME");
+  const std::string cache =
+      g4home && *g4home ? g4home : std::string(home ? home : "/tmp") + "/.cache/g4";
+  return cache + "/models/gemma-3-270m-q4_k_m.gguf";
+}
+
+nlohmann::json load_fixture(const std::string& name) {
+  std::ifstream in(std::string(G4_SOURCE_DIR) + "/tests/golden/" + name);
+  EXPECT_TRUE(in.good()) << "missing fixture " << name;
+  return nlohmann::json::parse(in);
+}
+
+std::string from_hex(const std::string& h) {
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) out += char(std::stoi(h.substr(i, 2), nullptr, 16));
+  return out;
+}
+
+class Golden : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    EngineOptions o;
+    o.model_path = model_path();
+    o.n_ctx = 2048;
+    o.n_threads = 2;
+    if (const char* m = std::getenv("G4_EMBED_SCALE"); m && std::string(m) == "exact") {
+      o.embed_scale = EmbedScale::kExact;
+    }
+    auto e = Engine::load(o);
+    ASSERT_TRUE(e.ok()) << e.error() << "\n(run `g4 pull` or set G4_MODEL)";
+    engine_ = std::move(e).value().release();
+  }
+  static void TearDownTestSuite() {
+    delete engine_;
+    engine_ = nullptr;
+  }
+  static Engine* engine_;
+};
+Engine* Golden::engine_ = nullptr;
+
+}  // namespace
+
+TEST_F(Golden, TokenizerParity) {
+  ASSERT_NE(engine_, nullptr);
+  const auto fx = load_fixture("tokenizer_gemma3.json");
+  size_t n = 0, bad = 0;
+  for (const auto& c : fx["cases"]) {
+    const std::string text = from_hex(c["hex"]);
+    const auto ids = engine_->tokenizer().encode(text, c["add_bos"], c["special"]);
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    ++n;
+    if (ids != want) {
+      ++bad;
+      ADD_FAILURE() << "case '" << c["name"].get<std::string>() << "' (special=" << c["special"]
+                    << ") differs: got " << nlohmann::json(ids).dump() << " want "
+                    << nlohmann::json(want).dump();
+    }
+  }
+  EXPECT_GE(n, 300u);
+  std::printf("tokenizer parity: %zu/%zu cases identical\n", n - bad, n);
+}
+
+// Per position: top-1 agreement, KL(ref || g4) over the reference's top-10 plus one bucket
+// for the remaining mass (a lower bound of the full KL by the data-processing inequality).
+TEST_F(Golden, LogitParity) {
+  ASSERT_NE(engine_, nullptr);
+  const auto fx = load_fixture("logits_gemma3_270m.json");
+  const int vocab = engine_->model().config().vocab_size;
+  size_t rows = 0, top1 = 0, near_tie_miss = 0;
+  double kl_sum = 0, kl_max = 0;
+  for (const auto& p : fx["prompts"]) {
+    const std::string name = p["name"];
+    auto ids = p["prompt_ids"].get<std::vector<int32_t>>();
+    const auto cont = p["continuation"].get<std::vector<int32_t>>();
+    std::vector<int32_t> all = ids;
+    all.insert(all.end(), cont.begin(), cont.end());
+    Session s(*engine_);
+    auto lg = s.logits_all(all);
+    ASSERT_TRUE(lg.ok()) << lg.error();
+    const auto& top_ids = p["top_ids"];
+    const auto& top_logits = p["top_logits"];
+    ASSERT_EQ(top_ids.size(), all.size());
+    size_t p_rows = 0, p_top1 = 0;
+    double p_kl = 0;
+    for (size_t r = 0; r < all.size(); ++r) {
+      const float* row = lg.value().data() + r * size_t(vocab);
+      const double lse = logsumexp(row, vocab);
+      const double ref_lse = p["logsumexp"][r].get<double>();
+      double kl = 0, ref_mass = 0, our_mass = 0;
+      for (size_t k = 0; k < top_ids[r].size(); ++k) {
+        const int id = top_ids[r][k];
+        const double lp_ref = top_logits[r][k].get<double>() - ref_lse;
+        const double lp_our = double(row[id]) - lse;
+        kl += std::exp(lp_ref) * (lp_ref - lp_our);
+        ref_mass += std::exp(lp_ref);
+        our_mass += std::exp(lp_our);
+      }
+      const double ref_rest = std::max(1e-12, 1 - ref_mass),
+                   our_rest = std::max(1e-12, 1 - our_mass);
+      kl += ref_rest * std::log(ref_rest / our_rest);
+      int ours = 0;
+      for (int k = 1; k < vocab; ++k)
+        if (row[k] > row[ours]) ours = k;
+      const int ref1 = top_ids[r][0];
+      if (ours == ref1) {
+        ++p_top1;
+      } else {
+        const double gap = top_logits[r][0].get<double>() - top_logits[r][1].get<double>();
+        std::printf("  %s pos %zu: top-1 %d vs reference %d (reference top-2 gap %.4f%s)\n",
+                    name.c_str(), r, ours, ref1, gap, gap < 0.05 ? ", near-tie" : "");
+        if (gap < 0.05) ++near_tie_miss;
+      }
+      p_kl += kl;
+      kl_max = std::max(kl_max, kl);
+      ++p_rows;
+    }
+    std::printf("%-12s rows %4zu  top-1 %5.1f%%  mean KL %.2e\n", name.c_str(), p_rows,
+                100.0 * double(p_top1) / double(p_rows), p_kl / double(p_rows));
+    rows += p_rows;
+    top1 += p_top1;
+    kl_sum += p_kl;
+
+    // Our own greedy continuation must equal the reference's until the first near-tie.
+    Session g(*engine_);
+    GenerateOptions go;
+    go.sampling.temperature = 0;
+    go.max_tokens = int(cont.size());
+    go.stop_at_eog = false;
+    auto gen = g.generate(ids, go);
+    ASSERT_TRUE(gen.ok()) << gen.error();
+    const auto& got = gen.value().tokens;
+    for (size_t i = 0; i < cont.size() && i < got.size(); ++i) {
+      if (got[i] == cont[i]) continue;
+      const size_t r = ids.size() - 1 + i;
+      const double gap = top_logits[r][0].get<double>() - top_logits[r][1].get<double>();
+      std::printf("  %s: greedy diverges at step %zu (reference top-2 gap %.4f)\n", name.c_str(), i,
+                  gap);
+      EXPECT_LT(gap, 0.05) << name << ": greedy continuation differs at step " << i
+                           << " where the reference was not a near-tie";
+      break;
+    }
+    EXPECT_EQ(got.size(), cont.size());
+  }
+  const double agree = double(top1) / double(rows), mean_kl = kl_sum / double(rows);
+  std::printf(
+      "logit parity: %zu rows, top-1 agreement %.2f%%, mean KL %.2e, max KL %.2e, near-tie misses "
+      "%zu\n",
+      rows, 100 * agree, mean_kl, kl_max, near_tie_miss);
+  EXPECT_GE(agree, 0.99);
+  EXPECT_LE(mean_kl, 0.01);
+}
+
+TEST_F(Golden, PerplexityWithinOnePercent) {
+  ASSERT_NE(engine_, nullptr);
+  const auto fx = load_fixture("perplexity_gemma3_270m.json");
+  std::ifstream in(fx["file"].get<std::string>(), std::ios::binary);
+  ASSERT_TRUE(in.good()) << "missing " << fx["file"];
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto r = perplexity(*engine_, text, fx["ctx"].get<int64_t>());
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r.value().n_tokens_text, fx["n_tokens_text"].get<size_t>());
+  const double ref = fx["perplexity"].get<double>();
+  std::printf("perplexity: g4 %.4f, reference %.4f (ratio %.5f)\n", r.value().perplexity, ref,
+              r.value().perplexity / ref);
+  EXPECT_NEAR(r.value().perplexity / ref, 1.0, 0.01);
+}
+
+TEST_F(Golden, ChatTemplateIdsMatchReference) {
+  ASSERT_NE(engine_, nullptr);
+  const auto fx = load_fixture("chat_gemma3.json");
+  for (const auto& c : fx["cases"]) {
+    std::vector<ChatMessage> msgs;
+    for (const auto& m : c["messages"]) msgs.push_back({m["role"], m["content"]});
+    auto ids = encode_gemma3_chat(engine_->tokenizer(), msgs, c["add_generation_prompt"]);
+    ASSERT_TRUE(ids.ok()) << ids.error();
+    EXPECT_EQ(ids.value(), c["ids"].get<std::vector<int32_t>>()) << c["name"];
+  }
+}
+
+TEST_F(Golden, ChatKeepsKvCacheBetweenTurns) {
+  ASSERT_NE(engine_, nullptr);
+  Session s(*engine_);
+  GenerateOptions go;
+  go.sampling.temperature = 0;
+  go.max_tokens = 8;
+  std::vector<ChatMessage> msgs{{"user", "Name a colour."}};
+  auto ids1 = encode_gemma3_chat(engine_->tokenizer(), msgs, true);
+  ASSERT_TRUE(ids1.ok());
+  auto r1 = s.generate(ids1.value(), go);
+  ASSERT_TRUE(r1.ok());
+  msgs.push_back({"assistant", r1.value().text});
+  msgs.push_back({"user", "Another one."});
+  auto ids2 = encode_gemma3_chat(engine_->tokenizer(), msgs, true);
+  ASSERT_TRUE(ids2.ok());
+  auto r2 = s.generate(ids2.value(), go);
+  ASSERT_TRUE(r2.ok());
+  // The first turn's prompt is reused from the cache, not prefilled again.
+  EXPECT_GE(r2.value().n_cached_tokens, int(ids1.value().size()));
+  EXPECT_EQ(r2.value().n_prompt_tokens + r2.value().n_cached_tokens, int(ids2.value().size()));
+  // And the answer equals a fresh session's answer to the same prompt.
+  Session fresh(*engine_);
+  auto r3 = fresh.generate(ids2.value(), go);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ(r2.value().tokens, r3.value().tokens);
+}
+
+TEST_F(Golden, BatchOfTwoEqualsSeparateRuns) {
+  // The forward takes a ragged batch: two sequences in one step give the same logits as
+  // each alone (the server's continuous batching stands on this).
+  ASSERT_NE(engine_, nullptr);
+  const Model& m = engine_->model();
+  const auto a = engine_->tokenizer().encode("The quick brown fox", true, false);
+  const auto b = engine_->tokenizer().encode("Bonjour, je m'appelle", true, false);
+  KvCache kv(m.kv_geometry(), 64, 64);
+  ASSERT_TRUE(kv.add_sequence(1).ok());
+  ASSERT_TRUE(kv.add_sequence(2).ok());
+  StepBatch batch;
+  batch.seqs.push_back({1, a, 0, false});
+  batch.seqs.push_back({2, b, 0, false});
+  StepOutput out;
+  ASSERT_TRUE(m.forward(batch, kv, engine_->exec(), out).ok());
+  ASSERT_EQ(out.n_rows(), 2u);
+  const int vocab = m.config().vocab_size;
+  for (int which = 0; which < 2; ++which) {
+    const auto& ids = which == 0 ? a : b;
+    KvCache kv1(m.kv_geometry(), 64, 64);
+    ASSERT_TRUE(kv1.add_sequence(0).ok());
+    StepBatch one;
+    one.seqs.push_back({0, ids, 0, false});
+    StepOutput o1;
+    ASSERT_TRUE(m.forward(one, kv1, engine_->exec(), o1).ok());
+    for (int k = 0; k < vocab; k += 97) EXPECT_EQ(o1.row(0)[k], out.row(size_t(which))[k]);
+  }
+}
+
+}  // namespace g4

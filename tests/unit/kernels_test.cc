@@ -1,0 +1,306 @@
+// Kernel tests. Dequantisation expectations are the worked examples of formats.md §6
+// (cross-checked there against gguf-py's independent numpy dequantizers). SIMD paths are
+// compared with the scalar reference over odd sizes and misaligned buffers.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/attention.h"
+#include "kernels/dot_simd.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+
+namespace g4 {
+
+static double sum(const std::vector<float>& v) {
+  double s = 0;
+  for (float x : v) s += x;
+  return s;
+}
+
+TEST(Dequant, Q4_0) {
+  BlockQ4_0 b;
+  b.d = 0x3800;
+  for (int i = 0; i < 16; ++i) b.qs[i] = uint8_t(i | ((15 - i) << 4));
+  std::vector<float> y(32);
+  dequantize_row(DType::kQ4_0, &b, y.data(), 32);
+  EXPECT_EQ(y[0], -4.f);
+  EXPECT_EQ(y[1], -3.5f);
+  EXPECT_EQ(y[15], 3.5f);
+  EXPECT_EQ(y[16], 3.5f);
+  EXPECT_EQ(y[31], -4.f);
+  EXPECT_EQ(sum(y), -8.0);
+}
+
+TEST(Dequant, Q8_0) {
+  BlockQ8_0 b;
+  b.d = 0x2C00;
+  for (int i = 0; i < 32; ++i) b.qs[i] = int8_t(8 * i - 128);
+  std::vector<float> y(32);
+  dequantize_row(DType::kQ8_0, &b, y.data(), 32);
+  EXPECT_EQ(y[0], -8.f);
+  EXPECT_EQ(y[1], -7.5f);
+  EXPECT_EQ(y[16], 0.f);
+  EXPECT_EQ(y[31], 7.5f);
+  EXPECT_EQ(sum(y), -8.0);
+}
+
+TEST(Dequant, Q5_0) {
+  BlockQ5_0 b;
+  b.d = 0x3C00;
+  const uint8_t qh[4] = {0x0F, 0xF0, 0x55, 0xAA};
+  std::memcpy(b.qh, qh, 4);
+  for (int i = 0; i < 16; ++i) b.qs[i] = uint8_t(i | ((15 - i) << 4));
+  std::vector<float> y(32);
+  dequantize_row(DType::kQ5_0, &b, y.data(), 32);
+  const float expect[32] = {0,  1,  2,  3,  -12, -11, -10, -9, -8, -7, -6,  -5, 12,  13, 14,  15,
+                            15, -2, 13, -4, 11,  -6,  9,   -8, -9, 6,  -11, 4,  -13, 2,  -15, 0};
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(y[i], expect[i]) << i;
+}
+
+static BlockQ4_K make_q4k() {
+  BlockQ4_K b;
+  b.d = 0x3C00;
+  b.dmin = 0x3800;
+  const uint8_t sc[12] = {0x01, 0x83, 0x45, 0xC7, 0x08, 0x44, 0x3F, 0x80, 0x21, 0x7C, 0xF0, 0x0E};
+  std::memcpy(b.scales, sc, 12);
+  for (int i = 0; i < 128; ++i) b.qs[i] = uint8_t((37 * i + 11) & 255);
+  return b;
+}
+
+TEST(Dequant, Q4_K) {
+  const BlockQ4_K b = make_q4k();
+  const uint8_t pairs[8][2] = {{1, 8}, {3, 4},   {5, 63},  {7, 0},
+                               {1, 2}, {44, 23}, {16, 15}, {62, 32}};
+  for (int s = 0; s < 8; ++s) {
+    uint8_t sc, m;
+    get_scale_min_k4(s, b.scales, &sc, &m);
+    EXPECT_EQ(sc, pairs[s][0]);
+    EXPECT_EQ(m, pairs[s][1]);
+  }
+  std::vector<float> y(256);
+  dequantize_row(DType::kQ4_K, &b, y.data(), 256);
+  EXPECT_EQ(y[0], 7.f);
+  EXPECT_EQ(y[1], -4.f);
+  EXPECT_EQ(y[31], 2.f);
+  EXPECT_EQ(y[32], -2.f);
+  EXPECT_EQ(y[63], 22.f);
+  EXPECT_EQ(y[64], 23.5f);
+  EXPECT_EQ(y[160], 164.5f);
+  EXPECT_EQ(y[163], 472.5f);
+  EXPECT_EQ(y[191], 516.5f);
+  EXPECT_EQ(y[255], 356.f);
+  EXPECT_EQ(sum(y), 30600.0);
+}
+
+TEST(Dequant, Q6_K) {
+  BlockQ6_K b;
+  for (int i = 0; i < 128; ++i) b.ql[i] = uint8_t((37 * i + 11) & 255);
+  for (int i = 0; i < 64; ++i) b.qh[i] = uint8_t((53 * i + 7) & 255);
+  for (int i = 0; i < 16; ++i) b.scales[i] = int8_t(13 * i - 100);
+  b.d = 0x2800;
+  std::vector<float> y(256);
+  dequantize_row(DType::kQ6_K, &b, y.data(), 256);
+  EXPECT_EQ(y[0], -84.375f);
+  EXPECT_EQ(y[1], 100.f);
+  EXPECT_EQ(y[32], 11.5625f);
+  EXPECT_EQ(y[64], 48.f);
+  EXPECT_EQ(y[96], 15.125f);
+  EXPECT_EQ(y[127], 3.9375f);
+  EXPECT_EQ(y[128], 3.375f);
+  EXPECT_EQ(y[200], -43.75f);
+  EXPECT_EQ(y[255], -77.1875f);
+  EXPECT_EQ(sum(y), -122.125);
+}
+
+TEST(ActQuant, Q8_0_X86Rule) {
+  std::vector<float> x(32, 0.f);
+  const float head[8] = {127, 2.5, -2.5, 3.5, 0.5, -0.5, 1.5, -126.5};
+  std::memcpy(x.data(), head, sizeof head);
+  BlockQ8_0 q;
+  quantize_activation(DType::kQ8_0, x.data(), &q, 32);
+  EXPECT_EQ(q.d, 0x3C00);
+  const int expect[8] = {127, 2, -2, 4, 0, 0, 2, -126};  // half to even (AVX path)
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(q.qs[i], expect[i]) << i;
+}
+
+TEST(ActQuant, Q8_K) {
+  std::vector<float> x(256);
+  for (int j = 0; j < 256; ++j) x[size_t(j)] = float(j - 100) / 50.f;
+  BlockQ8_K q;
+  quantize_activation(DType::kQ8_K, x.data(), &q, 256);
+  EXPECT_NEAR(q.d, -0.0244094487f, 1e-9);
+  EXPECT_EQ(q.qs[0], 82);
+  EXPECT_EQ(q.qs[100], 0);
+  EXPECT_EQ(q.qs[101], -1);
+  EXPECT_EQ(q.qs[125], -20);
+  EXPECT_EQ(q.qs[255], -127);
+  EXPECT_EQ(q.bsums[0], 1212);
+  EXPECT_EQ(q.bsums[15], -1934);
+}
+
+TEST(VecDot, Q4_0_LlamaCppPath) {
+  BlockQ4_0 b;
+  b.d = 0x3800;
+  for (int i = 0; i < 16; ++i) b.qs[i] = uint8_t(i | ((15 - i) << 4));
+  std::vector<float> a(32);
+  for (int j = 0; j < 32; ++j) a[size_t(j)] = float((j % 7) - 3) * 0.37f;
+  BlockQ8_0 qa;
+  quantize_activation(DType::kQ8_0, a.data(), &qa, 32);
+  EXPECT_EQ(qa.d, 0x207A);
+  EXPECT_FLOAT_EQ(vec_dot_ref(DType::kQ4_0, 32, &b, &qa), 8.32798004f);
+}
+
+// Random weight rows of type t: valid blocks with random bytes and bounded scales.
+static std::vector<uint8_t> random_row(DType t, int64_t n, std::mt19937& rng) {
+  const auto ti = info(t);
+  std::vector<uint8_t> r(row_bytes(t, n));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& x : r) x = uint8_t(byte(rng));
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  const size_t nb = size_t(n / ti.block);
+  for (size_t i = 0; i < nb; ++i) {
+    uint8_t* blk = r.data() + i * size_t(ti.block_bytes);
+    auto set_h = [&](size_t off, float v) {
+      const uint16_t h = fp32_to_fp16(v);
+      std::memcpy(blk + off, &h, 2);
+    };
+    switch (t) {
+      case DType::kQ4_0:
+      case DType::kQ5_0:
+        set_h(0, u(rng) * 0.1f);
+        break;
+      case DType::kQ8_0:
+        set_h(0, u(rng) * 0.01f);
+        for (int j = 0; j < 32; ++j)
+          if (int8_t(blk[2 + j]) == -128) blk[2 + j] = 0x81;
+        break;
+      case DType::kQ4_K:
+        set_h(0, u(rng) * 0.01f);
+        set_h(2, u(rng) * 0.01f);
+        break;
+      case DType::kQ6_K:
+        set_h(208, u(rng) * 0.01f);
+        break;
+      case DType::kF16:
+        for (int64_t j = 0; j < n; ++j) set_h(size_t(2 * j), u(rng));
+        break;
+      case DType::kBF16:
+        for (int64_t j = 0; j < n; ++j) {
+          const uint16_t h = fp32_to_bf16(u(rng));
+          std::memcpy(blk + 2 * j, &h, 2);
+        }
+        break;
+      case DType::kF32:
+        for (int64_t j = 0; j < n; ++j) {
+          const float f = u(rng);
+          std::memcpy(blk + 4 * j, &f, 4);
+        }
+        break;
+      default:
+        break;
+    }
+    if (t == DType::kF16 || t == DType::kBF16 || t == DType::kF32) break;  // whole row filled
+  }
+  return r;
+}
+
+class SimdVsRef : public ::testing::TestWithParam<DType> {};
+
+TEST_P(SimdVsRef, MatchesScalarReference) {
+  if (best_isa() == Isa::kScalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+  const DType t = GetParam();
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int block = info(t).block == 1 ? 32 : info(t).block;
+  for (int64_t n : {int64_t(block), int64_t(3 * block), int64_t(7 * block), int64_t(20 * block)}) {
+    if (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16) n += 5;  // odd sizes
+    // Offsets that break vector alignment: whole elements for float rows, bytes for blocks.
+    const int step = t == DType::kF32 ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 2 : 1;
+    for (int misalign = 0; misalign < 3 * step; misalign += step) {
+      const auto w = random_row(t, n, rng);
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = nd(rng);
+      const DType vt = vec_dot_type(t);
+      std::vector<uint8_t> act(row_bytes(vt, n) + 16), wbuf(w.size() + 16);
+      quantize_activation(vt, x.data(), act.data() + misalign, n);
+      std::memcpy(wbuf.data() + misalign, w.data(), w.size());
+      const float ref = vec_dot_ref(t, n, wbuf.data() + misalign, act.data() + misalign);
+      const float simd =
+          vec_dot_for(t, best_isa())(n, wbuf.data() + misalign, act.data() + misalign);
+      // Integer block sums are exact; only the float accumulation order differs. Bound the
+      // reordering error by n_terms * eps * sum|terms| using dequantised values.
+      std::vector<float> wd(static_cast<size_t>(n)), ad(static_cast<size_t>(n));
+      dequantize_row(t, wbuf.data() + misalign, wd.data(), n);
+      if (vt == DType::kQ8_K || vt == DType::kQ8_0) {
+        // dequantise activations too (Q8_K: d * q)
+        if (vt == DType::kQ8_0)
+          dequantize_row(DType::kQ8_0, act.data() + misalign, ad.data(), n);
+        else {
+          const auto* qb = reinterpret_cast<const BlockQ8_K*>(act.data() + misalign);
+          for (int64_t j = 0; j < n; ++j)
+            ad[size_t(j)] = qb[j / 256].d * float(qb[j / 256].qs[j % 256]);
+        }
+      } else {
+        dequantize_row(vt, act.data() + misalign, ad.data(), n);
+      }
+      double abs_sum = 0;
+      for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * ad[size_t(j)]);
+      const double tol = 2.0 * double(n / block + 8) * FLT_EPSILON * abs_sum + 1e-30;
+      EXPECT_NEAR(simd, ref, tol) << info(t).name << " n=" << n << " misalign=" << misalign;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, SimdVsRef,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
+                                           DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K),
+                         [](const ::testing::TestParamInfo<DType>& i) {
+                           return std::string(g4::info(i.param).name);
+                         });
+
+TEST(Ops, RmsNormAndGelu) {
+  std::vector<float> x{1, 2, 3, 4}, w{1, 1, 2, 0.5f}, y(4);
+  rmsnorm(x.data(), w.data(), y.data(), 4, 0.f);
+  const float s = 1.f / std::sqrt(7.5f);
+  EXPECT_NEAR(y[0], 1 * s, 1e-6);
+  EXPECT_NEAR(y[2], 6 * s, 1e-6);
+  EXPECT_NEAR(y[3], 2 * s, 1e-6);
+  EXPECT_NEAR(gelu_tanh(1.0f), 0.8411920071f, 1e-6);  // torch gelu(approximate='tanh')(1.0)
+  EXPECT_NEAR(gelu_tanh(-2.0f), -0.0454022884f, 1e-6);
+}
+
+TEST(Ops, RopeRotatesPairs) {
+  std::vector<float> x{1, 0, 0, 1};  // n_rot 4: pairs (0,2), (1,3)
+  const float inv_freq[2] = {1.f, 0.01f};
+  rope_neox(x.data(), 4, inv_freq, 1.0);
+  EXPECT_NEAR(x[0], std::cos(1.f), 1e-6);
+  EXPECT_NEAR(x[2], std::sin(1.f), 1e-6);
+  EXPECT_NEAR(x[1], -std::sin(0.01f), 1e-6);
+  EXPECT_NEAR(x[3], std::cos(0.01f), 1e-6);
+}
+
+TEST(Attention, SlidingWindowSeesExactlyWindowKeys) {
+  // One head, head_dim 2, ring of capacity 6 with window 3: query at pos 7 sees 5, 6, 7.
+  AttentionArgs a{1, 1, 2, 6, 3, 0.f};
+  std::vector<uint16_t> k(12), v(12);
+  for (int p = 0; p < 8; ++p) {  // positions 0..7 written into slots p % 6
+    const size_t s = size_t(p % 6);
+    k[2 * s] = fp32_to_fp16(0.f);
+    k[2 * s + 1] = fp32_to_fp16(0.f);
+    v[2 * s] = fp32_to_fp16(float(p));
+    v[2 * s + 1] = fp32_to_fp16(1.f);
+  }
+  const float q[2] = {0, 0};
+  float out[2], scores[8];
+  attend_one(a, q, k.data(), v.data(), 7, 0, 1, out, scores);
+  EXPECT_NEAR(out[0], 6.0f, 1e-5);  // uniform over {5, 6, 7}
+  EXPECT_NEAR(out[1], 1.0f, 1e-6);
+}
+
+}  // namespace g4
