@@ -192,34 +192,33 @@ G4_AVX2 float dot_f32(int64_t n, const void* w, const void* a) {
 
 G4_AVX2 float dot_f16(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
-  __m256 acc = _mm256_setzero_ps();
+  const auto* y = static_cast<const float*>(a);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-    const __m256 vy = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i)));
-    acc = _mm256_fmadd_ps(vx, vy, acc);
+  for (; i + 16 <= n; i += 16) {
+    const __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    const __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8)));
+    acc0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(y + i), acc0);
+    acc1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(y + i + 8), acc1);
   }
-  float s = hsum_ps(acc);
-  for (; i < n; ++i) s += fp16_to_fp32(x[i]) * fp16_to_fp32(y[i]);
+  float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += fp16_to_fp32(x[i]) * y[i];
   return s;
 }
 
 G4_AVX2 float dot_bf16(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
+  const auto* y = static_cast<const float*>(a);
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256i ix =
         _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-    const __m256i iy =
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y + i)));
-    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(ix, 16)),
-                          _mm256_castsi256_ps(_mm256_slli_epi32(iy, 16)), acc);
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(ix, 16)), _mm256_loadu_ps(y + i),
+                          acc);
   }
   float s = hsum_ps(acc);
-  for (; i < n; ++i) s += bf16_to_fp32(x[i]) * bf16_to_fp32(y[i]);
+  for (; i < n; ++i) s += bf16_to_fp32(x[i]) * y[i];
   return s;
 }
 

@@ -128,12 +128,8 @@ DType vec_dot_type(DType w) {
     case DType::kQ4_K:
     case DType::kQ6_K:
       return DType::kQ8_K;
-    case DType::kF16:
-      return DType::kF16;
-    case DType::kBF16:
-      return DType::kBF16;
     default:
-      return DType::kF32;
+      return DType::kF32;  // F32, and F16/BF16 weights against f32 activations
   }
 }
 
@@ -210,12 +206,11 @@ float vec_dot_ref(DType w, int64_t n, const void* wrow, const void* arow) {
     case DType::kF16:
     case DType::kBF16: {
       const auto* a = static_cast<const uint16_t*>(wrow);
-      const auto* b = static_cast<const uint16_t*>(arow);
+      const auto* b = static_cast<const float*>(arow);
       const bool h = w == DType::kF16;
       double s = 0;
       for (int64_t i = 0; i < n; ++i) {
-        s += h ? double(fp16_to_fp32(a[i])) * fp16_to_fp32(b[i])
-               : double(bf16_to_fp32(a[i])) * bf16_to_fp32(b[i]);
+        s += double(h ? fp16_to_fp32(a[i]) : bf16_to_fp32(a[i])) * b[i];
       }
       return float(s);
     }

@@ -55,7 +55,9 @@ static_assert(sizeof(BlockQ8_K) == 292);
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 
 // The activation format a weight type's dot product consumes (llama.cpp's vec_dot_type):
-// Q4_0/Q5_0/Q8_0 -> Q8_0; Q4_K/Q6_K -> Q8_K; F16 -> F16; BF16 -> BF16; F32 -> F32.
+// Q4_0/Q5_0/Q8_0 -> Q8_0; Q4_K/Q6_K -> Q8_K; F32/F16/BF16 -> F32. (llama.cpp rounds
+// activations to F16/BF16 for half-precision weights; g4 keeps them f32: as fast with
+// F16C/AVX2 and more accurate.)
 DType vec_dot_type(DType weight);
 
 // Convert an f32 activation row into `vec_type` (bytes: row_bytes(vec_type, n)).

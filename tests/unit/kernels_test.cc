@@ -221,7 +221,7 @@ TEST_P(SimdVsRef, MatchesScalarReference) {
   for (int64_t n : {int64_t(block), int64_t(3 * block), int64_t(7 * block), int64_t(20 * block)}) {
     if (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16) n += 5;  // odd sizes
     // Offsets that break vector alignment: whole elements for float rows, bytes for blocks.
-    const int step = t == DType::kF32 ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 2 : 1;
+    const int step = t == DType::kF32 ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 4 : 1;
     for (int misalign = 0; misalign < 3 * step; misalign += step) {
       const auto w = random_row(t, n, rng);
       std::vector<float> x(static_cast<size_t>(n));
