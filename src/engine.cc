@@ -52,6 +52,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   e->opts_.max_chunk = std::clamp<int64_t>(opts.max_chunk, 1, e->opts_.n_ctx);
   int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
   e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));
+  e->exec_->exact = opts.exact;
   return e;
 }
 

@@ -31,6 +31,9 @@ struct EngineOptions {
   int64_t n_ctx = 4096;     // context per session (capped at the model's trained context)
   int64_t max_chunk = 512;  // prefill chunk (tokens per forward step per sequence)
   EmbedScale embed_scale = EmbedScale::kBf16Rounded;
+  // Exact numerics: f32 activations in every matmul instead of llama.cpp-style int8 blocks.
+  // Slower; removes activation-rounding noise (~0.2 logits on Gemma 3 270M).
+  bool exact = false;
 };
 
 class Engine {

@@ -36,6 +36,7 @@ Runner add_bench(CLI::App& app) {
     std::string model;
     int pp = 512, tg = 128, reps = 3, threads = 0;
     bool json = false;
+    bool exact = false;
   };
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model (default: the pulled model)");
@@ -50,6 +51,7 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
   app.add_flag("--json", a->json, "JSON output");
+  app.add_flag("--exact", a->exact, "f32 activations in every matmul");
   return [a] {
     if (!resolve_model(a->model)) return 1;
     EngineOptions eo;
@@ -57,6 +59,7 @@ Runner add_bench(CLI::App& app) {
     eo.n_threads = a->threads;
     eo.n_ctx = std::max(a->pp, a->tg + 1) + 16;
     eo.max_chunk = 512;
+    eo.exact = a->exact;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());

@@ -16,6 +16,8 @@ Runner add_perplexity(CLI::App& app) {
     int threads = 0;
     int max_chunks = 0;
     bool json = false;
+    bool exact = false;
+    std::string embed_scale = "bf16";
   };
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model")->required();
@@ -26,6 +28,9 @@ Runner add_perplexity(CLI::App& app) {
   app.add_option("--chunks", a->max_chunks, "Stop after this many chunks (0 = all)");
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   app.add_flag("--json", a->json, "Print the result as JSON on stdout");
+  app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
+  app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
+      ->check(CLI::IsMember({"bf16", "exact"}));
   return [a] {
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
@@ -38,6 +43,8 @@ Runner add_perplexity(CLI::App& app) {
     eo.n_threads = a->threads;
     eo.n_ctx = a->ctx;
     eo.max_chunk = a->ctx;
+    eo.exact = a->exact;
+    eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());

@@ -27,6 +27,7 @@ struct RunArgs {
   bool raw = false;
   bool chat = false;
   bool verbose = false;
+  bool exact = false;
   float temp = 0.8f;
   int top_k = 40;
   float top_p = 0.95f;
@@ -58,6 +59,7 @@ int run(RunArgs& a) {
   eo.model_path = a.model;
   eo.n_threads = a.threads;
   eo.n_ctx = a.ctx;
+  eo.exact = a.exact;
   auto eng = Engine::load(eo);
   if (!eng.ok()) {
     std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
@@ -176,6 +178,7 @@ Runner add_run(CLI::App& app) {
       ->check(CLI::Range(0, 1024));
   app.add_option("--stop", a->stop, "Stop string (repeatable)");
   app.add_flag("-v,--verbose", a->verbose, "Print model details");
+  app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   return [a] { return run(*a); };
 }
 

@@ -139,6 +139,7 @@ Runner add_tokenize(CLI::App& app) {
 Runner add_logits(CLI::App& app) {
   struct A {
     std::string model, prompt, ids, embed_scale = "bf16";
+    bool exact = false;
     int top = 10;
     bool all = false;
     int threads = 0;
@@ -155,6 +156,7 @@ Runner add_logits(CLI::App& app) {
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
       ->check(CLI::IsMember({"bf16", "exact"}));
+  app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   return [a] {
     if (a->prompt.empty() && a->ids.empty())
       return fail("give --prompt TEXT or --ids 2,105,...", 2);
@@ -163,6 +165,7 @@ Runner add_logits(CLI::App& app) {
     eo.n_threads = a->threads;
     eo.n_ctx = 1 << 20;
     eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
+    eo.exact = a->exact;
     auto eng = Engine::load(eo);
     if (!eng.ok()) return fail(eng.error());
     Engine& e = *eng.value();

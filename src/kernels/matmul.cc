@@ -1,7 +1,6 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <vector>
 
 #include "core/status.h"
@@ -51,18 +50,22 @@ VecDotFn vec_dot_for(DType w, Isa isa) {
 }
 
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
-            MatmulScratch& scratch, Isa isa) {
-  static const bool f64 = std::getenv("G4_DEBUG_F64_MATMUL") != nullptr;
-  if (f64) {
-    std::vector<float> row(size_t(w.in));
-    for (int64_t r = 0; r < w.out; ++r) {
-      dequantize_row(w.type, w.row(r), row.data(), w.in);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        double s = 0;
-        for (int64_t i = 0; i < w.in; ++i) s += double(row[size_t(i)]) * x[t * w.in + i];
-        y[t * w.out + r] = float(s);
+            MatmulScratch& scratch, Isa isa, bool exact) {
+  if (exact) {
+    // f32 activations: each thread dequantises one weight row at a time into its own
+    // buffer (never the whole matrix) and takes f32 dot products with every token.
+    const size_t nth = size_t(pool.size());
+    if (scratch.rows.size() < nth * size_t(w.in)) scratch.rows.resize(nth * size_t(w.in));
+    const VecDotFn dot32 = vec_dot_for(DType::kF32, isa);
+    pool.parallel_for(size_t(w.out), 16, [&](size_t b, size_t e, int ti) {
+      float* row = scratch.rows.data() + size_t(ti) * size_t(w.in);
+      for (size_t r = b; r < e; ++r) {
+        dequantize_row(w.type, w.row(int64_t(r)), row, w.in);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          y[size_t(t) * size_t(w.out) + r] = dot32(w.in, row, x + size_t(t) * size_t(w.in));
+        }
       }
-    }
+    });
     return;
   }
   const DType vt = vec_dot_type(w.type);

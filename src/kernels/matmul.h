@@ -27,10 +27,14 @@ struct WeightView {
 // Scratch for activation conversion; grows to its high-water mark and is then reused.
 struct MatmulScratch {
   std::vector<uint8_t> acts;
+  std::vector<float> rows;  // exact mode: one dequantised weight row per thread
 };
 
+// exact = false (default, fast): activations converted to the weight's vec_dot_type (int8
+// blocks for quantised weights, as llama.cpp does). exact = true: f32 activations against
+// weights dequantised row by row; slower, and free of activation-rounding noise.
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
-            MatmulScratch& scratch, Isa isa);
+            MatmulScratch& scratch, Isa isa, bool exact = false);
 
 // Row lookup (token embedding): dequantise row r of w into dst[w.in].
 void get_row(const WeightView& w, int64_t r, float* dst);

@@ -119,12 +119,12 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     }
     float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
     float* u = grow(ctx.buf[3], size_t(T * ff));
-    matmul(ctx.pool, L.gate, h, T, g, ctx.mm, ctx.isa);
-    matmul(ctx.pool, L.up, h, T, u, ctx.mm, ctx.isa);
+    matmul(ctx.pool, L.gate, h, T, g, ctx.mm, ctx.isa, ctx.exact);
+    matmul(ctx.pool, L.up, h, T, u, ctx.mm, ctx.isa, ctx.exact);
     ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
       for (size_t t = b; t < e; ++t) geglu_inplace(g + t * size_t(ff), u + t * size_t(ff), ff);
     });
-    matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa);
+    matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
     for (int64_t t = 0; t < T; ++t) {
       rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
       for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
@@ -153,7 +153,7 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   for (int64_t r = 0; r < R; ++r)
     rmsnorm(x + rows[size_t(r)] * d, w_.output_norm.data(), hn + r * d, d, c_.rms_eps);
   out.logits.resize(size_t(R) * size_t(c_.vocab_size));
-  matmul(ctx.pool, w_.tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa);
+  matmul(ctx.pool, w_.tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa, ctx.exact);
   if (c_.final_softcap > 0.f) {
     for (float& z : out.logits) z = c_.final_softcap * std::tanh(z / c_.final_softcap);
   }
@@ -169,9 +169,9 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   float* k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
   float* v = grow(ctx.buf[7], size_t(T * kvd));
   float* a = grow(ctx.buf[8], size_t(T * qd));  // attention output [T, H*hd]
-  matmul(ctx.pool, L.q, h, T, q, ctx.mm, ctx.isa);
-  matmul(ctx.pool, L.k, h, T, k, ctx.mm, ctx.isa);
-  matmul(ctx.pool, L.v, h, T, v, ctx.mm, ctx.isa);
+  matmul(ctx.pool, L.q, h, T, q, ctx.mm, ctx.isa, ctx.exact);
+  matmul(ctx.pool, L.k, h, T, k, ctx.mm, ctx.isa, ctx.exact);
+  matmul(ctx.pool, L.v, h, T, v, ctx.mm, ctx.isa, ctx.exact);
 
   const bool sliding = c_.layer_sliding[size_t(layer)];
   const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
@@ -219,7 +219,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
                  hh + 1, a + t * size_t(qd), scores);
     }
   });
-  matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa);
+  matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@ struct ExecContext {
   explicit ExecContext(int n_threads) : pool(n_threads), isa(best_isa()) {}
   ThreadPool pool;
   Isa isa;
+  bool exact = false;  // f32 activations in every matmul (see kernels/matmul.h)
   MatmulScratch mm;
   std::vector<float> buf[12];
 };

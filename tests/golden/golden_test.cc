@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "eval/perplexity.h"
@@ -45,9 +46,6 @@ class Golden : public ::testing::Test {
     o.model_path = model_path();
     o.n_ctx = 2048;
     o.n_threads = 2;
-    if (const char* m = std::getenv("G4_EMBED_SCALE"); m && std::string(m) == "exact") {
-      o.embed_scale = EmbedScale::kExact;
-    }
     auto e = Engine::load(o);
     ASSERT_TRUE(e.ok()) << e.error() << "\n(run `g4 pull` or set G4_MODEL)";
     engine_ = std::move(e).value().release();
@@ -82,40 +80,53 @@ TEST_F(Golden, TokenizerParity) {
   std::printf("tokenizer parity: %zu/%zu cases identical\n", n - bad, n);
 }
 
-// Per position: top-1 agreement, KL(ref || g4) over the reference's top-10 plus one bucket
-// for the remaining mass (a lower bound of the full KL by the data-processing inequality).
-TEST_F(Golden, LogitParity) {
-  ASSERT_NE(engine_, nullptr);
-  const auto fx = load_fixture("logits_gemma3_270m.json");
-  const int vocab = engine_->model().config().vocab_size;
+struct ParityStats {
   size_t rows = 0, top1 = 0, near_tie_miss = 0;
-  double kl_sum = 0, kl_max = 0;
+  double kl_sum = 0, kl_max = 0, max_abs = 0;
+  std::vector<std::string>
+      hard_divergences;  // greedy divergences where the reference had no near-tie
+  double agreement() const { return double(top1) / double(rows); }
+  double mean_kl() const { return kl_sum / double(rows); }
+};
+
+// Compares `e` with a fixture of top-10 logits per row (prompt + greedy continuation).
+// Per row: top-1 agreement and KL(ref || g4) over the reference's top-10 plus one bucket for
+// the remaining mass (a lower bound of the full KL by the data-processing inequality). Rows
+// are teacher-forced with the reference's tokens; separately, g4's own greedy continuation
+// must equal the reference's up to the first step where the reference's top two logits were
+// within 0.05 (a near-tie, reported).
+static ParityStats logit_parity(Engine& e, const nlohmann::json& fx) {
+  const int vocab = e.model().config().vocab_size;
+  ParityStats st;
   for (const auto& p : fx["prompts"]) {
     const std::string name = p["name"];
     auto ids = p["prompt_ids"].get<std::vector<int32_t>>();
     const auto cont = p["continuation"].get<std::vector<int32_t>>();
     std::vector<int32_t> all = ids;
     all.insert(all.end(), cont.begin(), cont.end());
-    Session s(*engine_);
+    Session s(e);
     auto lg = s.logits_all(all);
-    ASSERT_TRUE(lg.ok()) << lg.error();
+    EXPECT_TRUE(lg.ok()) << lg.error();
+    if (!lg.ok()) return st;
     const auto& top_ids = p["top_ids"];
     const auto& top_logits = p["top_logits"];
-    ASSERT_EQ(top_ids.size(), all.size());
+    EXPECT_EQ(top_ids.size(), all.size());
     size_t p_rows = 0, p_top1 = 0;
     double p_kl = 0;
-    for (size_t r = 0; r < all.size(); ++r) {
+    for (size_t r = 0; r < all.size() && r < top_ids.size(); ++r) {
       const float* row = lg.value().data() + r * size_t(vocab);
       const double lse = logsumexp(row, vocab);
       const double ref_lse = p["logsumexp"][r].get<double>();
       double kl = 0, ref_mass = 0, our_mass = 0;
       for (size_t k = 0; k < top_ids[r].size(); ++k) {
         const int id = top_ids[r][k];
-        const double lp_ref = top_logits[r][k].get<double>() - ref_lse;
+        const double ref_logit = top_logits[r][k].get<double>();
+        const double lp_ref = ref_logit - ref_lse;
         const double lp_our = double(row[id]) - lse;
         kl += std::exp(lp_ref) * (lp_ref - lp_our);
         ref_mass += std::exp(lp_ref);
         our_mass += std::exp(lp_our);
+        st.max_abs = std::max(st.max_abs, std::fabs(double(row[id]) - ref_logit));
       }
       const double ref_rest = std::max(1e-12, 1 - ref_mass),
                    our_rest = std::max(1e-12, 1 - our_mass);
@@ -123,53 +134,88 @@ TEST_F(Golden, LogitParity) {
       int ours = 0;
       for (int k = 1; k < vocab; ++k)
         if (row[k] > row[ours]) ours = k;
-      const int ref1 = top_ids[r][0];
-      if (ours == ref1) {
+      if (ours == top_ids[r][0].get<int>()) {
         ++p_top1;
-      } else {
-        const double gap = top_logits[r][0].get<double>() - top_logits[r][1].get<double>();
-        std::printf("  %s pos %zu: top-1 %d vs reference %d (reference top-2 gap %.4f%s)\n",
-                    name.c_str(), r, ours, ref1, gap, gap < 0.05 ? ", near-tie" : "");
-        if (gap < 0.05) ++near_tie_miss;
+      } else if (top_logits[r][0].get<double>() - top_logits[r][1].get<double>() < 0.05) {
+        ++st.near_tie_miss;
       }
       p_kl += kl;
-      kl_max = std::max(kl_max, kl);
+      st.kl_max = std::max(st.kl_max, kl);
       ++p_rows;
     }
-    std::printf("%-12s rows %4zu  top-1 %5.1f%%  mean KL %.2e\n", name.c_str(), p_rows,
+    std::printf("  %-12s rows %4zu  top-1 %5.1f%%  mean KL %.2e\n", name.c_str(), p_rows,
                 100.0 * double(p_top1) / double(p_rows), p_kl / double(p_rows));
-    rows += p_rows;
-    top1 += p_top1;
-    kl_sum += p_kl;
+    st.rows += p_rows;
+    st.top1 += p_top1;
+    st.kl_sum += p_kl;
 
-    // Our own greedy continuation must equal the reference's until the first near-tie.
-    Session g(*engine_);
+    Session g(e);
     GenerateOptions go;
     go.sampling.temperature = 0;
     go.max_tokens = int(cont.size());
     go.stop_at_eog = false;
     auto gen = g.generate(ids, go);
-    ASSERT_TRUE(gen.ok()) << gen.error();
+    EXPECT_TRUE(gen.ok()) << gen.error();
+    if (!gen.ok()) return st;
     const auto& got = gen.value().tokens;
+    EXPECT_EQ(got.size(), cont.size());
     for (size_t i = 0; i < cont.size() && i < got.size(); ++i) {
       if (got[i] == cont[i]) continue;
       const size_t r = ids.size() - 1 + i;
       const double gap = top_logits[r][0].get<double>() - top_logits[r][1].get<double>();
-      std::printf("  %s: greedy diverges at step %zu (reference top-2 gap %.4f)\n", name.c_str(), i,
-                  gap);
-      EXPECT_LT(gap, 0.05) << name << ": greedy continuation differs at step " << i
-                           << " where the reference was not a near-tie";
+      std::printf("  %s: greedy continuation diverges at step %zu (reference top-2 gap %.4f%s)\n",
+                  name.c_str(), i, gap, gap < 0.05 ? ", near-tie" : "");
+      if (gap >= 0.05) st.hard_divergences.push_back(name + " step " + std::to_string(i));
       break;
     }
-    EXPECT_EQ(got.size(), cont.size());
   }
-  const double agree = double(top1) / double(rows), mean_kl = kl_sum / double(rows);
   std::printf(
-      "logit parity: %zu rows, top-1 agreement %.2f%%, mean KL %.2e, max KL %.2e, near-tie misses "
-      "%zu\n",
-      rows, 100 * agree, mean_kl, kl_max, near_tie_miss);
-  EXPECT_GE(agree, 0.99);
-  EXPECT_LE(mean_kl, 0.01);
+      "  => %zu rows: top-1 agreement %.2f%%, mean KL %.2e, max KL %.2e, max |logit diff| in "
+      "top-10 %.4f, "
+      "top-1 misses at reference near-ties %zu, hard greedy divergences %zu\n",
+      st.rows, 100 * st.agreement(), st.mean_kl(), st.kl_max, st.max_abs, st.near_tie_miss,
+      st.hard_divergences.size());
+  return st;
+}
+
+static Engine* load_engine(bool exact, EmbedScale scale) {
+  EngineOptions o;
+  o.model_path = model_path();
+  o.n_ctx = 2048;
+  o.n_threads = 2;
+  o.exact = exact;
+  o.embed_scale = scale;
+  auto e = Engine::load(o);
+  EXPECT_TRUE(e.ok()) << e.error();
+  return e.ok() ? std::move(e).value().release() : nullptr;
+}
+
+// g4's exact numerics (f32 activations) against an independent float64 NumPy forward over
+// the same GGUF (scripts/gen_numpy_reference.py): the full criteria.
+TEST_F(Golden, LogitParityExactVsNumpyFloat64) {
+  std::unique_ptr<Engine> e(load_engine(true, EmbedScale::kBf16Rounded));
+  ASSERT_NE(e, nullptr);
+  const ParityStats st = logit_parity(*e, load_fixture("logits_numpy_gemma3_270m.json"));
+  EXPECT_GE(st.agreement(), 0.99);
+  EXPECT_LE(st.mean_kl(), 0.01);
+  EXPECT_TRUE(st.hard_divergences.empty()) << st.hard_divergences.front();
+}
+
+// g4's default numerics (int8 activation blocks, as llama.cpp) against llama.cpp itself,
+// with llama.cpp's embedding scale sqrtf(d). llama.cpp does not agree with itself better
+// than tests/golden/llamacpp_self_agreement.json says (same rows re-run with another batch
+// size: ~96% top-1), so top-1 is held to that noise floor; KL to the 0.01.
+TEST_F(Golden, LogitParityDefaultVsLlamaCpp) {
+  std::unique_ptr<Engine> e(load_engine(false, EmbedScale::kExact));
+  ASSERT_NE(e, nullptr);
+  const ParityStats st = logit_parity(*e, load_fixture("logits_gemma3_270m.json"));
+  const auto noise = load_fixture("llamacpp_self_agreement.json");
+  double floor = 1.0;
+  for (const auto& r : noise["reruns"]) floor = std::min(floor, r["top1"].get<double>());
+  std::printf("  llama.cpp vs itself (other batch sizes): worst top-1 agreement %.2f%%\n",
+              100 * floor);
+  EXPECT_GE(st.agreement(), floor - 0.01);
+  EXPECT_LE(st.mean_kl(), 0.01);
 }
 
 TEST_F(Golden, PerplexityWithinOnePercent) {
@@ -178,7 +224,10 @@ TEST_F(Golden, PerplexityWithinOnePercent) {
   std::ifstream in(fx["file"].get<std::string>(), std::ios::binary);
   ASSERT_TRUE(in.good()) << "missing " << fx["file"];
   const std::string text((std::istreambuf_iterator<char>(in)), {});
-  auto r = perplexity(*engine_, text, fx["ctx"].get<int64_t>());
+  // Same function as the reference: default numerics with llama.cpp's sqrtf(d) embedding scale.
+  std::unique_ptr<Engine> e(load_engine(false, EmbedScale::kExact));
+  ASSERT_NE(e, nullptr);
+  auto r = perplexity(*e, text, fx["ctx"].get<int64_t>());
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r.value().n_tokens_text, fx["n_tokens_text"].get<size_t>());
   const double ref = fx["perplexity"].get<double>();
