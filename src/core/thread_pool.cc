@@ -52,7 +52,14 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const RangeFn& fn) {
   }
   cv_.notify_all();
   run_slice(0);
-  while (pending_.load(std::memory_order_acquire) != 0) G4_PAUSE();
+  // Spin for the common case (slices finish together); yield if a worker was descheduled,
+  // so an oversubscribed machine does not burn whole time slices here.
+  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 4096)
+      G4_PAUSE();
+    else
+      std::this_thread::yield();
+  }
   job_ = nullptr;
 }
 
@@ -62,7 +69,10 @@ void ThreadPool::worker(int index) {
     // Spin for a while (cheap hand-off during a forward pass), then sleep.
     int spins = 0;
     while (epoch_.load(std::memory_order_acquire) == seen && spins < 200000) {
-      G4_PAUSE();
+      if (spins < 4096)
+        G4_PAUSE();
+      else
+        std::this_thread::yield();
       ++spins;
     }
     if (epoch_.load(std::memory_order_acquire) == seen) {

@@ -60,91 +60,101 @@ G4_AVX2 inline __m256i nibbles32(const uint8_t* p) {
   return _mm256_and_si256(b, _mm256_set1_epi8(0xF));
 }
 
-G4_AVX2 float dot_q8_0(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  __m256 acc = _mm256_setzero_ps();
+// Each kernel is written for N activation rows at once so a weight block is loaded and
+// unpacked once for N tokens (prefill, batched decode). The instruction sequence per token
+// is the same for every N, so a token's result does not depend on how it was batched.
+
+// 32-weight blocks (Q4_0 / Q5_0 / Q8_0) against Q8_0 activations.
+template <int N, typename Block, typename Unpack>
+G4_AVX2 inline void dot_q32_n(int64_t n, const void* w, const void* const* a, float* out,
+                              Unpack unpack) {
+  const auto* x = static_cast<const Block*>(w);
+  __m256 acc[N];
+  for (int t = 0; t < N; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK; ++i) {
-    const __m256 d = _mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
+    const float dx = fp16_to_fp32(x[i].d);
+    const __m256i qx = unpack(x[i]);
+    for (int t = 0; t < N; ++t) {
+      const BlockQ8_0& y = static_cast<const BlockQ8_0*>(a[t])[i];
+      const __m256 d = _mm256_set1_ps(dx * fp16_to_fp32(y.d));
+      const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y.qs));
+      acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc[t]);
+    }
   }
-  return hsum_ps(acc);
+  for (int t = 0; t < N; ++t) out[t] = hsum_ps(acc[t]);
 }
 
-G4_AVX2 float dot_q4_0(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ4_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i off = _mm256_set1_epi8(8);
-  for (int64_t i = 0; i < n / kQK; ++i) {
-    const __m256 d = _mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
-    const __m256i qx = _mm256_sub_epi8(nibbles32(x[i].qs), off);
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
-  }
-  return hsum_ps(acc);
+template <int N>
+G4_AVX2 void dot_q8_0_n(int64_t n, const void* w, const void* const* a, float* out) {
+  dot_q32_n<N, BlockQ8_0>(n, w, a, out, [](const BlockQ8_0& b) G4_AVX2 {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+  });
 }
 
-G4_AVX2 float dot_q5_0(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const BlockQ5_0*>(w);
-  const auto* y = static_cast<const BlockQ8_0*>(a);
-  __m256 acc = _mm256_setzero_ps();
-  const __m256i hi_mask = _mm256_set1_epi8(char(0xF0));
-  for (int64_t i = 0; i < n / kQK; ++i) {
-    const __m256 d = _mm256_set1_ps(fp16_to_fp32(x[i].d) * fp16_to_fp32(y[i].d));
-    __m256i qx = nibbles32(x[i].qs);
+template <int N>
+G4_AVX2 void dot_q4_0_n(int64_t n, const void* w, const void* const* a, float* out) {
+  dot_q32_n<N, BlockQ4_0>(n, w, a, out, [](const BlockQ4_0& b) G4_AVX2 {
+    return _mm256_sub_epi8(nibbles32(b.qs), _mm256_set1_epi8(8));
+  });
+}
+
+template <int N>
+G4_AVX2 void dot_q5_0_n(int64_t n, const void* w, const void* const* a, float* out) {
+  dot_q32_n<N, BlockQ5_0>(n, w, a, out, [](const BlockQ5_0& b) G4_AVX2 {
     // A clear fifth bit means value - 16: OR in 0xF0 (two's complement of nibble - 16).
-    const __m256i bxhi = _mm256_andnot_si256(bytes_from_bits32(x[i].qh), hi_mask);
-    qx = _mm256_or_si256(qx, bxhi);
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8(qx, qy)), acc);
-  }
-  return hsum_ps(acc);
+    const __m256i bxhi = _mm256_andnot_si256(bytes_from_bits32(b.qh), _mm256_set1_epi8(char(0xF0)));
+    return _mm256_or_si256(nibbles32(b.qs), bxhi);
+  });
 }
 
-G4_AVX2 float dot_q4_k(int64_t n, const void* w, const void* a) {
+template <int N>
+G4_AVX2 void dot_q4_k_n(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ4_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0xF);
-  float sum = 0.f;
+  float sum[N];
+  for (int t = 0; t < N; ++t) sum[t] = 0.f;
   for (int64_t i = 0; i < n / kQKK; ++i) {
     uint8_t sc[8], mn[8];
     for (int s = 0; s < 8; ++s) get_scale_min_k4(s, x[i].scales, &sc[s], &mn[s]);
-    int summ = 0;
-    for (int s = 0; s < 8; ++s) summ += mn[s] * (y[i].bsums[2 * s] + y[i].bsums[2 * s + 1]);
-    __m256i acc = _mm256_setzero_si256();
-    const uint8_t* q4 = x[i].qs;
-    const int8_t* q8 = y[i].qs;
+    __m256i acc[N];
+    for (int t = 0; t < N; ++t) acc[t] = _mm256_setzero_si256();
     for (int j = 0; j < 4; ++j) {
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q4 + 32 * j));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs + 32 * j));
       const __m256i lo = _mm256_and_si256(b, m4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
-      const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * j));
-      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * j + 32));
-      const __m256i p0 =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * j]));
-      const __m256i p1 =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * j + 1]));
-      acc = _mm256_add_epi32(acc, _mm256_add_epi32(p0, p1));
+      const __m256i s0 = _mm256_set1_epi16(sc[2 * j]), s1 = _mm256_set1_epi16(sc[2 * j + 1]);
+      for (int t = 0; t < N; ++t) {
+        const int8_t* q8 = static_cast<const BlockQ8_K*>(a[t])[i].qs;
+        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * j));
+        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8 + 64 * j + 32));
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), s0);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), s1);
+        acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(p0, p1));
+      }
     }
-    const float d = fp16_to_fp32(x[i].d) * y[i].d;
-    const float dmin = fp16_to_fp32(x[i].dmin) * y[i].d;
-    sum += d * float(hsum_i32(acc)) - dmin * float(summ);
+    const float dx = fp16_to_fp32(x[i].d), dmx = fp16_to_fp32(x[i].dmin);
+    for (int t = 0; t < N; ++t) {
+      const BlockQ8_K& y = static_cast<const BlockQ8_K*>(a[t])[i];
+      int summ = 0;
+      for (int s = 0; s < 8; ++s) summ += mn[s] * (y.bsums[2 * s] + y.bsums[2 * s + 1]);
+      const float d = dx * y.d, dmin = dmx * y.d;
+      sum[t] += d * float(hsum_i32(acc[t])) - dmin * float(summ);
+    }
   }
-  return sum;
+  for (int t = 0; t < N; ++t) out[t] = sum[t];
 }
 
-G4_AVX2 float dot_q6_k(int64_t n, const void* w, const void* a) {
+template <int N>
+G4_AVX2 void dot_q6_k_n(int64_t n, const void* w, const void* const* a, float* out) {
   const auto* x = static_cast<const BlockQ6_K*>(w);
-  const auto* y = static_cast<const BlockQ8_K*>(a);
   const __m256i m4 = _mm256_set1_epi8(0xF);
   const __m256i m3 = _mm256_set1_epi8(3);
   const __m256i m32 = _mm256_set1_epi8(32);
-  float sum = 0.f;
+  float sum[N];
+  for (int t = 0; t < N; ++t) sum[t] = 0.f;
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc[N];
+    for (int t = 0; t < N; ++t) acc[t] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = x[i].ql + 64 * h;
       const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
@@ -160,20 +170,32 @@ G4_AVX2 float dot_q6_k(int64_t n, const void* w, const void* a) {
       q6[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
       for (int g = 0; g < 4; ++g) {
-        const __m256i q8 =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs + 128 * h + 32 * g));
-        const __m256i p =
-            _mm256_sub_epi16(_mm256_maddubs_epi16(q6[g], q8), _mm256_maddubs_epi16(m32, q8));
         const int s0 = x[i].scales[8 * h + 2 * g];
         const int s1 = x[i].scales[8 * h + 2 * g + 1];
         const __m256i scv =
             _mm256_set_m128i(_mm_set1_epi16(int16_t(s1)), _mm_set1_epi16(int16_t(s0)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
+        for (int t = 0; t < N; ++t) {
+          const int8_t* q8p = static_cast<const BlockQ8_K*>(a[t])[i].qs + 128 * h + 32 * g;
+          const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q8p));
+          const __m256i p =
+              _mm256_sub_epi16(_mm256_maddubs_epi16(q6[g], q8), _mm256_maddubs_epi16(m32, q8));
+          acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p, scv));
+        }
       }
     }
-    sum += fp16_to_fp32(x[i].d) * y[i].d * float(hsum_i32(acc));
+    const float dx = fp16_to_fp32(x[i].d);
+    for (int t = 0; t < N; ++t) {
+      sum[t] += dx * static_cast<const BlockQ8_K*>(a[t])[i].d * float(hsum_i32(acc[t]));
+    }
   }
-  return sum;
+  for (int t = 0; t < N; ++t) out[t] = sum[t];
+}
+
+template <void (*F)(int64_t, const void*, const void* const*, float*)>
+G4_AVX2 float one(int64_t n, const void* w, const void* a) {
+  float r;
+  F(n, w, &a, &r);
+  return r;
 }
 
 G4_AVX2 float dot_f32(int64_t n, const void* w, const void* a) {
@@ -233,15 +255,32 @@ VecDotFn vec_dot_avx2(DType w) {
     case DType::kBF16:
       return dot_bf16;
     case DType::kQ4_0:
-      return dot_q4_0;
+      return one<dot_q4_0_n<1>>;
     case DType::kQ5_0:
-      return dot_q5_0;
+      return one<dot_q5_0_n<1>>;
     case DType::kQ8_0:
-      return dot_q8_0;
+      return one<dot_q8_0_n<1>>;
     case DType::kQ4_K:
-      return dot_q4_k;
+      return one<dot_q4_k_n<1>>;
     case DType::kQ6_K:
-      return dot_q6_k;
+      return one<dot_q6_k_n<1>>;
+    default:
+      return nullptr;
+  }
+}
+
+VecDot4Fn vec_dot4_avx2(DType w) {
+  switch (w) {
+    case DType::kQ4_0:
+      return dot_q4_0_n<4>;
+    case DType::kQ5_0:
+      return dot_q5_0_n<4>;
+    case DType::kQ8_0:
+      return dot_q8_0_n<4>;
+    case DType::kQ4_K:
+      return dot_q4_k_n<4>;
+    case DType::kQ6_K:
+      return dot_q6_k_n<4>;
     default:
       return nullptr;
   }
@@ -263,6 +302,23 @@ namespace g4 {
 VecDotFn vec_dot_avx2(DType) {
   return nullptr;
 }
+VecDot4Fn vec_dot4_avx2(DType w) {
+  switch (w) {
+    case DType::kQ4_0:
+      return dot_q4_0_n<4>;
+    case DType::kQ5_0:
+      return dot_q5_0_n<4>;
+    case DType::kQ8_0:
+      return dot_q8_0_n<4>;
+    case DType::kQ4_K:
+      return dot_q4_k_n<4>;
+    case DType::kQ6_K:
+      return dot_q6_k_n<4>;
+    default:
+      return nullptr;
+  }
+}
+
 bool cpu_has_avx2() {
   return false;
 }

@@ -9,10 +9,15 @@ namespace g4 {
 
 using VecDotFn = float (*)(int64_t n, const void* wrow, const void* arow);
 
+// Four activation rows at once: out[t] = dot(wrow, arows[t]), bit-identical to four VecDotFn
+// calls (the per-token arithmetic is the same; only the weight unpacking is shared).
+using VecDot4Fn = void (*)(int64_t n, const void* wrow, const void* const* arows, float* out);
+
 enum class Isa { kScalar, kAvx2 };
 const char* isa_name(Isa isa);
 
-VecDotFn vec_dot_avx2(DType w);  // nullptr if the type has no AVX2 kernel
+VecDotFn vec_dot_avx2(DType w);    // nullptr if the type has no AVX2 kernel
+VecDot4Fn vec_dot4_avx2(DType w);  // nullptr if the type has no 4-row AVX2 kernel
 bool cpu_has_avx2();
 
 // The best kernel for w on this CPU, or the one for a forced ISA (tests compare them).

@@ -77,13 +77,27 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
       quantize_activation(vt, x + t * size_t(w.in), acts + t * arow, w.in);
   });
   const VecDotFn dot = vec_dot_for(w.type, isa);
+  const VecDot4Fn dot4 = isa == Isa::kAvx2 ? vec_dot4_avx2(w.type) : nullptr;
   G4_CHECK(dot != nullptr);
-  // Rows in tiles of 16 so a tile stays in L1 while every token streams past it.
+  // Rows in tiles of 16 so a tile stays in L1 while the tokens stream past it; tokens in
+  // fours so each weight block is unpacked once per four tokens.
   constexpr size_t kTile = 16;
   pool.parallel_for(size_t(w.out), kTile, [&](size_t b, size_t e, int) {
     for (size_t r0 = b; r0 < e; r0 += kTile) {
       const size_t r1 = std::min(e, r0 + kTile);
-      for (int64_t t = 0; t < n_tokens; ++t) {
+      int64_t t = 0;
+      if (dot4 != nullptr) {
+        for (; t + 4 <= n_tokens; t += 4) {
+          const void* a4[4] = {acts + size_t(t) * arow, acts + size_t(t + 1) * arow,
+                               acts + size_t(t + 2) * arow, acts + size_t(t + 3) * arow};
+          for (size_t r = r0; r < r1; ++r) {
+            float o[4];
+            dot4(w.in, w.row(int64_t(r)), a4, o);
+            for (int k = 0; k < 4; ++k) y[size_t(t + k) * size_t(w.out) + r] = o[k];
+          }
+        }
+      }
+      for (; t < n_tokens; ++t) {
         const uint8_t* a = acts + size_t(t) * arow;
         float* yt = y + size_t(t) * size_t(w.out);
         for (size_t r = r0; r < r1; ++r) yt[r] = dot(w.in, w.row(int64_t(r)), a);

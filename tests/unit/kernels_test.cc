@@ -257,6 +257,41 @@ TEST_P(SimdVsRef, MatchesScalarReference) {
   }
 }
 
+class FourRow : public ::testing::TestWithParam<DType> {};
+
+TEST_P(FourRow, BitIdenticalToOneRowKernel) {
+  const DType t = GetParam();
+  if (best_isa() == Isa::kScalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+  const VecDot4Fn dot4 = vec_dot4_avx2(t);
+  ASSERT_NE(dot4, nullptr);
+  std::mt19937 rng(99);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t n = 5 * int64_t(info(t).block);
+  const auto w = random_row(t, n, rng);
+  const DType vt = vec_dot_type(t);
+  std::vector<std::vector<uint8_t>> acts(4, std::vector<uint8_t>(row_bytes(vt, n)));
+  const void* ptrs[4];
+  for (int k = 0; k < 4; ++k) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = nd(rng) * float(k + 1);
+    quantize_activation(vt, x.data(), acts[size_t(k)].data(), n);
+    ptrs[k] = acts[size_t(k)].data();
+  }
+  float four[4];
+  dot4(n, w.data(), ptrs, four);
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(four[k], vec_dot_for(t, Isa::kAvx2)(n, w.data(), ptrs[k]))
+        << info(t).name << " row " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantTypes, FourRow,
+                         ::testing::Values(DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K,
+                                           DType::kQ6_K),
+                         [](const ::testing::TestParamInfo<DType>& i) {
+                           return std::string(g4::info(i.param).name);
+                         });
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, SimdVsRef,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
                                            DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K),
