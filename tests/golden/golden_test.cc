@@ -204,7 +204,8 @@ TEST_F(Golden, LogitParityExactVsNumpyFloat64) {
 // g4's default numerics (int8 activation blocks, as llama.cpp) against llama.cpp itself,
 // with llama.cpp's embedding scale sqrtf(d). llama.cpp does not agree with itself better
 // than tests/golden/llamacpp_self_agreement.json says (same rows re-run with another batch
-// size: ~96% top-1), so top-1 is held to that noise floor; KL to the 0.01.
+// size: ~96% top-1), so top-1 is held to that noise floor; KL to the 0.01. Greedy
+// continuations are reported, not asserted: after one noisy flip they legitimately differ.
 TEST_F(Golden, LogitParityDefaultVsLlamaCpp) {
   std::unique_ptr<Engine> e(load_engine(false, EmbedScale::kExact));
   ASSERT_NE(e, nullptr);
@@ -214,7 +215,10 @@ TEST_F(Golden, LogitParityDefaultVsLlamaCpp) {
   for (const auto& r : noise["reruns"]) floor = std::min(floor, r["top1"].get<double>());
   std::printf("  llama.cpp vs itself (other batch sizes): worst top-1 agreement %.2f%%\n",
               100 * floor);
-  EXPECT_GE(st.agreement(), floor - 0.01);
+  // Two noisy evaluations disagree on a binomial share of rows: with p ~ 0.04 over 1614 rows
+  // the standard deviation is 0.5 points, so the gate sits 3 sigma under the reference's own
+  // agreement with itself.
+  EXPECT_GE(st.agreement(), floor - 0.015);
   EXPECT_LE(st.mean_kl(), 0.01);
 }
 
@@ -273,6 +277,46 @@ TEST_F(Golden, ChatKeepsKvCacheBetweenTurns) {
   auto r3 = fresh.generate(ids2.value(), go);
   ASSERT_TRUE(r3.ok());
   EXPECT_EQ(r2.value().tokens, r3.value().tokens);
+}
+
+TEST_F(Golden, StreamingAndStopStrings) {
+  ASSERT_NE(engine_, nullptr);
+  const auto ids = engine_->tokenizer().encode(
+      "Paris is the capital of France. Berlin is the capital of", true, false);
+  GenerateOptions go;
+  go.sampling.temperature = 0;
+  go.max_tokens = 24;
+  Session s(*engine_);
+  std::string streamed;
+  auto full = s.generate(ids, go, [&](std::string_view p) {
+    streamed += p;
+    return true;
+  });
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(streamed, full.value().text);  // the stream is exactly the result
+  EXPECT_EQ(full.value().finish_reason, "length");
+  ASSERT_GE(full.value().text.size(), 4u);
+  // Stop at a string that occurs in the greedy text: output ends right before it.
+  const std::string stop = full.value().text.substr(full.value().text.size() / 2, 3);
+  go.stop = {stop};
+  Session s2(*engine_);
+  std::string streamed2;
+  auto cut = s2.generate(ids, go, [&](std::string_view p) {
+    streamed2 += p;
+    return true;
+  });
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut.value().finish_reason, "stop");
+  EXPECT_EQ(cut.value().text, full.value().text.substr(0, full.value().text.find(stop)));
+  EXPECT_EQ(streamed2, cut.value().text);  // held-back tails never leak part of the stop string
+  // Cancelling from the callback ends generation.
+  Session s3(*engine_);
+  int calls = 0;
+  auto cancelled =
+      s3.generate(ids, GenerateOptions{.sampling = {.temperature = 0}, .max_tokens = 24},
+                  [&](std::string_view) { return ++calls < 2; });
+  ASSERT_TRUE(cancelled.ok());
+  EXPECT_EQ(cancelled.value().finish_reason, "cancelled");
 }
 
 TEST_F(Golden, BatchOfTwoEqualsSeparateRuns) {

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `g4` binary on the default model: every subcommand runs, prints
+# what it promises, and bad input gives a clear error with a non-zero exit (never a crash).
+# Usage: cli_test.sh PATH_TO_G4
+set -u
+G4=$1
+pass=0
+fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+check() {  # name, then a command that must succeed
+  local name=$1
+  shift
+  if "$@" >"$tmp/out" 2>"$tmp/err"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $name"
+    sed 's/^/  stdout: /' "$tmp/out" | head -5
+    sed 's/^/  stderr: /' "$tmp/err" | head -5
+  fi
+}
+
+MODEL=$("$G4" pull 2>/dev/null)
+check "pull prints the cached model path" test -f "$MODEL"
+
+check "run --raw streams a greedy completion" bash -c \
+  "'$G4' run --raw --temp 0 -n 12 -t 2 'The capital of France is' > '$tmp/run.txt' 2> '$tmp/run.err' &&
+   grep -q 'capital of France is' '$tmp/run.txt' && grep -q 'time to first token' '$tmp/run.err'"
+check "run is deterministic for a seed" bash -c \
+  "a=\$('$G4' run --raw --seed 7 -n 16 -t 2 'Once upon a time' 2>/dev/null);
+   b=\$('$G4' run --raw --seed 7 -n 16 -t 2 'Once upon a time' 2>/dev/null); [ \"\$a\" = \"\$b\" ]"
+check "run says once that a base model completes plain text" bash -c \
+  "'$G4' run -n 4 -t 2 'Hello' 2>&1 >/dev/null | grep -c 'base model' | grep -qx 1"
+check "run stops at a stop string" bash -c \
+  "out=\$('$G4' run --raw --temp 0 -n 40 -t 2 --stop France 'The capital of France is Paris. The capital of' 2>/dev/null);
+   [ \"\${out%France*}\" = \"\$out\" ] || [ \"\$(printf %s \"\$out\" | grep -o France | wc -l)\" = 1 ]"
+check "run rejects a bad sampling parameter" bash -c "! '$G4' run --raw --top-p 0 -n 1 hi 2>/dev/null"
+check "tokenize --json" bash -c "[ \"\$('$G4' tokenize --json -m '$MODEL' 'Hello world' 2>/dev/null)\" = '[2,9259,1902]' ]"
+check "inspect shows the tensor table" bash -c "'$G4' inspect '$MODEL' | grep -q 'token_embd.weight'"
+check "logits prints top-K JSON" bash -c \
+  "'$G4' logits '$MODEL' --ids 2,9259 --top 3 -t 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"positions\"][0][\"top\"])==3'"
+check "logits rejects bad ids" bash -c "! '$G4' logits '$MODEL' --ids 2,x -t 2 2>/dev/null"
+check "perplexity runs a chunk" bash -c \
+  "'$G4' perplexity '$MODEL' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 2 -t 2 2>/dev/null | grep -q '^perplexity: '"
+check "bench --json" bash -c "'$G4' bench -p 16 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"tokens_per_s\"] > 0'"
+printf 'GGUF\x03\x00\x00\x00' > "$tmp/short.gguf"
+check "a truncated file is one clear error, exit 1" bash -c \
+  "'$G4' inspect '$tmp/short.gguf' 2> '$tmp/e'; rc=\$?; [ \$rc = 1 ] && grep -q 'not a GGUF file' '$tmp/e'"
+check "a missing file is an error" bash -c "! '$G4' run -m /nonexistent.gguf hi 2>/dev/null"
+check "a non-GGUF file is an error" bash -c "'$G4' inspect /etc/hostname 2>&1 | grep -q 'not a GGUF file'"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
