@@ -13,18 +13,14 @@
 
 #include "eval/perplexity.h"
 #include "g4/engine.h"
+#include "model_path.h"
 
 namespace g4 {
 
 namespace {
 
 std::string model_path() {
-  if (const char* m = std::getenv("G4_MODEL"); m && *m) return m;
-  const char* home = std::getenv("HOME");
-  const char* g4home = std::getenv("G4_HOME");
-  const std::string cache =
-      g4home && *g4home ? g4home : std::string(home ? home : "/tmp") + "/.cache/g4";
-  return cache + "/models/gemma-3-270m-q4_k_m.gguf";
+  return test::default_model_path();
 }
 
 nlohmann::json load_fixture(const std::string& name) {
