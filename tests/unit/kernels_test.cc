@@ -306,8 +306,10 @@ TEST(Ops, RmsNormAndGelu) {
   EXPECT_NEAR(y[0], 1 * s, 1e-6);
   EXPECT_NEAR(y[2], 6 * s, 1e-6);
   EXPECT_NEAR(y[3], 2 * s, 1e-6);
-  EXPECT_NEAR(gelu_tanh(1.0f), 0.8411920071f, 1e-6);  // torch gelu(approximate='tanh')(1.0)
-  EXPECT_NEAR(gelu_tanh(-2.0f), -0.0454022884f, 1e-6);
+  // Values of the tanh formula in float64: python3 -c "import math; g=lambda x: 0.5*x*(1+math.tanh(
+  // math.sqrt(2/math.pi)*(x+0.044715*x**3))); print(g(1.0), g(-2.0))"
+  EXPECT_NEAR(gelu_tanh(1.0f), 0.8411919906f, 1e-6);
+  EXPECT_NEAR(gelu_tanh(-2.0f), -0.0454023059f, 1e-6);
 }
 
 TEST(Ops, RopeRotatesPairs) {
