@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "io/gguf.h"
+#include "runtime/text_stream.h"
 
 namespace g4 {
 
@@ -130,9 +131,7 @@ Result<GenerateResult> Session::generate(const std::vector<int32_t>& ids,
   const int n_tok = tok.size();
   Sampler sampler(opts.sampling);
   for (int32_t id : ids) sampler.accept(id);
-  Utf8Stream utf8;
-  std::string emitted;  // text already handed to on_piece
-  size_t held = 0;      // bytes of r.text withheld because they may start a stop string
+  StopTextStream text(opts.stop);
   r.finish_reason = "length";
   std::vector<float> masked;
   for (int i = 0; i < opts.max_tokens; ++i) {
@@ -150,38 +149,12 @@ Result<GenerateResult> Session::generate(const std::vector<int32_t>& ids,
       break;
     }
     r.tokens.push_back(next);
-    r.text += utf8.push(tok.piece(next));
-    // Stop strings: cut at the earliest match; hold back a tail that could still become one.
-    bool stopped = false;
-    for (const std::string& st : opts.stop) {
-      if (st.empty()) continue;
-      const size_t at = r.text.find(st);
-      if (at != std::string::npos) {
-        r.text.resize(at);
-        stopped = true;
-      }
+    const std::string fresh = text.push(tok.piece(next));
+    if (on_piece && !fresh.empty() && !on_piece(fresh)) {
+      r.finish_reason = "cancelled";
+      break;
     }
-    held = 0;
-    if (!stopped) {
-      for (const std::string& st : opts.stop) {
-        for (size_t k = std::min(st.size() - 1, r.text.size()); k > held; --k) {
-          if (r.text.compare(r.text.size() - k, k, st, 0, k) == 0) {
-            held = k;
-            break;
-          }
-        }
-      }
-    }
-    const size_t ready = stopped ? r.text.size() : r.text.size() - held;
-    if (on_piece && ready > emitted.size()) {
-      const std::string_view fresh(r.text.data() + emitted.size(), ready - emitted.size());
-      emitted.append(fresh);
-      if (!on_piece(fresh)) {
-        r.finish_reason = "cancelled";
-        break;
-      }
-    }
-    if (stopped) {
+    if (text.stopped()) {
       r.finish_reason = "stop";
       break;
     }
@@ -197,11 +170,11 @@ Result<GenerateResult> Session::generate(const std::vector<int32_t>& ids,
     if (!fs.ok()) return fs;
     history_.push_back(next);
   }
-  if (r.finish_reason != "stop" && r.finish_reason != "cancelled") {
-    r.text += utf8.flush();
-    if (on_piece && r.text.size() > emitted.size())
-      on_piece(std::string_view(r.text).substr(emitted.size()));
+  if (r.finish_reason != "cancelled") {
+    const std::string rest = text.finish();
+    if (on_piece && !rest.empty()) on_piece(rest);
   }
+  r.text = text.text();
   r.decode_seconds = now_s() - t1;
   return r;
 }

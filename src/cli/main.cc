@@ -6,7 +6,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "g4: a Gemma inference engine (run, inspect, tokenize, logits, perplexity, bench, pull)"};
+      "g4: a Gemma inference engine (run, inspect, tokenize, logits, perplexity, bench, pull, "
+      "serve)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "g4 0.1.0");
   std::map<CLI::App*, g4::cli::Runner> runners;
@@ -40,6 +41,10 @@ int main(int argc, char** argv) {
   {
     auto* s = app.add_subcommand("bench", "Prefill and decode throughput (like llama-bench)");
     add(s, g4::cli::add_bench(*s));
+  }
+  {
+    auto* s = app.add_subcommand("serve", "OpenAI- and Ollama-compatible HTTP server");
+    add(s, g4::cli::add_serve(*s));
   }
   try {
     app.parse(argc, argv);

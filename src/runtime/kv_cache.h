@@ -25,7 +25,10 @@ struct KvLayerGeometry {
 
 class KvCache {
  public:
-  KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max_chunk);
+  // Sliding rings hold window + max(max_chunk, ring_slack) slots; extra slack lets a
+  // sequence be cut back (or its prefix copied) further behind its end (server prefix cache).
+  KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max_chunk,
+          int64_t ring_slack = 0);
 
   Status add_sequence(int seq);
   void remove_sequence(int seq);
@@ -42,6 +45,11 @@ class KvCache {
   void set_length(int seq, int64_t n);
   // Whether length can be cut back to n without losing window entries of sliding layers.
   bool can_truncate(int seq, int64_t n) const;
+
+  // Whether dst can take src's first n positions: every sliding layer still holds the
+  // window before n. copy_prefix makes dst's length n with those K/V (src unchanged).
+  bool can_copy_prefix(int src, int64_t n) const;
+  void copy_prefix(int src, int dst, int64_t n);
 
   // Base of the [capacity][n_kv_heads][head_dim] arrays of one layer of one sequence.
   uint16_t* k(int seq, int layer);

@@ -1,0 +1,115 @@
+// g4 serve: the OpenAI/Ollama-compatible HTTP server (src/server/).
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "cli/commands.h"
+#include "server/api_util.h"
+
+namespace g4::cli {
+
+namespace {
+
+std::atomic<int> g_signal{0};
+void on_signal(int s) {
+  g_signal.store(s);
+}
+
+int serve(server::ServeOptions& o) {
+  if (!resolve_model(o.model_path)) return 1;
+  if (o.parallel < 1 || o.parallel > 256) {
+    std::fprintf(stderr, "error: --parallel must be in [1, 256]\n");
+    return 2;
+  }
+  server::ServerState st;
+  st.opts = o;
+  st.model_id = std::filesystem::path(o.model_path).stem().string();
+  httplib::Server svr;
+  const size_t n_workers = size_t(o.parallel * o.max_n + o.max_queue + 8);
+  svr.new_task_queue = [n_workers] { return new httplib::ThreadPool(n_workers); };
+  svr.set_read_timeout(30, 0);
+  svr.set_write_timeout(30, 0);
+  server::register_routes(svr, st);
+  if (!svr.bind_to_port(o.host, o.port)) {
+    std::fprintf(stderr, "error: cannot listen on %s:%d (in use or not permitted)\n",
+                 o.host.c_str(), o.port);
+    return 1;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::thread http([&] { svr.listen_after_bind(); });
+  std::fprintf(stderr, "g4 serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(), o.port,
+               o.model_path.c_str());
+  // Load while /health answers "loading".
+  EngineOptions eo;
+  eo.model_path = o.model_path;
+  eo.n_threads = o.threads;
+  eo.n_ctx = o.ctx;
+  eo.exact = o.exact;
+  auto e = Engine::load(eo);
+  if (!e.ok()) {
+    std::fprintf(stderr, "error: %s\n", e.error().c_str());
+    svr.stop();
+    http.join();
+    return 1;
+  }
+  st.engine = std::move(e).value();
+  SchedulerOptions so;
+  so.n_slots = o.parallel;
+  so.max_queue = o.max_queue;
+  so.ring_slack = o.ring_slack;
+  st.sched = std::make_unique<Scheduler>(*st.engine, so, &st.metrics);
+  st.created = server::unix_now();
+  st.ready.store(true);
+  std::fprintf(stderr, "g4 serve: ready: model '%s', %d slots x %lld tokens, %s of KV cache\n",
+               st.model_id.c_str(), o.parallel, (long long)st.engine->options().n_ctx,
+               std::to_string(st.sched->stats().kv_bytes >> 20).append(" MiB").c_str());
+  while (g_signal.load() == 0 && svr.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::fprintf(stderr, "g4 serve: %s: finishing in-flight requests (up to %.0f s)\n",
+               g_signal.load() == SIGINT ? "SIGINT" : "SIGTERM", o.shutdown_grace);
+  st.draining.store(true);
+  st.sched->shutdown(o.shutdown_grace);  // refuses new work, drains, then cancels the rest
+  // Give streaming handlers a moment to write their last chunk, then close the sockets.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  svr.stop();
+  http.join();
+  st.sched.reset();
+  std::fprintf(stderr, "g4 serve: stopped\n");
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve(CLI::App& app) {
+  auto o = std::make_shared<server::ServeOptions>();
+  app.add_option("-m,--model", o->model_path, "GGUF model (default: the cached default model)");
+  app.add_option("--host", o->host, "Address to bind (default 127.0.0.1, loopback only)");
+  app.add_option("--port", o->port, "Port")->check(CLI::Range(0, 65535));
+  app.add_option("--parallel", o->parallel, "Sequences decoded together (slots)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--ctx", o->ctx, "Context per sequence in tokens")->check(CLI::Range(16, 1 << 20));
+  app.add_option("-t,--threads", o->threads, "Compute threads (0 = all cores)")
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--max-queue", o->max_queue, "Requests waiting for a slot before 429")
+      ->check(CLI::Range(0, 100000));
+  app.add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (all but /health)");
+  app.add_option("--max-body", o->max_body_bytes, "Largest request body in bytes");
+  app.add_option("--shutdown-grace", o->shutdown_grace,
+                 "Seconds in-flight requests get after SIGTERM");
+  app.add_option("--swa-slack", o->ring_slack,
+                 "Extra sliding-window KV slots per sequence: how far behind a cached prefix may "
+                 "be reused (default: the prefill chunk, 512)");
+  app.add_flag("--exact", o->exact, "f32 activations in every matmul (slower)");
+  return [o] { return serve(*o); };
+}
+
+}  // namespace g4::cli

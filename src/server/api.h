@@ -1,0 +1,75 @@
+// HTTP front end of `g4 serve`: OpenAI- and Ollama-compatible endpoints over the scheduler.
+// Request parsing is strict: wrong types, out-of-range values and parameters that would
+// change results but are not implemented are refused with a 4xx and an error body, never
+// ignored silently (ref: docs/ARCHITECTURE.md, "Server").
+#pragma once
+#include <atomic>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "g4/engine.h"
+#include "server/metrics.h"
+#include "server/scheduler.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace g4::server {
+
+using json = nlohmann::json;
+
+struct ApiError {
+  ApiError(int s, std::string m, std::string p = "", std::string c = "",
+           std::string t = "invalid_request_error")
+      : status(s),
+        message(std::move(m)),
+        param(std::move(p)),
+        code(std::move(c)),
+        type(std::move(t)) {}
+  int status = 400;
+  std::string message;
+  std::string param;
+  std::string code;
+  std::string type;
+};
+
+struct ServeOptions {
+  std::string model_path;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int parallel = 4;
+  int64_t ctx = 4096;
+  int threads = 0;
+  int max_queue = 64;
+  std::string api_key;
+  size_t max_body_bytes = 4 << 20;
+  int max_n = 8;                 // most choices per request
+  double shutdown_grace = 10.0;  // seconds in-flight requests get after SIGTERM
+  int64_t ring_slack = 0;
+  bool exact = false;
+};
+
+// Shared state of the running server. The engine and scheduler appear once loading is done.
+struct ServerState {
+  ServeOptions opts;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Scheduler> sched;
+  ServerMetrics metrics;
+  std::string model_id;  // name clients use (file name without .gguf)
+  std::atomic<bool> ready{false};
+  std::atomic<bool> draining{false};
+  double created = 0;  // unix time the model finished loading
+};
+
+// Serialises with invalid UTF-8 replaced (model output may split a character at the end).
+std::string dump(const json& j);
+
+// Routes (all of them: OpenAI, Ollama, health, metrics, page).
+void register_routes(httplib::Server& svr, ServerState& st);
+
+// Model-specific prompt building shared by the API flavours.
+Result<std::vector<int32_t>> chat_prompt(const Engine& e, const std::vector<ChatMessage>& msgs);
+
+}  // namespace g4::server

@@ -1,0 +1,261 @@
+#include "server/api_util.h"
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <random>
+
+namespace g4::server {
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json parse_body(const httplib::Request& req) {
+  json j;
+  try {
+    j = json::parse(req.body);
+  } catch (const json::exception& e) {
+    throw ApiError{400, std::string("request body is not valid JSON: ") + e.what(), "",
+                   "invalid_json"};
+  }
+  if (!j.is_object()) throw ApiError{400, "request body must be a JSON object", "", "invalid_json"};
+  return j;
+}
+
+static const json* field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool get_number(const json& j, const char* key, double lo, double hi, double* out) {
+  const json* f = field(j, key);
+  if (!f) return false;
+  if (!f->is_number())
+    throw ApiError{400, std::string("'") + key + "' must be a number", key, "invalid_type"};
+  const double v = f->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    throw ApiError{400,
+                   std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
+                       std::to_string(hi),
+                   key, "invalid_value"};
+  }
+  *out = v;
+  return true;
+}
+
+bool get_int(const json& j, const char* key, int64_t lo, int64_t hi, int64_t* out) {
+  const json* f = field(j, key);
+  if (!f) return false;
+  if (!f->is_number_integer() &&
+      !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>()))
+    throw ApiError{400, std::string("'") + key + "' must be an integer", key, "invalid_type"};
+  const double v = f->get<double>();
+  if (v < double(lo) || v > double(hi)) {
+    throw ApiError{400,
+                   std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
+                       std::to_string(hi),
+                   key, "invalid_value"};
+  }
+  *out = int64_t(v);
+  return true;
+}
+
+bool get_bool(const json& j, const char* key, bool* out) {
+  const json* f = field(j, key);
+  if (!f) return false;
+  if (!f->is_boolean())
+    throw ApiError{400, std::string("'") + key + "' must be a boolean", key, "invalid_type"};
+  *out = f->get<bool>();
+  return true;
+}
+
+bool get_string(const json& j, const char* key, std::string* out) {
+  const json* f = field(j, key);
+  if (!f) return false;
+  if (!f->is_string())
+    throw ApiError{400, std::string("'") + key + "' must be a string", key, "invalid_type"};
+  *out = f->get<std::string>();
+  return true;
+}
+
+bool get_stop(const json& j, const char* key, std::vector<std::string>* out) {
+  const json* f = field(j, key);
+  if (!f) return false;
+  if (f->is_string()) {
+    out->push_back(f->get<std::string>());
+  } else if (f->is_array()) {
+    if (f->size() > 16)
+      throw ApiError{400, std::string("'") + key + "' has more than 16 entries", key,
+                     "invalid_value"};
+    for (const auto& s : *f) {
+      if (!s.is_string())
+        throw ApiError{400, std::string("'") + key + "' must be a string or an array of strings",
+                       key, "invalid_type"};
+      out->push_back(s.get<std::string>());
+    }
+  } else {
+    throw ApiError{400, std::string("'") + key + "' must be a string or an array of strings", key,
+                   "invalid_type"};
+  }
+  for (const auto& s : *out) {
+    if (s.empty())
+      throw ApiError{400, std::string("'") + key + "' entries must not be empty", key,
+                     "invalid_value"};
+  }
+  return true;
+}
+
+std::vector<ChatMessage> get_messages(const json& j, const char* key) {
+  const json* f = field(j, key);
+  if (!f) throw ApiError{400, std::string("'") + key + "' is required", key, "missing_field"};
+  if (!f->is_array())
+    throw ApiError{400, std::string("'") + key + "' must be an array", key, "invalid_type"};
+  if (f->empty())
+    throw ApiError{400, std::string("'") + key + "' must not be empty", key, "invalid_value"};
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < f->size(); ++i) {
+    const json& m = (*f)[i];
+    const std::string p = std::string(key) + "[" + std::to_string(i) + "]";
+    if (!m.is_object()) throw ApiError{400, p + " must be an object", p, "invalid_type"};
+    ChatMessage cm;
+    if (!get_string(m, "role", &cm.role))
+      throw ApiError{400, p + ".role is required", p + ".role", "missing_field"};
+    if (cm.role == "developer") cm.role = "system";
+    if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
+      throw ApiError{
+          400, p + ".role '" + cm.role + "' is not supported (system, developer, user, assistant)",
+          p + ".role", "invalid_value"};
+    }
+    const json* c = field(m, "content");
+    if (!c) {
+      throw ApiError{400, p + ".content is required", p + ".content", "missing_field"};
+    } else if (c->is_string()) {
+      cm.content = c->get<std::string>();
+    } else if (c->is_array()) {
+      for (const auto& part : *c) {
+        std::string type, text;
+        if (!part.is_object() || !get_string(part, "type", &type) || type != "text" ||
+            !get_string(part, "text", &text)) {
+          throw ApiError{400,
+                         p + ".content parts must be {\"type\": \"text\", \"text\": ...} (this "
+                             "model reads text only)",
+                         p + ".content", "invalid_value"};
+        }
+        cm.content += text;
+      }
+    } else {
+      throw ApiError{400, p + ".content must be a string or an array of text parts", p + ".content",
+                     "invalid_type"};
+    }
+    if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+      throw ApiError{400, "tool calls are not supported yet", p + ".tool_calls",
+                     "unsupported_parameter"};
+    }
+    out.push_back(std::move(cm));
+  }
+  return out;
+}
+
+void check_model(const ServerState& st, const json& j, bool required) {
+  std::string m;
+  if (!get_string(j, "model", &m)) {
+    if (required) throw ApiError{400, "'model' is required", "model", "missing_field"};
+    return;
+  }
+  std::string base = m;
+  if (base.size() > 7 && base.compare(base.size() - 7, 7, ":latest") == 0)
+    base.resize(base.size() - 7);
+  if (base != st.model_id && base != "default" && base != "g4") {
+    throw ApiError{404, "model '" + m + "' not found (this server serves '" + st.model_id + "')",
+                   "model", "model_not_found"};
+  }
+}
+
+void refuse_if_set(const json& j, const char* key, const char* why) {
+  if (field(j, key))
+    throw ApiError{400, std::string("'") + key + "' is not supported: " + why, key,
+                   "unsupported_parameter"};
+}
+
+std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
+                                                   const std::vector<SeqRequest>& reqs) {
+  std::vector<std::shared_ptr<SeqHandle>> hs;
+  for (const SeqRequest& r : reqs) {
+    auto s = st.sched->submit(r);
+    if (s.refusal != Scheduler::Refusal::kNone) {
+      for (auto& h : hs) h->cancel();
+      if (s.refusal == Scheduler::Refusal::kQueueFull)
+        throw ApiError{429, s.message, "", "server_busy", "rate_limit_error"};
+      if (s.refusal == Scheduler::Refusal::kShuttingDown)
+        throw ApiError{503, s.message, "", "shutting_down", "server_error"};
+      throw ApiError{400, s.message, "", "invalid_value"};
+    }
+    hs.push_back(s.handle);
+  }
+  return hs;
+}
+
+bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
+           const std::function<bool(size_t, const SeqEvent&)>& on_event,
+           std::vector<SeqSummary>* summaries) {
+  summaries->assign(hs.size(), SeqSummary{});
+  std::vector<bool> done(hs.size(), false);
+  size_t left = hs.size();
+  std::vector<SeqEvent> evs;
+  while (left > 0) {
+    for (size_t i = 0; i < hs.size(); ++i) {
+      if (done[i]) continue;
+      evs.clear();
+      const bool fin = hs[i]->wait(&evs, &(*summaries)[i], hs.size() == 1 ? 200 : 10);
+      for (const auto& e : evs) {
+        if (!on_event(i, e)) {
+          for (auto& h : hs) h->cancel();
+          return false;
+        }
+      }
+      if (fin) {
+        done[i] = true;
+        --left;
+      }
+    }
+  }
+  return true;
+}
+
+void send_json(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+std::string random_id(const char* prefix) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  static std::mutex mu;
+  std::lock_guard<std::mutex> l(mu);
+  static const char* hex = "0123456789abcdef";
+  std::string s = prefix;
+  for (int i = 0; i < 24; ++i) s += hex[rng() % 16];
+  return s;
+}
+
+std::string iso_time_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char b[40];
+  std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+  const auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      1000000;
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%06lldZ", b, (long long)us);
+  return out;
+}
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace g4::server

@@ -1,0 +1,45 @@
+// Helpers shared by the OpenAI and Ollama handlers: typed field access that turns every
+// malformed field into an ApiError naming it, and the streaming loop over SeqHandles.
+#pragma once
+#include <httplib.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "server/api.h"
+
+namespace g4::server {
+
+json parse_body(const httplib::Request& req);  // throws ApiError
+
+// Optional typed fields; absent or null -> false (out untouched). Wrong type/range -> ApiError.
+bool get_number(const json& j, const char* key, double lo, double hi, double* out);
+bool get_int(const json& j, const char* key, int64_t lo, int64_t hi, int64_t* out);
+bool get_bool(const json& j, const char* key, bool* out);
+bool get_string(const json& j, const char* key, std::string* out);
+// A string or an array of up to `max` strings (OpenAI `stop`).
+bool get_stop(const json& j, const char* key, std::vector<std::string>* out);
+// Messages with string content or an array of {type: text, text} parts.
+std::vector<ChatMessage> get_messages(const json& j, const char* key);
+// The model named by the request must be the one served (or "default").
+void check_model(const ServerState& st, const json& j, bool required);
+// Refuses a present, non-default field that g4 does not implement.
+void refuse_if_set(const json& j, const char* key, const char* why);
+
+// Submits one sequence per request; throws ApiError (400/429/503) when refused.
+std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
+                                                   const std::vector<SeqRequest>& reqs);
+
+// Drains the handles in arrival order. on_event(choice, event); returns false when the
+// callback wants to stop (client gone): the remaining sequences are cancelled.
+bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
+           const std::function<bool(size_t, const SeqEvent&)>& on_event,
+           std::vector<SeqSummary>* summaries);
+
+void send_json(httplib::Response& res, int status, const json& j);
+std::string random_id(const char* prefix);
+std::string iso_time_now();
+double unix_now();
+
+}  // namespace g4::server

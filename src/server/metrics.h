@@ -1,0 +1,49 @@
+// Prometheus metrics of the server (text exposition format 0.0.4).
+// Thread-safe: every method may be called from any thread.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace g4 {
+
+struct SchedulerStats;
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+  void observe(double v);
+  // Appends the _bucket/_sum/_count lines of `name`.
+  void render(std::string& out, const std::string& name) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket (not cumulative); last = +Inf
+  double sum_ = 0;
+  uint64_t n_ = 0;
+};
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+  void count_request(const std::string& endpoint, int status);
+  void disconnected() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++disconnects_;
+  }
+  Histogram ttft;        // seconds, submit -> first token
+  Histogram tpot;        // seconds per output token after the first
+  Histogram queue_wait;  // seconds from submit to admission into a slot
+  std::string render(const SchedulerStats& s) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  uint64_t disconnects_ = 0;
+};
+
+}  // namespace g4

@@ -1,0 +1,250 @@
+// Ollama-compatible endpoints: /api/chat, /api/generate (NDJSON streaming), /api/tags,
+// /api/show, /api/version. Errors use Ollama's {"error": "..."} shape.
+#include <random>
+
+#include "io/gguf.h"
+#include "server/api_util.h"
+
+namespace g4::server {
+
+namespace {
+
+SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> prompt) {
+  SeqRequest r;
+  r.prompt = std::move(prompt);
+  SamplingParams& sp = r.gen.sampling;  // Ollama's defaults
+  sp.temperature = 0.8f;
+  sp.top_k = 40;
+  sp.top_p = 0.9f;
+  sp.min_p = 0.0f;
+  sp.repetition_penalty = 1.1f;
+  sp.seed = std::random_device{}();
+  int64_t num_predict = -1;
+  const json* o = nullptr;
+  if (j.contains("options") && !j["options"].is_null()) {
+    if (!j["options"].is_object()) throw ApiError{400, "'options' must be an object", "options"};
+    o = &j["options"];
+  }
+  if (o) {
+    double d;
+    int64_t i;
+    if (get_number(*o, "temperature", 0, 100, &d)) sp.temperature = float(d);
+    if (get_int(*o, "top_k", 0, 1 << 20, &i)) sp.top_k = int(i);
+    if (get_number(*o, "top_p", 0, 1, &d)) sp.top_p = d > 0 ? float(d) : 1.0f;
+    if (get_number(*o, "min_p", 0, 1, &d)) sp.min_p = float(d);
+    if (get_number(*o, "repeat_penalty", 0.01, 10, &d)) sp.repetition_penalty = float(d);
+    if (get_int(*o, "repeat_last_n", -1, 1 << 20, &i)) sp.penalty_last_n = int(i);
+    if (get_number(*o, "presence_penalty", -2, 2, &d)) sp.presence_penalty = float(d);
+    if (get_number(*o, "frequency_penalty", -2, 2, &d)) sp.frequency_penalty = float(d);
+    if (get_int(*o, "seed", INT64_MIN, INT64_MAX, &i)) sp.seed = uint64_t(i);
+    get_int(*o, "num_predict", -2, INT32_MAX, &num_predict);
+    if (get_int(*o, "num_ctx", 1, INT32_MAX, &i) && i > st.sched->n_ctx()) {
+      throw ApiError{400,
+                     "num_ctx " + std::to_string(i) + " exceeds the server's context of " +
+                         std::to_string(st.sched->n_ctx()) + " (start it with a larger --ctx)",
+                     "options.num_ctx"};
+    }
+    get_stop(*o, "stop", &r.gen.stop);
+    for (const char* k : {"mirostat", "tfs_z", "typical_p"}) {
+      double v;
+      if (get_number(*o, k, -1e9, 1e9, &v) && v != 0 && !(std::string(k) != "mirostat" && v == 1))
+        throw ApiError{400, std::string("option '") + k + "' is not supported",
+                       std::string("options.") + k};
+    }
+  }
+  const int64_t room = st.sched->n_ctx() - int64_t(r.prompt.size());
+  if (room <= 0)
+    throw ApiError{400,
+                   "the prompt has " + std::to_string(r.prompt.size()) +
+                       " tokens, which does not fit the context of " +
+                       std::to_string(st.sched->n_ctx()),
+                   "prompt"};
+  r.gen.max_tokens =
+      int(num_predict < 0 ? room : std::min<int64_t>(std::max<int64_t>(num_predict, 1), room));
+  if (j.contains("format") && !j["format"].is_null() && j["format"] != "")
+    throw ApiError{400, "'format' (structured output) is not supported yet", "format"};
+  if (j.contains("tools") && !j["tools"].is_null() &&
+      !(j["tools"].is_array() && j["tools"].empty()))
+    throw ApiError{400, "'tools' is not supported yet", "tools"};
+  if (j.contains("images") && !j["images"].is_null() &&
+      !(j["images"].is_array() && j["images"].empty()))
+    throw ApiError{400, "this model reads text only ('images')", "images"};
+  return r;
+}
+
+void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream, bool chat) {
+  auto hs = submit_all(st, {r});
+  const double t0 = unix_now();
+  auto final_fields = [&st, t0](json& j, const SeqSummary& s) {
+    const double total = unix_now() - t0;
+    j["done"] = true;
+    j["done_reason"] = s.finish_reason == "length" ? "length" : "stop";
+    j["total_duration"] = (long long)(total * 1e9);
+    j["load_duration"] = 0;
+    j["prompt_eval_count"] = s.n_prompt;
+    j["prompt_eval_duration"] = (long long)(s.ttft_seconds * 1e9);
+    j["eval_count"] = s.n_generated;
+    j["eval_duration"] = (long long)(std::max(0.0, s.total_seconds - s.ttft_seconds) * 1e9);
+  };
+  auto make = [&st, chat](const std::string& text) {
+    json j = {{"model", st.model_id}, {"created_at", iso_time_now()}};
+    if (chat)
+      j["message"] = {{"role", "assistant"}, {"content", text}};
+    else
+      j["response"] = text;
+    j["done"] = false;
+    return j;
+  };
+  if (!stream) {
+    std::string text;
+    std::vector<SeqSummary> sums;
+    drain(
+        hs,
+        [&](size_t, const SeqEvent& e) {
+          text += e.text;
+          return true;
+        },
+        &sums);
+    if (sums[0].finish_reason == "error")
+      throw ApiError{500, "generation failed: " + sums[0].error, ""};
+    json j = make(text);
+    final_fields(j, sums[0]);
+    send_json(res, 200, j);
+    return;
+  }
+  res.set_chunked_content_provider("application/x-ndjson", [&st, hs, make, final_fields](
+                                                               size_t, httplib::DataSink& sink) {
+    auto send = [&](const json& j) {
+      const std::string s = dump(j) + "\n";
+      return sink.write(s.data(), s.size());
+    };
+    std::vector<SeqSummary> sums;
+    const bool ok = drain(
+        hs, [&](size_t, const SeqEvent& e) { return e.text.empty() ? true : send(make(e.text)); },
+        &sums);
+    if (!ok) {
+      st.metrics.disconnected();
+      return false;
+    }
+    if (sums[0].finish_reason == "error") {
+      send({{"error", "generation failed: " + sums[0].error}});
+    } else {
+      json j = make("");
+      final_fields(j, sums[0]);
+      send(j);
+    }
+    sink.done();
+    return true;
+  });
+}
+
+json details(const ServerState& st) {
+  const auto& c = st.engine->model().config();
+  std::string ftype = "unknown";
+  const std::string name = st.model_id;
+  for (const char* q : {"q4_k_m", "q4_k_s", "q8_0", "q4_0", "q6_k", "q5_0", "f16", "bf16", "f32"}) {
+    std::string low = name;
+    for (auto& ch : low) ch = char(std::tolower(ch));
+    if (low.find(q) != std::string::npos) {
+      ftype = q;
+      for (auto& ch : ftype) ch = char(std::toupper(ch));
+      break;
+    }
+  }
+  return {{"parent_model", ""},   {"format", "gguf"},     {"family", c.arch},
+          {"families", {c.arch}}, {"parameter_size", ""}, {"quantization_level", ftype}};
+}
+
+bool stream_flag(const json& j) {
+  bool stream = true;  // Ollama streams unless told not to
+  get_bool(j, "stream", &stream);
+  return stream;
+}
+
+}  // namespace
+
+void handle_ollama_chat(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json j = parse_body(req);
+  check_model(st, j, true);
+  auto msgs = get_messages(j, "messages");
+  auto ids = chat_prompt(*st.engine, msgs);
+  if (!ids.ok()) throw ApiError{400, ids.error(), "messages"};
+  respond(st, res, parse_options(st, j, std::move(ids).value()), stream_flag(j), true);
+}
+
+void handle_ollama_generate(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json j = parse_body(req);
+  check_model(st, j, true);
+  std::string prompt, system;
+  get_string(j, "prompt", &prompt);
+  get_string(j, "system", &system);
+  bool raw = false;
+  get_bool(j, "raw", &raw);
+  if (j.contains("context") && !j["context"].is_null())
+    throw ApiError{400,
+                   "'context' is not supported; send the whole conversation (the server reuses "
+                   "cached prefixes)",
+                   "context"};
+  if (prompt.empty()) {  // Ollama: an empty prompt just loads the model
+    send_json(res, 200,
+              {{"model", st.model_id},
+               {"created_at", iso_time_now()},
+               {"response", ""},
+               {"done", true},
+               {"done_reason", "load"}});
+    return;
+  }
+  std::vector<int32_t> ids;
+  if (raw || !st.engine->instruction_tuned()) {
+    const std::string text = system.empty() ? prompt : system + "\n\n" + prompt;
+    ids = st.engine->tokenizer().encode(text, true, false);
+  } else {
+    std::vector<ChatMessage> msgs;
+    if (!system.empty()) msgs.push_back({"system", system});
+    msgs.push_back({"user", prompt});
+    auto r = chat_prompt(*st.engine, msgs);
+    if (!r.ok()) throw ApiError{400, r.error(), "prompt"};
+    ids = std::move(r).value();
+  }
+  respond(st, res, parse_options(st, j, std::move(ids)), stream_flag(j), false);
+}
+
+void handle_ollama_tags(ServerState& st, const httplib::Request&, httplib::Response& res) {
+  json m = {{"name", st.model_id},
+            {"model", st.model_id},
+            {"modified_at", iso_time_now()},
+            {"size", (long long)st.engine->file().file_size()},
+            {"digest", ""},
+            {"details", details(st)}};
+  send_json(res, 200, {{"models", json::array({m})}});
+}
+
+void handle_ollama_show(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json j = parse_body(req);
+  std::string name;
+  if (!get_string(j, "model", &name) && !get_string(j, "name", &name))
+    throw ApiError{400, "'model' is required", "model"};
+  json probe = {{"model", name}};
+  check_model(st, probe, true);
+  const auto& c = st.engine->model().config();
+  json info = {{"general.architecture", c.arch},
+               {"general.name", c.name},
+               {c.arch + ".context_length", c.n_ctx_train},
+               {c.arch + ".embedding_length", c.model_dim},
+               {c.arch + ".block_count", c.n_layers}};
+  send_json(res, 200,
+            {{"modelfile", "FROM " + st.opts.model_path},
+             {"parameters", ""},
+             {"template", ""},
+             {"details", details(st)},
+             {"model_info", info},
+             {"capabilities",
+              st.engine->instruction_tuned() ? json{"completion", "chat"} : json{"completion"}},
+             {"modified_at", iso_time_now()}});
+}
+
+void handle_ollama_version(ServerState&, const httplib::Request&, httplib::Response& res) {
+  send_json(res, 200, {{"version", "0.12.0"}, {"g4_version", "0.1.0"}});
+}
+
+}  // namespace g4::server

@@ -1,0 +1,387 @@
+// OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models.
+#include <random>
+
+#include "server/api_util.h"
+
+namespace g4::server {
+
+namespace {
+
+struct OaiRequest {
+  bool chat = true;
+  bool stream = false;
+  bool include_usage = false;
+  int n = 1;
+  int logprobs = -1;  // -1 off; k >= 0 top-k alternatives
+  std::vector<SeqRequest> seqs;
+};
+
+// Fields shared by both endpoints -> one SeqRequest per choice.
+OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> prompt, bool chat) {
+  OaiRequest o;
+  o.chat = chat;
+  refuse_if_set(j, "tools", "function calling is not implemented yet");
+  refuse_if_set(j, "functions", "function calling is not implemented yet");
+  refuse_if_set(j, "function_call", "function calling is not implemented yet");
+  refuse_if_set(j, "audio", "this model reads and writes text only");
+  refuse_if_set(j, "prediction", "predicted outputs are not implemented");
+  if (j.contains("tool_choice") && !j["tool_choice"].is_null() && j["tool_choice"] != "none")
+    throw ApiError{400, "'tool_choice' is not supported: function calling is not implemented yet",
+                   "tool_choice", "unsupported_parameter"};
+  if (j.contains("logit_bias") && !j["logit_bias"].is_null() &&
+      !(j["logit_bias"].is_object() && j["logit_bias"].empty()))
+    throw ApiError{400, "'logit_bias' is not supported yet", "logit_bias", "unsupported_parameter"};
+  if (j.contains("response_format") && !j["response_format"].is_null()) {
+    const json& rf = j["response_format"];
+    if (!rf.is_object() || rf.value("type", "") != "text")
+      throw ApiError{400,
+                     "'response_format' other than {\"type\": \"text\"} is not supported yet "
+                     "(structured output)",
+                     "response_format", "unsupported_parameter"};
+  }
+  int64_t best_of = 1;
+  if (get_int(j, "best_of", 1, 1, &best_of)) {
+  }
+  bool echo = false;
+  if (get_bool(j, "echo", &echo) && echo)
+    throw ApiError{400, "'echo' is not supported", "echo", "unsupported_parameter"};
+  std::string suffix;
+  if (get_string(j, "suffix", &suffix) && !suffix.empty())
+    throw ApiError{400, "'suffix' is not supported", "suffix", "unsupported_parameter"};
+  std::string user;
+  get_string(j, "user", &user);  // accepted, only for the client's own bookkeeping
+
+  GenerateOptions g;
+  SamplingParams& sp = g.sampling;
+  sp.temperature = 1.0f;  // OpenAI defaults: plain sampling unless the client narrows it
+  sp.top_p = 1.0f;
+  sp.top_k = 0;
+  sp.min_p = 0.0f;
+  double d;
+  int64_t i;
+  if (get_number(j, "temperature", 0, 2, &d)) sp.temperature = float(d);
+  if (get_number(j, "top_p", 0, 1, &d)) {
+    if (d <= 0) throw ApiError{400, "'top_p' must be greater than 0", "top_p", "invalid_value"};
+    sp.top_p = float(d);
+  }
+  if (get_number(j, "presence_penalty", -2, 2, &d)) sp.presence_penalty = float(d);
+  if (get_number(j, "frequency_penalty", -2, 2, &d)) sp.frequency_penalty = float(d);
+  if (get_int(j, "top_k", 0, 1 << 20, &i)) sp.top_k = int(i);
+  if (get_number(j, "min_p", 0, 1, &d)) sp.min_p = float(d);
+  if (get_number(j, "repetition_penalty", 0.01, 10, &d)) sp.repetition_penalty = float(d);
+  if (get_number(j, "repeat_penalty", 0.01, 10, &d)) sp.repetition_penalty = float(d);
+  uint64_t seed = std::random_device{}();
+  if (get_int(j, "seed", INT64_MIN, INT64_MAX, &i)) seed = uint64_t(i);
+  const int64_t room = st.sched->n_ctx() - int64_t(prompt.size());
+  if (room <= 0) {
+    throw ApiError{400,
+                   "the prompt has " + std::to_string(prompt.size()) +
+                       " tokens, which does not fit the context of " +
+                       std::to_string(st.sched->n_ctx()) + " tokens",
+                   chat ? "messages" : "prompt", "context_length_exceeded"};
+  }
+  int64_t max_tokens = room;
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (get_int(j, key, 1, INT32_MAX, &i)) {
+      if (i > room) {
+        throw ApiError{400,
+                       std::string("'") + key + "' = " + std::to_string(i) + " plus the prompt's " +
+                           std::to_string(prompt.size()) + " tokens exceeds the context of " +
+                           std::to_string(st.sched->n_ctx()) + " tokens",
+                       key, "context_length_exceeded"};
+      }
+      max_tokens = i;
+    }
+  }
+  g.max_tokens = int(max_tokens);
+  get_stop(j, "stop", &g.stop);
+  if (get_int(j, "n", 1, st.opts.max_n, &i)) o.n = int(i);
+  get_bool(j, "stream", &o.stream);
+  if (j.contains("stream_options") && !j["stream_options"].is_null()) {
+    const json& so = j["stream_options"];
+    if (!so.is_object())
+      throw ApiError{400, "'stream_options' must be an object", "stream_options", "invalid_type"};
+    if (!o.stream)
+      throw ApiError{400, "'stream_options' is only allowed with stream: true", "stream_options",
+                     "invalid_value"};
+    get_bool(so, "include_usage", &o.include_usage);
+  }
+  if (chat) {
+    bool lp = false;
+    get_bool(j, "logprobs", &lp);
+    if (get_int(j, "top_logprobs", 0, 20, &i)) {
+      if (!lp)
+        throw ApiError{400, "'top_logprobs' requires 'logprobs': true", "top_logprobs",
+                       "invalid_value"};
+      o.logprobs = int(i);
+    } else if (lp) {
+      o.logprobs = 0;
+    }
+  } else if (get_int(j, "logprobs", 0, 5, &i)) {
+    o.logprobs = int(i);
+  }
+  for (int c = 0; c < o.n; ++c) {
+    SeqRequest r;
+    r.prompt = prompt;
+    r.gen = g;
+    r.gen.sampling.seed = seed + uint64_t(c);
+    r.top_logprobs = o.logprobs;
+    o.seqs.push_back(std::move(r));
+  }
+  return o;
+}
+
+json token_bytes(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+
+// Chat-style logprobs entry for one token.
+json chat_logprob(const Tokenizer& tok, const SeqEvent& e) {
+  const std::string t = tok.piece(e.token);
+  json top = json::array();
+  for (const auto& a : e.top) {
+    const std::string s = tok.piece(a.id);
+    top.push_back({{"token", s}, {"logprob", a.logprob}, {"bytes", token_bytes(s)}});
+  }
+  return {{"token", t}, {"logprob", e.logprob}, {"bytes", token_bytes(t)}, {"top_logprobs", top}};
+}
+
+// Completion-style (legacy) logprobs accumulator.
+struct LegacyLogprobs {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  size_t offset = 0;
+  void add(const Tokenizer& tok, const SeqEvent& e) {
+    const std::string t = tok.piece(e.token);
+    tokens.push_back(t);
+    token_logprobs.push_back(e.logprob);
+    json m = json::object();
+    for (const auto& a : e.top) m[tok.piece(a.id)] = a.logprob;
+    top.push_back(m);
+    offsets.push_back(offset);
+    offset += t.size();
+  }
+  json to_json() const {
+    return {{"tokens", tokens},
+            {"token_logprobs", token_logprobs},
+            {"top_logprobs", top},
+            {"text_offset", offsets}};
+  }
+};
+
+json usage_json(const std::vector<SeqSummary>& sums) {
+  int gen = 0;
+  for (const auto& s : sums) gen += s.n_generated;
+  const int prompt = sums.empty() ? 0 : sums[0].n_prompt;
+  const int cached = sums.empty() ? 0 : sums[0].n_cached;
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", gen},
+          {"total_tokens", prompt + gen},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+void check_errors(const std::vector<SeqSummary>& sums) {
+  for (const auto& s : sums) {
+    if (s.finish_reason == "error")
+      throw ApiError{500, "generation failed: " + s.error, "", "internal_error", "server_error"};
+  }
+}
+
+std::string finish_name(const std::string& r) {
+  return r == "length" ? "length" : "stop";
+}
+
+void respond(ServerState& st, const httplib::Request&, httplib::Response& res, OaiRequest o) {
+  auto hs = submit_all(st, o.seqs);
+  const Tokenizer& tok = st.engine->tokenizer();
+  const std::string id = random_id(o.chat ? "chatcmpl-" : "cmpl-");
+  const long long created = (long long)unix_now();
+  const std::string obj = o.chat ? "chat.completion" : "text_completion";
+  if (!o.stream) {
+    std::vector<std::string> texts(hs.size());
+    std::vector<json> chat_lp(hs.size(), json::array());
+    std::vector<LegacyLogprobs> legacy(hs.size());
+    std::vector<SeqSummary> sums;
+    drain(
+        hs,
+        [&](size_t c, const SeqEvent& e) {
+          texts[c] += e.text;
+          if (o.logprobs >= 0 && e.token >= 0) {
+            if (o.chat)
+              chat_lp[c].push_back(chat_logprob(tok, e));
+            else
+              legacy[c].add(tok, e);
+          }
+          return true;
+        },
+        &sums);
+    check_errors(sums);
+    json choices = json::array();
+    for (size_t c = 0; c < hs.size(); ++c) {
+      json ch = {{"index", c}, {"finish_reason", finish_name(sums[c].finish_reason)}};
+      if (o.chat) {
+        ch["message"] = {{"role", "assistant"}, {"content", texts[c]}};
+        ch["logprobs"] = o.logprobs >= 0 ? json{{"content", chat_lp[c]}} : json(nullptr);
+      } else {
+        ch["text"] = texts[c];
+        ch["logprobs"] = o.logprobs >= 0 ? legacy[c].to_json() : json(nullptr);
+      }
+      choices.push_back(ch);
+    }
+    send_json(res, 200,
+              {{"id", id},
+               {"object", obj},
+               {"created", created},
+               {"model", st.model_id},
+               {"system_fingerprint", "g4-0.1.0"},
+               {"choices", choices},
+               {"usage", usage_json(sums)}});
+    return;
+  }
+  // Streaming: Server-Sent Events, one chunk per event, then [DONE].
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream", [&st, hs, o, id, created](size_t, httplib::DataSink& sink) {
+        const Tokenizer& tok = st.engine->tokenizer();
+        const std::string obj = o.chat ? "chat.completion.chunk" : "text_completion";
+        auto send = [&](const json& j) {
+          const std::string s = "data: " + dump(j) + "\n\n";
+          return sink.write(s.data(), s.size());
+        };
+        auto chunk = [&](json choice) {
+          return json{{"id", id},
+                      {"object", obj},
+                      {"created", created},
+                      {"model", st.model_id},
+                      {"system_fingerprint", "g4-0.1.0"},
+                      {"choices", json::array({std::move(choice)})}};
+        };
+        bool ok = true;
+        if (o.chat) {
+          for (size_t c = 0; c < hs.size() && ok; ++c) {
+            ok = send(chunk({{"index", c},
+                             {"delta", {{"role", "assistant"}, {"content", ""}}},
+                             {"logprobs", nullptr},
+                             {"finish_reason", nullptr}}));
+          }
+        }
+        std::vector<SeqSummary> sums;
+        if (ok) {
+          ok = drain(
+              hs,
+              [&](size_t c, const SeqEvent& e) {
+                if (e.text.empty() && (o.logprobs < 0 || e.token < 0)) return true;
+                json ch = {{"index", c}, {"finish_reason", nullptr}};
+                json lp = nullptr;
+                if (o.logprobs >= 0 && e.token >= 0) {
+                  if (o.chat) {
+                    lp = {{"content", json::array({chat_logprob(tok, e)})}};
+                  } else {
+                    LegacyLogprobs l;
+                    l.add(tok, e);
+                    lp = l.to_json();
+                  }
+                }
+                ch["logprobs"] = lp;
+                if (o.chat)
+                  ch["delta"] = {{"content", e.text}};
+                else
+                  ch["text"] = e.text;
+                return send(chunk(ch));
+              },
+              &sums);
+        }
+        if (!ok) {
+          st.metrics.disconnected();
+          return false;
+        }
+        for (size_t c = 0; c < hs.size(); ++c) {
+          if (sums[c].finish_reason == "error") {
+            send({{"error",
+                   {{"message", "generation failed: " + sums[c].error},
+                    {"type", "server_error"},
+                    {"param", nullptr},
+                    {"code", "internal_error"}}}});
+            continue;
+          }
+          json ch = {{"index", c},
+                     {"logprobs", nullptr},
+                     {"finish_reason", finish_name(sums[c].finish_reason)}};
+          if (o.chat)
+            ch["delta"] = json::object();
+          else
+            ch["text"] = "";
+          send(chunk(ch));
+        }
+        if (o.include_usage) {
+          json u = chunk(json());
+          u["choices"] = json::array();
+          u["usage"] = usage_json(sums);
+          send(u);
+        }
+        const std::string done = "data: [DONE]\n\n";
+        sink.write(done.data(), done.size());
+        sink.done();
+        return true;
+      });
+}
+
+}  // namespace
+
+void handle_chat_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json j = parse_body(req);
+  check_model(st, j, true);
+  auto msgs = get_messages(j, "messages");
+  auto ids = chat_prompt(*st.engine, msgs);
+  if (!ids.ok()) throw ApiError{400, ids.error(), "messages", "invalid_value"};
+  respond(st, req, res, parse_common(st, j, std::move(ids).value(), true));
+}
+
+void handle_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
+  const json j = parse_body(req);
+  check_model(st, j, true);
+  auto it = j.find("prompt");
+  if (it == j.end() || it->is_null())
+    throw ApiError{400, "'prompt' is required", "prompt", "missing_field"};
+  const Tokenizer& tok = st.engine->tokenizer();
+  std::vector<int32_t> ids;
+  const json& p = *it;
+  if (p.is_string()) {
+    ids = tok.encode(p.get<std::string>(), true, false);
+  } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+    ids = tok.encode(p[0].get<std::string>(), true, false);
+  } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
+    for (const auto& v : p) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.size())
+        throw ApiError{
+            400, "'prompt' token ids must be integers in [0, " + std::to_string(tok.size()) + ")",
+            "prompt", "invalid_value"};
+      ids.push_back(int32_t(v.get<int64_t>()));
+    }
+  } else if (p.is_array() && p.size() > 1) {
+    throw ApiError{400,
+                   "several prompts in one request are not supported; send one request per prompt",
+                   "prompt", "unsupported_parameter"};
+  } else {
+    throw ApiError{400, "'prompt' must be a string, [string] or an array of token ids", "prompt",
+                   "invalid_type"};
+  }
+  if (ids.empty() || (ids.size() == 1 && tok.add_bos() && ids[0] == tok.bos() && p.is_string() &&
+                      p.get<std::string>().empty())) {
+    throw ApiError{400, "'prompt' must not be empty", "prompt", "invalid_value"};
+  }
+  respond(st, req, res, parse_common(st, j, std::move(ids), false));
+}
+
+void handle_models(ServerState& st, const httplib::Request&, httplib::Response& res) {
+  json m = {{"id", st.model_id},
+            {"object", "model"},
+            {"created", (long long)st.created},
+            {"owned_by", "g4"}};
+  send_json(res, 200, {{"object", "list"}, {"data", json::array({m})}});
+}
+
+}  // namespace g4::server
