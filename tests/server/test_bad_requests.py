@@ -1,0 +1,106 @@
+"""A table of bad requests: each gets the right 4xx status and an error body of the right
+shape, and the server keeps serving. Runs in the Release and the ASan/UBSan builds."""
+import socket
+
+import pytest
+
+from conftest import MODEL_ID, post
+
+CHAT = "/v1/chat/completions"
+COMP = "/v1/completions"
+OK_MSGS = [{"role": "user", "content": "Hi"}]
+
+
+def chat(**kw):
+    return {"model": MODEL_ID, "messages": OK_MSGS, "max_tokens": 2, **kw}
+
+
+LONG = "word " * 5000  # ~5000 tokens > the 4096 context
+
+CASES = [
+    # (name, path, body (dict or raw bytes), status, error code or None for Ollama shape)
+    ("malformed json", CHAT, b'{"model": "x", "messages": [', 400, "invalid_json"),
+    ("not an object", CHAT, b'[1, 2, 3]', 400, "invalid_json"),
+    ("invalid utf-8", CHAT, b'{"model": "' + MODEL_ID.encode() + b'", "messages": [{"role": "user", "content": "\xff\xfe"}]}', 400, "invalid_json"),
+    ("empty body", CHAT, b'', 400, "invalid_json"),
+    ("missing model", CHAT, {"messages": OK_MSGS}, 400, "missing_field"),
+    ("unknown model", CHAT, {"model": "gpt-17", "messages": OK_MSGS}, 404, "model_not_found"),
+    ("model wrong type", CHAT, {"model": 5, "messages": OK_MSGS}, 400, "invalid_type"),
+    ("missing messages", CHAT, {"model": MODEL_ID}, 400, "missing_field"),
+    ("messages not array", CHAT, {"model": MODEL_ID, "messages": "hi"}, 400, "invalid_type"),
+    ("empty messages", CHAT, {"model": MODEL_ID, "messages": []}, 400, "invalid_value"),
+    ("message not object", CHAT, {"model": MODEL_ID, "messages": ["hi"]}, 400, "invalid_type"),
+    ("unknown role", CHAT, {"model": MODEL_ID, "messages": [{"role": "wizard", "content": "x"}]}, 400, "invalid_value"),
+    ("missing content", CHAT, {"model": MODEL_ID, "messages": [{"role": "user"}]}, 400, "missing_field"),
+    ("content wrong type", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": 42}]}, 400, "invalid_type"),
+    ("image content part", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, "invalid_value"),
+    ("badly ordered roles", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}, 400, "invalid_value"),
+    ("assistant first", CHAT, {"model": MODEL_ID, "messages": [{"role": "assistant", "content": "a"}]}, 400, "invalid_value"),
+    ("system not first", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]}, 400, "invalid_value"),
+    ("temperature string", CHAT, chat(temperature="hot"), 400, "invalid_type"),
+    ("temperature too high", CHAT, chat(temperature=7), 400, "invalid_value"),
+    ("top_p zero", CHAT, chat(top_p=0), 400, "invalid_value"),
+    ("negative max_tokens", CHAT, chat(max_tokens=-1), 400, "invalid_value"),
+    ("fractional max_tokens", CHAT, chat(max_tokens=2.5), 400, "invalid_type"),
+    ("max_tokens past context", CHAT, chat(max_tokens=100000), 400, "context_length_exceeded"),
+    ("prompt longer than context", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": LONG}]}, 400, "context_length_exceeded"),
+    ("n too large", CHAT, chat(n=1000), 400, "invalid_value"),
+    ("stop wrong type", CHAT, chat(stop=5), 400, "invalid_type"),
+    ("empty stop string", CHAT, chat(stop=[""]), 400, "invalid_value"),
+    ("stream not bool", CHAT, chat(stream="yes"), 400, "invalid_type"),
+    ("stream_options without stream", CHAT, chat(stream_options={"include_usage": True}), 400, "invalid_value"),
+    ("top_logprobs without logprobs", CHAT, chat(top_logprobs=3), 400, "invalid_value"),
+    ("top_logprobs too many", CHAT, chat(logprobs=True, top_logprobs=50), 400, "invalid_value"),
+    ("tools unsupported", CHAT, chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "unsupported_parameter"),
+    ("logit_bias unsupported", CHAT, chat(logit_bias={"1": 5}), 400, "unsupported_parameter"),
+    ("json_schema unsupported", CHAT, chat(response_format={"type": "json_schema", "json_schema": {}}), 400, "unsupported_parameter"),
+    ("seed not integer", CHAT, chat(seed="abc"), 400, "invalid_type"),
+    ("nan penalty", CHAT, b'{"model": "' + MODEL_ID.encode() + b'", "messages": [{"role":"user","content":"x"}], "presence_penalty": NaN}', 400, "invalid_json"),
+    ("completion missing prompt", COMP, {"model": MODEL_ID}, 400, "missing_field"),
+    ("completion prompt wrong type", COMP, {"model": MODEL_ID, "prompt": {"a": 1}}, 400, "invalid_type"),
+    ("completion token id out of range", COMP, {"model": MODEL_ID, "prompt": [1, 99999999]}, 400, "invalid_value"),
+    ("completion empty prompt", COMP, {"model": MODEL_ID, "prompt": ""}, 400, "invalid_value"),
+    ("completion echo unsupported", COMP, {"model": MODEL_ID, "prompt": "x", "echo": True}, 400, "unsupported_parameter"),
+    ("completion logprobs too many", COMP, {"model": MODEL_ID, "prompt": "x", "logprobs": 99}, 400, "invalid_value"),
+    ("body too large", CHAT, {"model": MODEL_ID, "messages": [{"role": "user", "content": "x" * (5 << 20)}]}, 413, "payload_too_large"),
+    ("unknown endpoint", "/v1/engines", {}, 404, "not_found"),
+    ("ollama bad json", "/api/chat", b'{"model":', 400, None),
+    ("ollama unknown model", "/api/chat", {"model": "llama9", "messages": OK_MSGS}, 404, None),
+    ("ollama options wrong type", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": {"temperature": "warm"}}, 400, None),
+    ("ollama options not object", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": [1]}, 400, None),
+    ("ollama num_ctx too large", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": {"num_ctx": 10 ** 7}}, 400, None),
+    ("ollama images", "/api/generate", {"model": MODEL_ID, "prompt": "x", "images": ["aGk="]}, 400, None),
+    ("ollama show unknown", "/api/show", {"model": "nope"}, 404, None),
+]
+
+
+@pytest.mark.parametrize("name,path,body,status,code", CASES, ids=[c[0] for c in CASES])
+def test_bad_request(server, name, path, body, status, code):
+    st, err, _ = post(server.url + path, body, timeout=120)
+    assert st == status, (name, err)
+    assert isinstance(err, dict), err
+    if code is None:  # Ollama shape
+        assert isinstance(err.get("error"), str) and err["error"]
+    else:
+        e = err["error"]
+        assert set(e) >= {"message", "type", "param", "code"}, e
+        assert e["code"] == code, e
+        assert isinstance(e["message"], str) and e["message"]
+
+
+def test_garbage_http_and_still_serving(server):
+    host, port = "127.0.0.1", server.port
+    for junk in [b"\x00\x01\x02garbage\r\n\r\n", b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                 b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"]:
+        with socket.create_connection((host, port), timeout=10) as s:
+            s.sendall(junk)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+    # a truncated body: client sends less than Content-Length and hangs up
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\"")
+    st, body, _ = post(server.url + CHAT, chat(temperature=0))
+    assert st == 200, body
+    assert body["choices"][0]["finish_reason"] in ("stop", "length")
