@@ -199,16 +199,25 @@ std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
 
 bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
            const std::function<bool(size_t, const SeqEvent&)>& on_event,
-           std::vector<SeqSummary>* summaries) {
+           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle) {
   summaries->assign(hs.size(), SeqSummary{});
   std::vector<bool> done(hs.size(), false);
   size_t left = hs.size();
   std::vector<SeqEvent> evs;
+  auto last_event = std::chrono::steady_clock::now();
   while (left > 0) {
+    if (on_idle && std::chrono::steady_clock::now() - last_event > std::chrono::seconds(1)) {
+      last_event = std::chrono::steady_clock::now();
+      if (!on_idle()) {
+        for (auto& h : hs) h->cancel();
+        return false;
+      }
+    }
     for (size_t i = 0; i < hs.size(); ++i) {
       if (done[i]) continue;
       evs.clear();
       const bool fin = hs[i]->wait(&evs, &(*summaries)[i], hs.size() == 1 ? 200 : 10);
+      if (!evs.empty()) last_event = std::chrono::steady_clock::now();
       for (const auto& e : evs) {
         if (!on_event(i, e)) {
           for (auto& h : hs) h->cancel();

@@ -32,10 +32,11 @@ std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
                                                    const std::vector<SeqRequest>& reqs);
 
 // Drains the handles in arrival order. on_event(choice, event); returns false when the
-// callback wants to stop (client gone): the remaining sequences are cancelled.
+// callback wants to stop (client gone): the remaining sequences are cancelled. on_idle runs
+// after each second without events (a keep-alive write that also detects a gone client).
 bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
            const std::function<bool(size_t, const SeqEvent&)>& on_event,
-           std::vector<SeqSummary>* summaries);
+           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle = {});
 
 void send_json(httplib::Response& res, int status, const json& j);
 std::string random_id(const char* prefix);

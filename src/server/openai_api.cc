@@ -292,7 +292,11 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
                   ch["text"] = e.text;
                 return send(chunk(ch));
               },
-              &sums);
+              &sums,
+              [&] {  // SSE comment: keeps proxies open, notices a client that went away
+                static const char kPing[] = ": ping\n\n";
+                return sink.write(kPing, sizeof kPing - 1);
+              });
         }
         if (!ok) {
           st.metrics.disconnected();

@@ -360,18 +360,22 @@ void Scheduler::loop() {
       if (stop_) break;
       int free_slots = 0;
       for (const Slot& s : slots_) free_slots += s.busy ? 0 : 1;
+      // Requests whose client left while waiting are dropped.
+      std::erase_if(queue_, [](Pending& p) {
+        if (!p.handle->cancelled()) return false;
+        SeqSummary s;
+        s.finish_reason = "cancelled";
+        p.handle->finish(s);
+        return true;
+      });
       // Slots freed by sequences that finish this iteration are counted next time round.
       while (free_slots > 0 && !queue_.empty()) {
-        if (queue_.front().handle->cancelled()) {
-          SeqSummary s;
-          s.finish_reason = "cancelled";
-          queue_.front().handle->finish(s);
-        } else {
-          admitted.push_back(std::move(queue_.front()));
-          --free_slots;
-        }
+        admitted.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        --free_slots;
       }
+      stats_.waiting = int(queue_.size());
+      stats_.running = int(active_.size() + admitted.size());
     }
     for (auto& p : admitted) admit(std::move(p));
     // Cancelled sequences leave before the step (their KV stays reusable).

@@ -144,3 +144,33 @@ def test_sigterm_drains_and_exits_zero():
     assert s.proc.wait(timeout=20) == 0
     assert time.time() - t0 < 15
     s.log.close()
+
+
+def test_queued_stream_disconnect_is_noticed():
+    s = Server("--parallel", "1", "--max-queue", "4")
+    try:
+        body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Hello"}],
+                "max_tokens": 150, "temperature": 0, "stream": True}
+        conn1, resp1 = open_stream(s.url, body)
+        resp1.readline()
+        deadline = time.time() + 15
+        while time.time() < deadline and s.metric("g4_sequences_running") < 1:
+            time.sleep(0.05)
+        conn2, resp2 = open_stream(s.url, body)  # waits in the queue: no tokens yet
+        time.sleep(0.3)
+        assert s.metric("g4_sequences_waiting") == 1
+        conn2.sock.close()
+        conn2.close()
+        deadline = time.time() + 15  # keep-alive pings (1/s) notice the closed socket
+        while time.time() < deadline and s.metric("g4_client_disconnects_total") < 1:
+            time.sleep(0.2)
+        assert s.metric("g4_client_disconnects_total") == 1
+        deadline = time.time() + 10
+        while time.time() < deadline and s.metric("g4_sequences_waiting") > 0:
+            time.sleep(0.05)
+        assert s.metric("g4_sequences_waiting") == 0  # dropped from the queue at the next step
+        assert s.metric("g4_sequences_running") == 1  # while the first stream still runs
+        rest = resp1.read()
+        assert rest.rstrip().endswith(b"data: [DONE]")
+    finally:
+        assert s.stop() == 0
