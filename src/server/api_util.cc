@@ -48,17 +48,26 @@ bool get_number(const json& j, const char* key, double lo, double hi, double* ou
 bool get_int(const json& j, const char* key, int64_t lo, int64_t hi, int64_t* out) {
   const json* f = field(j, key);
   if (!f) return false;
-  if (!f->is_number_integer() &&
-      !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>()))
+  const ApiError range{400,
+                       std::string("'") + key + "' must be between " + std::to_string(lo) +
+                           " and " + std::to_string(hi),
+                       key, "invalid_value"};
+  int64_t v = 0;
+  if (f->is_number_unsigned()) {  // nlohmann keeps non-negative literals as uint64
+    const uint64_t u = f->get<uint64_t>();
+    if (u > uint64_t(INT64_MAX)) throw range;
+    v = int64_t(u);
+  } else if (f->is_number_integer()) {
+    v = f->get<int64_t>();
+  } else if (f->is_number_float() && std::floor(f->get<double>()) == f->get<double>()) {
+    const double d = f->get<double>();  // 2.0 is accepted as 2; never cast out of range
+    if (!(d >= -9.2e18 && d <= 9.2e18)) throw range;
+    v = int64_t(d);
+  } else {
     throw ApiError{400, std::string("'") + key + "' must be an integer", key, "invalid_type"};
-  const double v = f->get<double>();
-  if (v < double(lo) || v > double(hi)) {
-    throw ApiError{400,
-                   std::string("'") + key + "' must be between " + std::to_string(lo) + " and " +
-                       std::to_string(hi),
-                   key, "invalid_value"};
   }
-  *out = int64_t(v);
+  if (v < lo || v > hi) throw range;
+  *out = v;
   return true;
 }
 
