@@ -1,6 +1,8 @@
 // Transcription of chat-template-31B-it.jinja; macro names match the template's.
 #include "tokenizer/chat_gemma4.h"
 
+#include "tokenizer/chat_template.h"
+
 #include <algorithm>
 
 namespace g4 {
@@ -546,6 +548,33 @@ Result<std::vector<int32_t>> encode_gemma4_chat(const Tokenizer& tok, const json
     segs.push_back({std::string_view(o.text).substr(b, e - b), o.marks[i].second});
   }
   return tok.encode_segments(segs, false);
+}
+
+ChatFormat chat_format_for_arch(std::string_view architecture) {
+  return architecture == "gemma4" ? ChatFormat::kGemma4 : ChatFormat::kGemma3;
+}
+
+static json to_json(const std::vector<ChatMessage>& msgs) {
+  json j = json::array();
+  for (const ChatMessage& m : msgs) j.push_back({{"role", m.role}, {"content", m.content}});
+  return j;
+}
+
+Result<std::vector<int32_t>> encode_chat(ChatFormat fmt, const Tokenizer& tok,
+                                         const std::vector<ChatMessage>& msgs,
+                                         bool add_generation_prompt, bool enable_thinking) {
+  if (fmt == ChatFormat::kGemma3) return encode_gemma3_chat(tok, msgs, add_generation_prompt);
+  return encode_gemma4_chat(
+      tok, to_json(msgs), nullptr,
+      {.add_generation_prompt = add_generation_prompt, .enable_thinking = enable_thinking});
+}
+
+Result<std::string> render_chat(ChatFormat fmt, const std::vector<ChatMessage>& msgs,
+                                bool add_generation_prompt, bool enable_thinking) {
+  if (fmt == ChatFormat::kGemma3) return render_gemma3(msgs, add_generation_prompt);
+  return render_gemma4(
+      to_json(msgs), nullptr,
+      {.add_generation_prompt = add_generation_prompt, .enable_thinking = enable_thinking});
 }
 
 }  // namespace g4
