@@ -10,6 +10,7 @@ the two forms g4 loads, plus the ids `tokenizers` gives for 600+ test strings:
                                            a Gemma 4 GGUF (tokenizer.ggml.model = "gemma4",
                                            tokens/scores/token_type/merges), written by gguf-py
   tests/golden/gemma4_tok/cases.json       inputs (hex of UTF-8) and expected ids, no BOS
+  tests/fuzz/corpus_tokenizer_json/        fuzz seeds (a cut-down tokenizer.json, chats)
 
 Layout mirrors the real Gemma 4 vocabulary (gemma-architecture.md §4.2): <pad>=0 <eos>=1
 <bos>=2 <unk>=3 <mask>=4, tool markers 46-52, <|think|>=98, <|channel>=100, <channel|>=101,
@@ -233,6 +234,37 @@ def inputs() -> list[tuple[str, str]]:
     return out
 
 
+def write_fuzz_seeds(d: dict, out: Path) -> None:
+    """Seeds for tests/fuzz/tokenizer_json_fuzz.cc: the fixture cut down to 60 merges (so
+    libFuzzer can mutate it), checked by tokenizers, and two chat message lists."""
+    merges = d["model"]["merges"][:60]
+    keep = {t for t, i in d["model"]["vocab"].items() if i < N_RESERVED}
+    for a, b in merges:
+        keep |= {a, b, a + b}
+    order = sorted(keep, key=lambda t: d["model"]["vocab"][t])
+    vocab = {t: i for i, t in enumerate(order)}
+    small = dict(d)
+    small["model"] = dict(d["model"], vocab=vocab, merges=merges)
+    small["added_tokens"] = [dict(t, id=vocab[t["content"]]) for t in d["added_tokens"]]
+    text = json.dumps(small, ensure_ascii=False)
+    Tokenizer.from_str(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tiny_tokenizer.json").write_text(text, encoding="utf-8")
+    (out / "chat_tools.json").write_text(json.dumps({"messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Paris?"},
+        {"role": "assistant", "tool_calls": [{"id": "1", "function": {
+            "name": "w", "arguments": {"city": "Paris", "n": [1, 2.5, None, True]}}}]},
+        {"role": "tool", "tool_call_id": "1", "content": "ok"}],
+        "tools": [{"function": {"name": "w", "description": "d", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "enum": ["a"]},
+                                             "o": {"type": "object", "properties": {}},
+                                             "l": {"type": "array", "items": {"type": "string"}}},
+            "required": ["city"]}, "response": {"type": "object"}}}]}), encoding="utf-8")
+    (out / "chat_plain.json").write_text(json.dumps([
+        {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]},
+        {"role": "assistant", "content": "<|channel>x<channel|>yo"}]), encoding="utf-8")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -252,6 +284,7 @@ def main() -> int:
     merges = [tuple(m) for m in d["model"]["merges"]]
     added = [t["id"] for t in d["added_tokens"]]
     tok = Tokenizer.from_str(tj)  # tokenizers validates vocab/merges here
+    write_fuzz_seeds(d, ROOT / "tests/fuzz/corpus_tokenizer_json")
     write_gguf(out / "tokenizer.gguf", vocab, merges, added)
 
     cases = []

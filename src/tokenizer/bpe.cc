@@ -236,6 +236,9 @@ void Tokenizer::split_specials(std::vector<Frag>& frags, bool parse_special, int
     }
     return;
   }
+  // Candidates by first byte, longest first within each bucket.
+  std::vector<std::vector<int32_t>> by_first(256);
+  for (int32_t sid : cands) by_first[uint8_t(tokens_[size_t(sid)][0])].push_back(sid);
   for (Frag& f : frags) {
     if (f.id >= 0) {
       next.push_back(std::move(f));
@@ -244,12 +247,10 @@ void Tokenizer::split_specials(std::vector<Frag>& frags, bool parse_special, int
     size_t start = 0;
     for (size_t i = 0; i < f.text.size();) {
       int32_t best = -1;
-      size_t best_len = 0;
-      for (int32_t sid : cands) {  // specials_ is longest first: the first hit is the longest
+      for (int32_t sid : by_first[uint8_t(f.text[i])]) {  // the first hit is the longest
         const std::string& st = tokens_[size_t(sid)];
-        if (st.size() > best_len && f.text.compare(i, st.size(), st) == 0) {
+        if (f.text.compare(i, st.size(), st) == 0) {
           best = sid;
-          best_len = st.size();
           break;
         }
       }
@@ -259,7 +260,7 @@ void Tokenizer::split_specials(std::vector<Frag>& frags, bool parse_special, int
       }
       if (i > start) next.push_back({-1, f.text.substr(start, i - start)});
       next.push_back({best, tokens_[size_t(best)]});
-      i += best_len;
+      i += tokens_[size_t(best)].size();
       start = i;
     }
     if (start < f.text.size()) next.push_back({-1, f.text.substr(start)});

@@ -149,6 +149,23 @@ TEST(Gemma4Tokenizer, ToyVocabularyFromSpec) {
   EXPECT_FALSE(Tokenizer::from_bpe_vocab(t, ty, {"ab"}, 0, 0, opt).ok());  // no space
 }
 
+// Overlapping special texts: llama.cpp splits by candidate, longest first ("bcd" wins);
+// tokenizers' AddedVocabulary matches leftmost-longest ("ab" wins). formats.md §5.2.
+TEST(Gemma4Tokenizer, SpecialMatchingOrderPerSource) {
+  std::vector<std::string> t{"a", "b", "c", "d", "ab", "bcd"};
+  std::vector<TokenType> ty{TokenType::kNormal, TokenType::kNormal,  TokenType::kNormal,
+                            TokenType::kNormal, TokenType::kControl, TokenType::kControl};
+  BpeOptions llama, hf;
+  llama.whole_newline_run = true;
+  hf.hf_added_tokens = true;
+  auto a = Tokenizer::from_bpe_vocab(t, ty, {}, 0, 0, llama);
+  auto b = Tokenizer::from_bpe_vocab(t, ty, {}, 0, 0, hf);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a.value().encode("abcd", false, true), (Ids{0, 5}));
+  EXPECT_EQ(b.value().encode("abcd", false, true), (Ids{4, 2, 3}));
+  EXPECT_EQ(b.value().encode("abcd", false, false), (Ids{0, 1, 2, 3}));
+}
+
 TEST(Gemma4Tokenizer, RejectsBadTokenizerJson) {
   const std::string good = slurp(kDir + "tokenizer.json");
   auto j = nlohmann::json::parse(good);
