@@ -166,6 +166,26 @@ TEST(Gemma4Tokenizer, SpecialMatchingOrderPerSource) {
   EXPECT_EQ(b.value().encode("abcd", false, false), (Ids{0, 1, 2, 3}));
 }
 
+// Whole-chunk shortcuts: HF ignore_merges (any chunk that is a token) and llama.cpp's
+// all-newline rule (PR #21343); without them the chunk goes through the merges.
+TEST(Gemma4Tokenizer, WholeChunkShortcuts) {
+  std::vector<std::string> t{"a", "b", "c", "ab", "abc", "\n", "\n\n\n"};
+  std::vector<TokenType> ty(t.size(), TokenType::kNormal);
+  BpeOptions plain, ignore, newline;
+  ignore.ignore_merges = true;
+  newline.whole_newline_run = true;
+  auto p = Tokenizer::from_bpe_vocab(t, ty, {"a b"}, 0, 0, plain);
+  auto i = Tokenizer::from_bpe_vocab(t, ty, {"a b"}, 0, 0, ignore);
+  auto n = Tokenizer::from_bpe_vocab(t, ty, {"a b"}, 0, 0, newline);
+  ASSERT_TRUE(p.ok() && i.ok() && n.ok());
+  EXPECT_EQ(p.value().encode("abc", false, false), (Ids{3, 2}));
+  EXPECT_EQ(i.value().encode("abc", false, false), (Ids{4}));
+  EXPECT_EQ(n.value().encode("abc", false, false), (Ids{3, 2}));
+  EXPECT_EQ(p.value().encode("\n\n\n", false, false), (Ids{5, 5, 5}));
+  EXPECT_EQ(n.value().encode("\n\n\n", false, false), (Ids{6}));
+  EXPECT_EQ(n.value().encode("c\n\n\nc", false, false), (Ids{2, 6, 2}));
+}
+
 TEST(Gemma4Tokenizer, RejectsBadTokenizerJson) {
   const std::string good = slurp(kDir + "tokenizer.json");
   auto j = nlohmann::json::parse(good);
