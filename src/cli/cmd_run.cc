@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "g4/engine.h"
+#include "io/gguf.h"
 
 namespace g4::cli {
 
@@ -26,6 +27,7 @@ struct RunArgs {
   std::string system;
   bool raw = false;
   bool chat = false;
+  bool think = false;  // Gemma 4: enable_thinking in the chat template
   bool verbose = false;
   bool exact = false;
   float temp = 0.8f;
@@ -85,6 +87,9 @@ int run(RunArgs& a) {
   }
 
   const bool chat_mode = !a.raw && (e.instruction_tuned() || a.chat);
+  auto arch = e.file().get_string("general.architecture");
+  const ChatFormat chat_format =
+      chat_format_for_arch(arch.ok() && arch.value() ? *arch.value() : std::string());
   if (!a.raw && !chat_mode) {
     std::fprintf(stderr,
                  "note: '%s' is a base model (no chat template): completing your text as plain "
@@ -105,7 +110,7 @@ int run(RunArgs& a) {
     std::vector<int32_t> ids;
     if (chat_mode) {
       msgs.push_back({"user", text});
-      auto r = encode_gemma3_chat(e.tokenizer(), msgs, true);
+      auto r = encode_chat(chat_format, e.tokenizer(), msgs, true, a.think);
       if (!r.ok()) {
         std::fprintf(stderr, "g4: %s\n", r.error().c_str());
         msgs.pop_back();
@@ -156,6 +161,7 @@ Runner add_run(CLI::App& app) {
   app.add_option("--system", a->system, "System prompt (chat mode)");
   app.add_flag("--raw", a->raw, "Complete the prompt as plain text (no chat template)");
   app.add_flag("--chat", a->chat, "Use the chat template even for a base model");
+  app.add_flag("--think", a->think, "Gemma 4: let the model think first (enable_thinking)");
   app.add_option("--temp", a->temp, "Temperature (0 = greedy)")->capture_default_str();
   app.add_option("--top-k", a->top_k, "Top-k (0 = off)")->capture_default_str();
   app.add_option("--top-p", a->top_p, "Top-p (1 = off)")->capture_default_str();

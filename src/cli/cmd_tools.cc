@@ -92,7 +92,7 @@ Runner add_inspect(CLI::App& app) {
 
 Runner add_tokenize(CLI::App& app) {
   struct A {
-    std::string model, text, file;
+    std::string model, text, file, tokenizer_json;
     bool json = false, no_bos = false, special = false, pieces = false;
   };
   auto a = std::make_shared<A>();
@@ -103,11 +103,20 @@ Runner add_tokenize(CLI::App& app) {
   app.add_flag("--no-bos", a->no_bos, "Do not prepend <bos>");
   app.add_flag("--special", a->special, "Parse special-token texts such as <start_of_turn>");
   app.add_flag("--pieces", a->pieces, "Print each id with its text");
+  app.add_option("--tokenizer-json", a->tokenizer_json,
+                 "Use a Hugging Face tokenizer.json (Gemma 4 BPE) instead of a GGUF");
   return [a] {
-    if (!resolve_model(a->model)) return 1;
-    auto f = GgufFile::open(a->model);
-    if (!f.ok()) return fail(f.error());
-    auto tk = Tokenizer::from_gguf(*f.value());
+    std::unique_ptr<GgufFile> file;  // GGUF tokenizers keep no views into it, but keep it open
+    Result<Tokenizer> tk = Status::error("no tokenizer");
+    if (!a->tokenizer_json.empty()) {
+      tk = Tokenizer::from_hf_json_file(a->tokenizer_json);
+    } else {
+      if (!resolve_model(a->model)) return 1;
+      auto f = GgufFile::open(a->model);
+      if (!f.ok()) return fail(f.error());
+      file = std::move(f).value();
+      tk = Tokenizer::from_gguf(*file);
+    }
     if (!tk.ok()) return fail(tk.error());
     std::string text = a->text;
     if (!a->file.empty()) {

@@ -17,14 +17,17 @@ inline size_t utf8_len(uint8_t c) {
 
 }  // namespace
 
+Result<Tokenizer> tokenizer_gemma4_from_gguf(const GgufFile& f);  // bpe.cc
+
 Result<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
   auto model = f.get_string("tokenizer.ggml.model");
   if (!model.ok()) return model.status();
   if (!model.value())
     return Status::error("no tokenizer in the file (tokenizer.ggml.model missing)");
+  if (*model.value() == "gemma4") return tokenizer_gemma4_from_gguf(f);
   if (*model.value() != "llama") {
     return Status::error("tokenizer model '" + *model.value() +
-                         "' is not supported yet (supported: llama)");
+                         "' is not supported yet (supported: llama, gemma4)");
   }
   const GgufValue* toks = f.find("tokenizer.ggml.tokens");
   const GgufValue* scores = f.find("tokenizer.ggml.scores");
@@ -114,8 +117,16 @@ Status Tokenizer::init() {
   // warns "control-looking token ... will be overridden"); Gemma 3 files type "</s>" as
   // USER_DEFINED, which would otherwise be split out of plain user text.
   eog_.push_back(int32_t(eos_));
+  if (algo_ == TokenizerAlgo::kGemma4Bpe) {
+    // llama.cpp's Gemma 4 set, by text, types left as the file gives them (gemma-arch §4.2).
+    for (const char* text : {"<turn|>", "<|tool_response>"}) {
+      const int32_t id = find(text);
+      if (id >= 0 && id != eos_) eog_.push_back(id);
+    }
+  }
   for (const char* text :
        {"<end_of_turn>", "</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<EOT>"}) {
+    if (algo_ == TokenizerAlgo::kGemma4Bpe) break;
     const int32_t id = find(text);
     if (id < 0) continue;
     types_[size_t(id)] = TokenType::kControl;
@@ -217,6 +228,7 @@ void Tokenizer::encode_fragment(std::string_view text, std::vector<int32_t>& out
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
                                        bool parse_special) const {
+  if (algo_ == TokenizerAlgo::kGemma4Bpe) return encode_segments({{text, parse_special}}, add_bos);
   std::vector<int32_t> out;
   if (add_bos && add_bos_) out.push_back(int32_t(bos_));
   // Fragments: raw text (id -1) or a matched special token.

@@ -38,6 +38,14 @@ check "run stops at a stop string" bash -c \
    [ \"\${out%France*}\" = \"\$out\" ] || [ \"\$(printf %s \"\$out\" | grep -o France | wc -l)\" = 1 ]"
 check "run rejects a bad sampling parameter" bash -c "! '$G4' run --raw --top-p 0 -n 1 hi 2>/dev/null"
 check "tokenize --json" bash -c "[ \"\$('$G4' tokenize --json -m '$MODEL' 'Hello world' 2>/dev/null)\" = '[2,9259,1902]' ]"
+G4TOK=$(cd "$(dirname "$0")/../golden/gemma4_tok" && pwd)
+check "tokenize: Gemma 4 tokenizer.json and GGUF give the same ids" bash -c \
+  "a=\$('$G4' tokenize --json --tokenizer-json '$G4TOK/tokenizer.json' 'Hello  world <|turn>' 2>/dev/null);
+   b=\$('$G4' tokenize --json -m '$G4TOK/tokenizer.gguf' 'Hello  world <|turn>' 2>/dev/null);
+   [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ]"
+check "tokenize --tokenizer-json rejects a non-BPE file" bash -c \
+  "echo '{\"model\":{\"type\":\"Unigram\"}}' > '$tmp/bad.json';
+   ! '$G4' tokenize --tokenizer-json '$tmp/bad.json' x 2>'$tmp/bad.err' && grep -q 'not supported' '$tmp/bad.err'"
 check "inspect shows the tensor table" bash -c "'$G4' inspect '$MODEL' | grep -q 'token_embd.weight'"
 check "logits prints top-K JSON" bash -c \
   "'$G4' logits '$MODEL' --ids 2,9259 --top 3 -t 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"positions\"][0][\"top\"])==3'"
