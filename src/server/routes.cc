@@ -16,9 +16,9 @@ void handle_ollama_show(ServerState&, const httplib::Request&, httplib::Response
 void handle_ollama_version(ServerState&, const httplib::Request&, httplib::Response&);
 
 Result<std::vector<int32_t>> chat_prompt(const Engine& e, const std::vector<ChatMessage>& msgs) {
-  // Gemma 3 is the only architecture the engine loads today; its template also serves
-  // base checkpoints (they see the same turn markers as the instruction-tuned ones).
-  return encode_gemma3_chat(e.tokenizer(), msgs, true);
+  // The template follows the architecture; base checkpoints get the same turn markers as
+  // the instruction-tuned ones.
+  return encode_chat(chat_format_for_arch(e.model().config().arch), e.tokenizer(), msgs, true);
 }
 
 namespace {

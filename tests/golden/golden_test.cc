@@ -308,9 +308,9 @@ TEST_F(Golden, StreamingAndStopStrings) {
   // Cancelling from the callback ends generation.
   Session s3(*engine_);
   int calls = 0;
-  auto cancelled =
-      s3.generate(ids, GenerateOptions{.sampling = {.temperature = 0}, .max_tokens = 24},
-                  [&](std::string_view) { return ++calls < 2; });
+  auto cancelled = s3.generate(
+      ids, GenerateOptions{.sampling = {.temperature = 0}, .max_tokens = 24, .stop = {}},
+      [&](std::string_view) { return ++calls < 2; });
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled.value().finish_reason, "cancelled");
 }
