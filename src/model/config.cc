@@ -46,8 +46,10 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   G4_TRY_GET(arch, f.get_string("general.architecture"));
   if (!arch) return Status::error("missing general.architecture");
   c.arch = *arch;
+  if (c.arch == "gemma4") return gemma4_config_from_gguf(f);
   if (c.arch != "gemma3") {
-    return Status::error("architecture '" + c.arch + "' is not supported yet (supported: gemma3)");
+    return Status::error("architecture '" + c.arch +
+                         "' is not supported yet (supported: gemma3, gemma4)");
   }
   G4_TRY_GET(name, f.get_string("general.name"));
   c.name = name.value_or("");

@@ -33,12 +33,27 @@ struct ModelConfig {
   float attn_softcap = 0.f;
   std::vector<bool> layer_sliding;  // per layer: true = sliding window
 
+  // Gemma 4 (spec §1.2, §2.3-2.7, §3.2); empty / zero for gemma3. For gemma4, head_dim is the
+  // global layers' head size and n_kv_heads / ff_dim those of layer 0; the per-layer vectors
+  // (n_layers entries each) are authoritative.
+  std::vector<int> layer_head_dim, layer_kv_heads, layer_ff_dim;
+  std::vector<int>
+      kv_donor;  // -1: the layer owns its KV cache; else the layer whose cache it reads
+  int head_dim_swa = 0;
+  int rope_dims_global = 0, rope_dims_local = 0;  // rotated span (rope.dimension_count[_swa])
+  int n_kv_shared = 0;                            // last n layers read a donor's cache
+  int ple_dim = 0;                                // per-layer-embedding width P (0: none)
+  int n_experts = 0, n_experts_used = 0, expert_ff_dim = 0;  // MoE (0: dense)
+
   // bf16(sqrt(model_dim)) as HF/gemma.cpp (default) or exact sqrt as llama.cpp (spec §2.6).
   float embed_scale(EmbedScale mode) const;
   std::string summary() const;
 };
 
 Result<ModelConfig> config_from_gguf(const GgufFile& f);
+
+// Gemma 4 metadata (called by config_from_gguf for general.architecture = gemma4).
+Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f);
 
 // Known Gemma 3 shapes (for tests, docs and `g4 inspect`): 270m, 1b, 4b, 12b, 27b.
 Result<ModelConfig> gemma3_preset(const std::string& size);
