@@ -70,7 +70,7 @@ SHAPES = {
         num_key_value_heads=2, num_global_key_value_heads=1, head_dim=16, global_head_dim=32,
         sliding_window=8, layer_types=["sliding_attention"] * 5 + ["full_attention"],
         hidden_size_per_layer_input=0, attention_k_eq_v=True, enable_moe_block=True,
-        num_experts=16, top_k_experts=4, moe_intermediate_size=16, final_logit_softcapping=10.0),
+        num_experts=16, top_k_experts=4, moe_intermediate_size=8, final_logit_softcapping=10.0),
 }
 
 # Prompts (token ids, BOS first): short; longer than the window 8 several times over (ring

@@ -125,6 +125,42 @@ Status per_layer(const GgufFile& f, const std::string& key, int n, int64_t lo, i
   if (!var##_r.ok()) return var##_r.status(); \
   auto var = var##_r.value()
 
+Status gemma4_finish_layers(ModelConfig& c) {
+  const int L = c.n_layers;
+  c.layer_head_dim.resize(size_t(L));
+  for (int l = 0; l < L; ++l) {
+    c.layer_head_dim[size_t(l)] = c.layer_sliding[size_t(l)] ? c.head_dim_swa : c.head_dim;
+    if (c.n_heads % c.layer_kv_heads[size_t(l)] != 0) {
+      return Status::error("layer " + std::to_string(l) + ": head_count " +
+                           std::to_string(c.n_heads) + " is not a multiple of head_count_kv " +
+                           std::to_string(c.layer_kv_heads[size_t(l)]));
+    }
+  }
+  // KV sharing (spec §2.7): layers >= L - n_shared read the last non-shared layer of their type.
+  if (c.n_kv_shared < 0 || c.n_kv_shared >= L)
+    return Status::error("attention.shared_kv_layers must be below block_count");
+  const int first_shared = L - c.n_kv_shared;
+  c.kv_donor.assign(size_t(L), -1);
+  for (int l = first_shared; l < L; ++l) {
+    for (int d = first_shared - 1; d >= 0; --d) {
+      if (c.layer_sliding[size_t(d)] == c.layer_sliding[size_t(l)]) {
+        c.kv_donor[size_t(l)] = d;
+        break;
+      }
+    }
+    const int d = c.kv_donor[size_t(l)];
+    if (d < 0) {
+      return Status::error("KV-shared layer " + std::to_string(l) +
+                           " has no earlier layer of its type to read from");
+    }
+    if (c.layer_kv_heads[size_t(l)] != c.layer_kv_heads[size_t(d)]) {
+      return Status::error("KV-shared layer " + std::to_string(l) +
+                           " has a different KV head count from its donor");
+    }
+  }
+  return Status();
+}
+
 Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f) {
   ModelConfig c;
   c.arch = "gemma4";
@@ -191,16 +227,6 @@ Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f) {
   c.layer_sliding.resize(size_t(L));
   for (int l = 0; l < L; ++l) c.layer_sliding[size_t(l)] = array_int(*pat, uint64_t(l)) != 0;
 
-  c.layer_head_dim.resize(size_t(L));
-  for (int l = 0; l < L; ++l) {
-    c.layer_head_dim[size_t(l)] = c.layer_sliding[size_t(l)] ? c.head_dim_swa : c.head_dim;
-    if (c.n_heads % c.layer_kv_heads[size_t(l)] != 0) {
-      return Status::error("layer " + std::to_string(l) + ": head_count " +
-                           std::to_string(c.n_heads) + " is not a multiple of head_count_kv " +
-                           std::to_string(c.layer_kv_heads[size_t(l)]));
-    }
-  }
-
   G4_TRY_GET4(eps, f.get_float(p + "attention.layer_norm_rms_epsilon"));
   c.rms_eps = float(eps.value_or(1e-6));
   G4_TRY_GET4(theta, f.get_float(p + "rope.freq_base"));
@@ -238,28 +264,14 @@ Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f) {
                          ", expert_feed_forward_length " + std::to_string(c.expert_ff_dim));
   }
 
-  // KV sharing (spec §2.7): layers >= L - n_shared read the last non-shared layer of their type.
+  // g4's own key (Google's models have GELU-tanh experts): "gelu" (default) or "silu".
+  G4_TRY_GET4(act, f.get_string(p + "expert_activation"));
+  if (act && *act != "gelu" && *act != "silu")
+    return Status::error("expert_activation '" + *act + "' is not supported (gelu, silu)");
+  c.expert_swiglu = act && *act == "silu";
   G4_TRY(opt("attention.shared_kv_layers", 1024, 0, v));
   c.n_kv_shared = int(v);
-  if (c.n_kv_shared >= L) return Status::error("attention.shared_kv_layers >= block_count");
-  const int first_shared = L - c.n_kv_shared;
-  c.kv_donor.assign(size_t(L), -1);
-  for (int l = first_shared; l < L; ++l) {
-    for (int d = first_shared - 1; d >= 0; --d) {
-      if (c.layer_sliding[size_t(d)] == c.layer_sliding[size_t(l)]) {
-        c.kv_donor[size_t(l)] = d;
-        break;
-      }
-    }
-    if (c.kv_donor[size_t(l)] < 0) {
-      return Status::error("KV-shared layer " + std::to_string(l) +
-                           " has no earlier layer of its type to read from");
-    }
-    const int d = c.kv_donor[size_t(l)];
-    if (c.layer_kv_heads[size_t(l)] != c.layer_kv_heads[size_t(d)])
-      return Status::error("KV-shared layer " + std::to_string(l) +
-                           " has a different KV head count from its donor");
-  }
+  G4_TRY(gemma4_finish_layers(c));
 
   const GgufTensor* emb = f.tensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2)
@@ -267,6 +279,67 @@ Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f) {
   if (emb->ne[1] > (int64_t(1) << 24)) return Status::error("token_embd.weight has too many rows");
   c.vocab_size = int(emb->ne[1]);
   return c;
+}
+
+Result<ModelConfig> gemma4_preset(const std::string& size, const Gemma4PresetOverrides& o) {
+  struct P {
+    const char* name;
+    int L, d, H, kv_swa, kv_global, ff, period, W, P, shared;
+    bool double_wide;
+    int64_t ctx;
+    int experts, used, ffe;
+  };
+  // Spec §1.2 (HF configs); 31B / 26B-A4B context per the Google docs ("256K").
+  static const P presets[] = {
+      {"e2b", 35, 1536, 8, 1, 1, 6144, 5, 512, 256, 20, true, 131072, 0, 0, 0},
+      {"e4b", 42, 2560, 8, 2, 2, 10240, 6, 512, 256, 18, false, 131072, 0, 0, 0},
+      {"31b", 60, 5376, 32, 16, 4, 21504, 6, 1024, 0, 0, false, 262144, 0, 0, 0},
+      {"26b-a4b", 30, 2816, 16, 8, 2, 2112, 6, 1024, 0, 0, false, 262144, 128, 8, 704},
+  };
+  for (const P& p : presets) {
+    if (size != p.name) continue;
+    ModelConfig c;
+    c.arch = "gemma4";
+    c.name = std::string("gemma-4-") + p.name;
+    c.n_layers = p.L;
+    c.model_dim = p.d;
+    c.n_heads = p.H;
+    c.head_dim = 512;
+    c.head_dim_swa = 256;
+    c.rope_dims_global = 512;
+    c.rope_dims_local = 256;
+    c.window = o.window > 0 ? o.window : p.W;
+    c.n_ctx_train = o.n_ctx > 0 ? o.n_ctx : p.ctx;
+    c.vocab_size = 262144;
+    c.final_softcap = 30.f;
+    c.query_scale = 1.f;
+    c.ple_dim = p.P;
+    c.n_kv_shared = p.shared;
+    c.n_experts = o.n_experts > 0 ? o.n_experts : p.experts;
+    c.n_experts_used = o.n_experts_used > 0 ? o.n_experts_used : p.used;
+    c.expert_ff_dim = o.expert_ff_dim > 0 ? o.expert_ff_dim : p.ffe;
+    c.expert_swiglu = o.swiglu == 1;
+    if (c.n_experts > 0 &&
+        (c.n_experts_used < 1 || c.n_experts_used > c.n_experts || c.expert_ff_dim < 1))
+      return Status::error("preset overrides give an inconsistent MoE shape");
+    const int period = o.global_period > 0 ? o.global_period : p.period;
+    c.layer_sliding.resize(size_t(p.L));
+    for (int l = 0; l < p.L; ++l) c.layer_sliding[size_t(l)] = (l + 1) % period != 0;
+    c.layer_sliding.back() = false;  // HF forces the last layer global
+    c.layer_kv_heads.resize(size_t(p.L));
+    c.layer_ff_dim.resize(size_t(p.L));
+    for (int l = 0; l < p.L; ++l) {
+      c.layer_kv_heads[size_t(l)] = c.layer_sliding[size_t(l)] ? p.kv_swa : p.kv_global;
+      const bool shared = l >= p.L - p.shared;
+      c.layer_ff_dim[size_t(l)] = p.double_wide && shared ? 2 * p.ff : p.ff;
+    }
+    c.n_kv_heads = c.layer_kv_heads[0];
+    c.ff_dim = c.layer_ff_dim[0];
+    Status s = gemma4_finish_layers(c);
+    if (!s.ok()) return s;
+    return c;
+  }
+  return Status::error("unknown gemma4 size '" + size + "' (e2b, e4b, 31b, 26b-a4b)");
 }
 
 }  // namespace g4

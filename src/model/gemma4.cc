@@ -205,6 +205,7 @@ void Gemma4::ffn_block(const Gemma4Layer& B, int layer, const float* x, ExecCont
     m.n_experts = c_.n_experts;
     m.n_used = c_.n_experts_used;
     m.ff = c_.expert_ff_dim;
+    m.swiglu = c_.expert_swiglu;
     moe_forward(m, x, hin, T, d, c_.rms_eps, ctx, m2, counters_.layer(layer));
     for (int64_t t = 0; t < T; ++t) {
       rmsnorm(m2 + t * d, B.post_ffw_norm_2.data(), m2 + t * d, d, c_.rms_eps);

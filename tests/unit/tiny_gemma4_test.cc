@@ -146,6 +146,24 @@ TEST(TinyGemma4Config, PerLayerGeometryFromMetadata) {
   EXPECT_EQ(c2.kv_donor, std::vector<int>(7, -1));
 }
 
+// The brief's MoE preset shape (8 experts, top-2, SwiGLU experts, K=V global layer) against an
+// independent float64 NumPy forward (scripts/gen_tiny_moe_swiglu.py); transformers has no
+// SwiGLU-expert Gemma 4. f32 everywhere in the engine, so the same 1e-3 bound applies.
+TEST(TinyGemma4Moe, SwigluExpertsMatchNumpyFloat64) {
+  const Fixture f = load_fixture("tiny_moe_swiglu");
+  ASSERT_FALSE(f.fx.is_null());
+  for (int64_t chunk : {int64_t(64), int64_t(4)}) {
+    auto e = Engine::load(options(f, chunk, true));
+    ASSERT_TRUE(e.ok()) << e.error();
+    EXPECT_TRUE(e.value()->model().config().expert_swiglu);
+    EXPECT_EQ(e.value()->model().config().n_experts_used, 2);
+    const double d = run_all(*e.value(), f.fx, "logits", nullptr);
+    std::printf("tiny_moe_swiglu (chunk %lld): max |logit diff| vs numpy float64 %.2e\n",
+                (long long)chunk, d);
+    EXPECT_LE(d, 1e-3);
+  }
+}
+
 // Router statistics: every token is routed to exactly top-k experts in every layer.
 TEST(TinyGemma4Moe, ExpertLoadCountsEveryRoutedToken) {
   const Fixture f = load_fixture("tiny_26b_like");
