@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "g4/engine.h"
+#include "model/moe.h"
 
 namespace g4 {
 
@@ -162,6 +163,30 @@ TEST(TinyGemma4Moe, SwigluExpertsMatchNumpyFloat64) {
                 (long long)chunk, d);
     EXPECT_LE(d, 1e-3);
   }
+}
+
+// Router arithmetic on numbers worked by hand: x = (1,1,1,1) has RMS 1, so the router input
+// is scale * d^-0.5 = (1,1,1,1) and logit_e = W[e][0]. Logits (0.5, 2, 1, 2): experts 1 and 3
+// tie for the top; their renormalised weights are 1/2 each, times per-expert scales 0.5 and 3.
+TEST(TinyGemma4Moe, RouterRenormalisesThenScales) {
+  const std::vector<float> w = {0.5f, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0};
+  const WeightView router{DType::kF32, reinterpret_cast<const uint8_t*>(w.data()), 4, 4, 16};
+  const std::vector<float> scale(4, 2.0f), expert_scale = {1, 0.5f, 1, 3};
+  MoeLayerView m;
+  m.router = &router;
+  m.router_scale = scale.data();
+  m.expert_scale = expert_scale.data();
+  m.n_experts = 4;
+  m.n_used = 2;
+  ExecContext ctx(1);
+  const std::vector<float> x(4, 1.0f);
+  std::vector<MoeRoute> routes;
+  moe_route(m, x.data(), 1, 4, 1e-6f, ctx, routes);
+  ASSERT_EQ(routes.size(), 1u);
+  EXPECT_EQ(routes[0].experts, (std::vector<int>{1, 3}));
+  // 1/sqrt(1 + 1e-6) and float rounding: within 1e-6 of the exact values.
+  EXPECT_NEAR(routes[0].weights[0], 0.25f, 1e-6);
+  EXPECT_NEAR(routes[0].weights[1], 1.5f, 1e-6);
 }
 
 // Router statistics: every token is routed to exactly top-k experts in every layer.
