@@ -9,7 +9,8 @@ Three shapes, every Gemma 4 feature at toy widths:
                  pattern, double-wide MLP on KV-shared layers, 256/512-style head sizes 16/32
   tiny_31b_like  K=V global layers with their own KV-head count (global 2 vs sliding 4 heads),
                  head sizes 16/32, period 6
-  tiny_26b_like  MoE: 16 experts, top-4, GeGLU experts beside the shared dense MLP, K=V globals
+  tiny_26b_like  MoE: 16 experts, top-4, GeGLU experts beside the shared dense MLP, K=V globals;
+                 F16 matrices and expert stacks (router, norms, scalars F32)
 All: proportional partial RoPE (factor 0.25) on global layers, V-norm, attention scale 1.0,
 QK-norm, learned layer_scalar, final logit softcap, tied embeddings.
 
@@ -72,6 +73,10 @@ SHAPES = {
         hidden_size_per_layer_input=0, attention_k_eq_v=True, enable_moe_block=True,
         num_experts=16, top_k_experts=4, moe_intermediate_size=8, final_logit_softcapping=10.0),
 }
+# Stored as F16 in the GGUF (matrices and expert stacks; router, norms and scalars stay F32 as
+# llama.cpp's converter keeps them). The transformers model gets the same f16-rounded values,
+# so both compute the same function and the 1e-3 bound still applies.
+F16_MODELS = {"tiny_26b_like"}
 
 # Prompts (token ids, BOS first): short; longer than the window 8 several times over (ring
 # buffer wrap); and one long enough that every layer, shared ones included, sees wrapped windows.
@@ -127,7 +132,11 @@ def gguf_name(n):
     return f"blk.{i}.{m[rest]}"
 
 
-def randomise(model, seed):
+def keep_f32(gguf_tensor_name, arr):
+    return arr.ndim < 2 or gguf_tensor_name.endswith("ffn_gate_inp.weight")
+
+
+def randomise(model, seed, f16):
     """Weights with O(1) activations (HF's 0.02 init would make every logit ~0)."""
     g = torch.Generator().manual_seed(seed)
     sd = model.state_dict()
@@ -146,6 +155,8 @@ def randomise(model, seed):
             new = 0.5 + torch.rand(t.shape, generator=g)
         else:  # norm weights: plain multipliers for Gemma 4 (no +1), spec §2.1
             new = 1 + 0.2 * torch.randn(t.shape, generator=g)
+        if f16 and not keep_f32(gguf_name(name), new):
+            new = new.half().float()
         with torch.no_grad():
             t.copy_(new)
     return sd
@@ -226,6 +237,8 @@ def write_gguf(path, name, cfg, sd):
         if n == "lm_head.weight":
             continue
         arr = t.detach().float().numpy().astype(np.float32)
+        if name in F16_MODELS and not keep_f32(gguf_name(n), arr):
+            arr = arr.astype(np.float16)
         # gguf-py takes numpy shapes (outermost first): [out, in] / [E, out, in] map to ggml
         # {in, out} / {in, out, E}, i.e. nn.Linear layout as is (spec notation).
         g.add_tensor(gguf_name(n), np.ascontiguousarray(arr))
@@ -241,7 +254,7 @@ for i, (name, shape) in enumerate(SHAPES.items()):
                            tie_word_embeddings=True, **shape)
     cfg._attn_implementation = "eager"
     model = Gemma4ForCausalLM(cfg).eval()
-    sd = randomise(model, 1000 + i)
+    sd = randomise(model, 1000 + i, name in F16_MODELS)
     # KV-shared layers own no k/v weights in HF (and the converter emits none).
     write_gguf(out / f"{name}.gguf", name, cfg, sd)
     fx = {"command": COMMAND, "file": f"{name}.gguf",

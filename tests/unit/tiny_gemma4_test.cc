@@ -1,8 +1,9 @@
 // Tiny random-weight Gemma 4 checkpoints vs transformers' own Gemma4ForCausalLM in float32
 // (scripts/gen_tiny_gemma4.py): PLE, KV sharing, double-wide MLP, period-5 pattern (E2B-like);
 // K=V global layers with their own KV-head count (31B-like); 16-expert top-4 MoE beside the
-// shared MLP (26B-A4B-like); partial proportional RoPE, V-norm, scale 1.0, layer scalars,
-// final softcap in all. Whole-prompt and chunked prefill, prompts several windows long.
+// shared MLP (26B-A4B-like, F16 weights incl. 3-D expert stacks); partial proportional RoPE,
+// V-norm, scale 1.0, layer scalars, final softcap in all. Whole-prompt and chunked prefill,
+// prompts several windows long.
 #include <gtest/gtest.h>
 
 #include <cmath>
