@@ -9,6 +9,7 @@
 #include "kernels/dot_simd.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/moe.h"
 #include "runtime/kv_cache.h"
 #include "runtime/step_batch.h"
 
@@ -25,6 +26,7 @@ struct ExecContext {
   bool exact = false;  // f32 activations in every matmul (see kernels/matmul.h)
   MatmulScratch mm;
   std::vector<float> buf[20];
+  MoeScratch moe;  // Gemma 4 MoE routing
 };
 
 struct ModelOptions {

@@ -31,9 +31,12 @@ float silu(float x) {
 
 }  // namespace
 
-void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
-               ExecContext& ctx, std::vector<MoeRoute>& routes) {
-  const int E = m.n_experts;
+namespace {
+
+// Router into ctx.moe.experts / weights ([T][k] each, by descending probability).
+void route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
+           ExecContext& ctx) {
+  const int E = m.n_experts, k = m.n_used;
   float* rin = grow(ctx.buf[14], size_t(T * d));
   float* logits = grow(ctx.buf[15], size_t(T) * size_t(E));
   const float inv_sqrt_d = 1.0f / std::sqrt(float(d));
@@ -44,39 +47,59 @@ void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, floa
   }
   // The router is tiny and kept in f32 (spec §2.3): always f32 activations.
   matmul(ctx.pool, *m.router, rin, T, logits, ctx.mm, ctx.isa, /*exact=*/true);
-  routes.resize(size_t(T));
-  std::vector<int> order(static_cast<size_t>(E));
+  MoeScratch& s = ctx.moe;
+  s.experts.resize(size_t(T) * size_t(k));
+  s.weights.resize(size_t(T) * size_t(k));
+  s.order.resize(size_t(E));
   for (int64_t t = 0; t < T; ++t) {
     float* p = logits + t * E;
     softmax(p, E);
-    std::iota(order.begin(), order.end(), 0);
+    std::iota(s.order.begin(), s.order.end(), 0);
     // Highest probability first; ties go to the lower expert index.
-    std::partial_sort(order.begin(), order.begin() + m.n_used, order.end(),
+    std::partial_sort(s.order.begin(), s.order.begin() + k, s.order.end(),
                       [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    MoeRoute& rt = routes[size_t(t)];
-    rt.experts.assign(order.begin(), order.begin() + m.n_used);
     float sum = 0;
-    for (int e : rt.experts) sum += p[e];
-    rt.weights.resize(size_t(m.n_used));
-    for (int k = 0; k < m.n_used; ++k) {
-      const int e = rt.experts[size_t(k)];
-      rt.weights[size_t(k)] = p[e] / sum * (m.expert_scale ? m.expert_scale[e] : 1.0f);
+    for (int j = 0; j < k; ++j) sum += p[s.order[size_t(j)]];
+    for (int j = 0; j < k; ++j) {
+      const int e = s.order[size_t(j)];
+      s.experts[size_t(t * k + j)] = e;
+      s.weights[size_t(t * k + j)] = p[e] / sum * (m.expert_scale ? m.expert_scale[e] : 1.0f);
     }
+  }
+}
+
+}  // namespace
+
+void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
+               ExecContext& ctx, std::vector<MoeRoute>& routes) {
+  route(m, x, T, d, eps, ctx);
+  const size_t k = size_t(m.n_used);
+  routes.resize(size_t(T));
+  for (size_t t = 0; t < size_t(T); ++t) {
+    routes[t].experts.assign(ctx.moe.experts.begin() + long(t * k),
+                             ctx.moe.experts.begin() + long((t + 1) * k));
+    routes[t].weights.assign(ctx.moe.weights.begin() + long(t * k),
+                             ctx.moe.weights.begin() + long((t + 1) * k));
   }
 }
 
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
                  float eps, ExecContext& ctx, float* out, std::atomic<uint64_t>* counts) {
-  std::vector<MoeRoute> routes;
-  moe_route(m, x, T, d, eps, ctx, routes);
+  route(m, x, T, d, eps, ctx);
   const int E = m.n_experts;
-  const int64_t ff = m.ff;
-  // Tokens per expert, and each token's slot in its own sum (index order of experts).
-  std::vector<std::vector<std::pair<int64_t, float>>> by_expert(static_cast<size_t>(E));
-  for (int64_t t = 0; t < T; ++t) {
-    const MoeRoute& rt = routes[size_t(t)];
-    for (int k = 0; k < m.n_used; ++k)
-      by_expert[size_t(rt.experts[size_t(k)])].push_back({t, rt.weights[size_t(k)]});
+  const int64_t ff = m.ff, TK = T * m.n_used;
+  // Group (token, weight) pairs by expert with a counting sort, tokens ascending per expert.
+  MoeScratch& s = ctx.moe;
+  s.start.assign(size_t(E) + 1, 0);
+  for (int64_t i = 0; i < TK; ++i) ++s.start[size_t(s.experts[size_t(i)]) + 1];
+  for (int e = 0; e < E; ++e) s.start[size_t(e) + 1] += s.start[size_t(e)];
+  s.tok.resize(size_t(TK));
+  s.tok_w.resize(size_t(TK));
+  s.order.assign(s.start.begin(), s.start.end() - 1);  // next free slot per expert
+  for (int64_t i = 0; i < TK; ++i) {
+    const size_t at = size_t(s.order[size_t(s.experts[size_t(i)])]++);
+    s.tok[at] = int32_t(i / m.n_used);
+    s.tok_w[at] = s.weights[size_t(i)];
   }
   std::memset(out, 0, sizeof(float) * size_t(T * d));
   float* xs = grow(ctx.buf[14], size_t(T * d));       // gathered expert inputs
@@ -84,12 +107,11 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
   float* up = grow(ctx.buf[16], size_t(T * ff));      // up (unfused) / activation product
   float* ys = grow(ctx.buf[17], size_t(T * d));       // expert outputs
   for (int e = 0; e < E; ++e) {
-    const auto& toks = by_expert[size_t(e)];
-    if (toks.empty()) continue;
-    const int64_t n = int64_t(toks.size());
+    const int64_t b = s.start[size_t(e)], n = s.start[size_t(e) + 1] - b;
+    if (n == 0) continue;
     if (counts) counts[e].fetch_add(uint64_t(n), std::memory_order_relaxed);
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(xs + i * d, xn + toks[size_t(i)].first * d, sizeof(float) * size_t(d));
+      std::memcpy(xs + i * d, xn + int64_t(s.tok[size_t(b + i)]) * d, sizeof(float) * size_t(d));
     // act[i] = act(gate·x) ⊙ (up·x), packed [n, ff] in `up`.
     if (m.gate_up != nullptr) {
       const WeightView w = rows_of(*m.gate_up, int64_t(e) * 2 * ff, 2 * ff);
@@ -109,8 +131,8 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
     }
     matmul(ctx.pool, rows_of(*m.down, int64_t(e) * d, d), up, n, ys, ctx.mm, ctx.isa, ctx.exact);
     for (int64_t i = 0; i < n; ++i) {
-      float* o = out + toks[size_t(i)].first * d;
-      const float w = toks[size_t(i)].second;
+      float* o = out + int64_t(s.tok[size_t(b + i)]) * d;
+      const float w = s.tok_w[size_t(b + i)];
       const float* y = ys + i * d;
       for (int64_t j = 0; j < d; ++j) o[j] += w * y[j];
     }

@@ -39,6 +39,12 @@ struct MoeRoute {
   std::vector<float> weights;  // renormalised, times expert_scale
 };
 
+// Routing scratch, kept in ExecContext so steady-state decoding allocates nothing.
+struct MoeScratch {
+  std::vector<int32_t> experts, order, start, tok;  // [T*k], [E], [E+1], [T*k]
+  std::vector<float> weights, tok_w;                // [T*k], [T*k]
+};
+
 // Router only: fills routes[t] for T tokens from router input x [T, d].
 void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
                ExecContext& ctx, std::vector<MoeRoute>& routes);
