@@ -31,11 +31,12 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   auto arch = e->file_->get_string("general.architecture");
   if (!arch.ok()) return arch.status();
   if (!arch.value()) return Status::error(opts.model_path + ": no general.architecture");
-  if (*arch.value() != "gemma3") {
+  if (*arch.value() != "gemma3" && *arch.value() != "gemma4") {
     return Status::error(opts.model_path + ": architecture '" + *arch.value() +
-                         "' is not supported yet (supported: gemma3)");
+                         "' is not supported yet (supported: gemma3, gemma4)");
   }
-  auto m = load_gemma3(*e->file_, ModelOptions{opts.embed_scale});
+  auto m = *arch.value() == "gemma4" ? load_gemma4(*e->file_, ModelOptions{opts.embed_scale})
+                                     : load_gemma3(*e->file_, ModelOptions{opts.embed_scale});
   if (!m.ok()) return Status::error(opts.model_path + ": " + m.error());
   e->model_ = std::move(m).value();
   auto t = Tokenizer::from_gguf(*e->file_);
@@ -59,7 +60,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
 
 Session::Session(Engine& engine, int seq_id) : engine_(engine), seq_(seq_id) {
   const auto& o = engine_.options();
-  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), o.n_ctx, o.max_chunk);
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), o.n_ctx, o.max_chunk, o.kv_f32);
   G4_CHECK(kv_->add_sequence(seq_).ok());
 }
 

@@ -34,6 +34,8 @@ struct EngineOptions {
   // Exact numerics: f32 activations in every matmul instead of llama.cpp-style int8 blocks.
   // Slower; removes activation-rounding noise (~0.2 logits on Gemma 3 270M).
   bool exact = false;
+  // K/V cache in float32 instead of fp16 (twice the memory; for reference comparisons).
+  bool kv_f32 = false;
 };
 
 class Engine {

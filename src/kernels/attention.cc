@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/fp16.h"
 #include "kernels/dot_simd.h"
@@ -66,8 +67,12 @@ void axpy_f16(float* y, float a, const uint16_t* x, int n) {
 
 }  // namespace
 
-void attend_one(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
-                int64_t pos, int h0, int h1, float* out, float* scores) {
+namespace {
+
+// One head's scores, softmax and weighted sum; T = uint16_t (fp16 cache) or float.
+template <typename T>
+void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v, int64_t pos,
+                  int h0, int h1, float* out, float* scores) {
   const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
   const int64_t n = pos - first + 1;
   const int group = a.n_heads / a.n_kv_heads;
@@ -77,8 +82,14 @@ void attend_one(const AttentionArgs& a, const float* q, const uint16_t* k, const
     const float* qh = q + size_t(h) * size_t(a.head_dim);
     for (int64_t j = 0; j < n; ++j) {
       const int64_t slot = (first + j) % a.capacity;
-      const uint16_t* kr = k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      float s = dot_f32_f16(qh, kr, a.head_dim);
+      const T* kr = k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
+      float s;
+      if constexpr (std::is_same_v<T, float>) {
+        s = 0;
+        for (int i = 0; i < a.head_dim; ++i) s += qh[i] * kr[i];
+      } else {
+        s = dot_f32_f16(qh, kr, a.head_dim);
+      }
       if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
       scores[j] = s;
     }
@@ -87,9 +98,26 @@ void attend_one(const AttentionArgs& a, const float* q, const uint16_t* k, const
     std::memset(oh, 0, sizeof(float) * size_t(a.head_dim));
     for (int64_t j = 0; j < n; ++j) {
       const int64_t slot = (first + j) % a.capacity;
-      const uint16_t* vr = v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      axpy_f16(oh, scores[j], vr, a.head_dim);
+      const T* vr = v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
+      if constexpr (std::is_same_v<T, float>) {
+        for (int i = 0; i < a.head_dim; ++i) oh[i] += scores[j] * vr[i];
+      } else {
+        axpy_f16(oh, scores[j], vr, a.head_dim);
+      }
     }
+  }
+}
+
+}  // namespace
+
+void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
+                int h0, int h1, float* out, float* scores) {
+  if (a.kv_f32) {
+    attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
+                 scores);
+  } else {
+    attend_heads(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos, h0,
+                 h1, out, scores);
   }
 }
 

@@ -11,12 +11,13 @@ struct AttentionArgs {
   int64_t capacity = 0;  // slots in the cache (slot = position % capacity)
   int64_t window = 0;    // 0 = causal over all positions; else keys p - window < k <= p
   float softcap = 0.f;   // 0 = none
+  bool kv_f32 = false;   // k, v hold float instead of fp16
 };
 
 // q: [n_heads][head_dim] (already scaled and rotated); k, v: [capacity][n_kv_heads][head_dim]
-// fp16; out: [n_heads][head_dim]. scores: scratch of at least min(pos+1, window or pos+1) floats.
-// Heads [h0, h1) only, so callers can split heads across threads.
-void attend_one(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
-                int64_t pos, int h0, int h1, float* out, float* scores);
+// fp16 (or float when a.kv_f32); out: [n_heads][head_dim]. scores: scratch of at least min(pos+1,
+// window or pos+1) floats. Heads [h0, h1) only, so callers can split heads across threads.
+void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
+                int h0, int h1, float* out, float* scores);
 
 }  // namespace g4

@@ -18,6 +18,14 @@ std::string ModelConfig::summary() const {
   os << arch << " '" << name << "': " << n_layers << " layers, d=" << model_dim << ", ff=" << ff_dim
      << ", heads " << n_heads << "/" << n_kv_heads << " x " << head_dim << ", vocab " << vocab_size
      << ", window " << window << ", ctx " << n_ctx_train;
+  if (arch == "gemma4") {
+    os << ", head dims " << head_dim_swa << "/" << head_dim << " (sliding/global)";
+    if (n_kv_shared > 0) os << ", " << n_kv_shared << " KV-shared layers";
+    if (ple_dim > 0) os << ", per-layer embeddings " << ple_dim;
+    if (n_experts > 0)
+      os << ", MoE " << n_experts << " experts top-" << n_experts_used << " x " << expert_ff_dim
+         << (expert_swiglu ? " (SwiGLU)" : "");
+  }
   return os.str();
 }
 
@@ -46,8 +54,10 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   G4_TRY_GET(arch, f.get_string("general.architecture"));
   if (!arch) return Status::error("missing general.architecture");
   c.arch = *arch;
+  if (c.arch == "gemma4") return gemma4_config_from_gguf(f);
   if (c.arch != "gemma3") {
-    return Status::error("architecture '" + c.arch + "' is not supported yet (supported: gemma3)");
+    return Status::error("architecture '" + c.arch +
+                         "' is not supported yet (supported: gemma3, gemma4)");
   }
   G4_TRY_GET(name, f.get_string("general.name"));
   c.name = name.value_or("");

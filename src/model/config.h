@@ -33,12 +33,43 @@ struct ModelConfig {
   float attn_softcap = 0.f;
   std::vector<bool> layer_sliding;  // per layer: true = sliding window
 
+  // Gemma 4 (spec §1.2, §2.3-2.7, §3.2); empty / zero for gemma3. For gemma4, head_dim is the
+  // global layers' head size and n_kv_heads / ff_dim those of layer 0; the per-layer vectors
+  // (n_layers entries each) are authoritative.
+  std::vector<int> layer_head_dim, layer_kv_heads, layer_ff_dim;
+  std::vector<int>
+      kv_donor;  // -1: the layer owns its KV cache; else the layer whose cache it reads
+  int head_dim_swa = 0;
+  int rope_dims_global = 0, rope_dims_local = 0;  // rotated span (rope.dimension_count[_swa])
+  int n_kv_shared = 0;                            // last n layers read a donor's cache
+  int ple_dim = 0;                                // per-layer-embedding width P (0: none)
+  int n_experts = 0, n_experts_used = 0, expert_ff_dim = 0;  // MoE (0: dense)
+  bool expert_swiglu = false;  // experts use SiLU instead of GELU-tanh (not in Google's models)
+
   // bf16(sqrt(model_dim)) as HF/gemma.cpp (default) or exact sqrt as llama.cpp (spec §2.6).
   float embed_scale(EmbedScale mode) const;
   std::string summary() const;
 };
 
 Result<ModelConfig> config_from_gguf(const GgufFile& f);
+
+// Gemma 4 metadata (called by config_from_gguf for general.architecture = gemma4).
+Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f);
+
+// Known Gemma 4 shapes (spec §1.2): e2b, e4b, 31b, 26b-a4b; per-layer vectors, KV donors and
+// double-wide MLPs resolved exactly as gemma4_config_from_gguf does. Overrides (0 / empty =
+// keep) reshape a preset, e.g. the brief's MoE bench shape {8 experts, top-2, SwiGLU}.
+struct Gemma4PresetOverrides {
+  int n_experts = 0, n_experts_used = 0, expert_ff_dim = 0;
+  int swiglu = -1;        // -1 keep, 0 GeGLU, 1 SwiGLU experts
+  int window = 0;         // sliding window W
+  int global_period = 0;  // layer i is global iff (i + 1) % period == 0 (+ last layer)
+  int64_t n_ctx = 0;      // context length
+};
+Result<ModelConfig> gemma4_preset(const std::string& size, const Gemma4PresetOverrides& o = {});
+// Per-layer derivations shared by the GGUF reader and the presets: head sizes from the layer
+// types, and KV donors (HF rule: the last non-shared layer of the same type).
+Status gemma4_finish_layers(ModelConfig& c);
 
 // Known Gemma 3 shapes (for tests, docs and `g4 inspect`): 270m, 1b, 4b, 12b, 27b.
 Result<ModelConfig> gemma3_preset(const std::string& size);

@@ -11,6 +11,7 @@
 #include "io/gguf.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "model/forward_common.h"
 #include "model/model.h"
 #include "model/weights.h"
 
@@ -55,49 +56,16 @@ class Gemma3 final : public Model {
   std::vector<float> inv_freq_local_, inv_freq_global_;
 };
 
-float* grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                        StepOutput& out) const {
   const int64_t T = batch.n_tokens();
   const int64_t d = c_.model_dim;
-  // Validate the batch before touching any state.
-  std::vector<int> tok_seq;
-  std::vector<int64_t> tok_pos;
-  std::vector<int32_t> ids;
-  tok_seq.reserve(size_t(T));
-  tok_pos.reserve(size_t(T));
-  ids.reserve(size_t(T));
-  for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    const SeqStep& st = batch.seqs[s];
-    if (!kv.has_sequence(st.seq_id))
-      return Status::error("unknown sequence " + std::to_string(st.seq_id));
-    if (st.start_pos != kv.length(st.seq_id)) {
-      return Status::error("sequence " + std::to_string(st.seq_id) + " continues at position " +
-                           std::to_string(st.start_pos) + " but holds " +
-                           std::to_string(kv.length(st.seq_id)));
-    }
-    if (int64_t(st.tokens.size()) > kv.max_chunk()) {
-      return Status::error("step of " + std::to_string(st.tokens.size()) +
-                           " tokens exceeds the chunk limit " + std::to_string(kv.max_chunk()));
-    }
-    if (st.start_pos + int64_t(st.tokens.size()) > kv.n_ctx()) {
-      return Status::error("context full: " + std::to_string(st.start_pos + st.tokens.size()) +
-                           " tokens exceed the context size " + std::to_string(kv.n_ctx()));
-    }
-    for (size_t i = 0; i < st.tokens.size(); ++i) {
-      const int32_t id = st.tokens[i];
-      if (id < 0 || id >= c_.vocab_size)
-        return Status::error("token id " + std::to_string(id) + " out of range");
-      tok_seq.push_back(int(s));
-      tok_pos.push_back(st.start_pos + int64_t(i));
-      ids.push_back(id);
-    }
-  }
-  if (T == 0) return Status::error("empty batch");
+  FlatBatch fb;
+  Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
+  if (!valid.ok()) return valid;
+  const std::vector<int>& tok_seq = fb.tok_seq;
+  const std::vector<int64_t>& tok_pos = fb.tok_pos;
+  const std::vector<int32_t>& ids = fb.ids;
 
   float* x = grow(ctx.buf[0], size_t(T * d));  // residual stream [T, d]
   float* h = grow(ctx.buf[1], size_t(T * d));  // normed input [T, d]
@@ -130,33 +98,8 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
       for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
     }
   }
-  for (const SeqStep& st : batch.seqs)
-    kv.set_length(st.seq_id, st.start_pos + int64_t(st.tokens.size()));
-
-  // Select the rows that need logits.
-  out.vocab_size = c_.vocab_size;
-  out.row_seq.clear();
-  out.row_token.clear();
-  int64_t t0 = 0;
-  std::vector<int64_t> rows;
-  for (size_t s = 0; s < batch.seqs.size(); ++s) {
-    const int64_t n = int64_t(batch.seqs[s].tokens.size());
-    for (int64_t i = batch.seqs[s].all_logits ? 0 : n - 1; i < n; ++i) {
-      out.row_seq.push_back(int32_t(s));
-      out.row_token.push_back(int32_t(i));
-      rows.push_back(t0 + i);
-    }
-    t0 += n;
-  }
-  const int64_t R = int64_t(rows.size());
-  float* hn = grow(ctx.buf[4], size_t(R * d));
-  for (int64_t r = 0; r < R; ++r)
-    rmsnorm(x + rows[size_t(r)] * d, w_.output_norm.data(), hn + r * d, d, c_.rms_eps);
-  out.logits.resize(size_t(R) * size_t(c_.vocab_size));
-  matmul(ctx.pool, w_.tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa, ctx.exact);
-  if (c_.final_softcap > 0.f) {
-    for (float& z : out.logits) z = c_.final_softcap * std::tanh(z / c_.final_softcap);
-  }
+  output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, w_.tok_embd, c_.vocab_size,
+              c_.final_softcap, ctx, out);
   return Status();
 }
 
@@ -176,7 +119,6 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   const bool sliding = c_.layer_sliding[size_t(layer)];
   const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
   const int64_t cap = kv.capacity(layer);
-  const size_t slot_elems = size_t(kvd);
   // Per token: QK-norm, RoPE, query scale; write K/V to the cache slot for its position.
   ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
     for (size_t t = b; t < e; ++t) {
@@ -188,22 +130,17 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
         for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
       }
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      const size_t slot = size_t(tok_pos[t] % cap);
-      uint16_t* kc = kv.k(seq, layer) + slot * slot_elems;
-      uint16_t* vc = kv.v(seq, layer) + slot * slot_elems;
+      const int64_t slot = tok_pos[t] % cap;
       for (int hh = 0; hh < Hkv; ++hh) {
         float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
         rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
         rope_neox(kh, hd, inv_freq, pos);
       }
-      for (int64_t i = 0; i < kvd; ++i) {
-        kc[i] = fp32_to_fp16(k[t * size_t(kvd) + size_t(i)]);
-        vc[i] = fp32_to_fp16(v[t * size_t(kvd) + size_t(i)]);
-      }
+      kv.store(seq, layer, slot, k + t * size_t(kvd), v + t * size_t(kvd));
     }
   });
 
-  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
+  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[9];
   const size_t per_thread = size_t(max_keys);
@@ -215,8 +152,8 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
       const size_t t = j / size_t(H);
       const int hh = int(j % size_t(H));
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      attend_one(args, q + t * size_t(qd), kv.k(seq, layer), kv.v(seq, layer), tok_pos[t], hh,
-                 hh + 1, a + t * size_t(qd), scores);
+      attend_one(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer), tok_pos[t],
+                 hh, hh + 1, a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);

@@ -9,6 +9,7 @@
 #include "kernels/dot_simd.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/moe.h"
 #include "runtime/kv_cache.h"
 #include "runtime/step_batch.h"
 
@@ -24,7 +25,8 @@ struct ExecContext {
   Isa isa;
   bool exact = false;  // f32 activations in every matmul (see kernels/matmul.h)
   MatmulScratch mm;
-  std::vector<float> buf[12];
+  std::vector<float> buf[20];
+  MoeScratch moe;  // Gemma 4 MoE routing
 };
 
 struct ModelOptions {
@@ -39,8 +41,11 @@ class Model {
   // Appends every SeqStep's tokens to its sequence in `kv` and fills `out` with logits.
   virtual Status forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                          StepOutput& out) const = 0;
+  // MoE models: tokens routed to each expert so far, [n_layers][n_experts]; else empty.
+  virtual std::vector<std::vector<uint64_t>> expert_load() const { return {}; }
 };
 
 Result<std::unique_ptr<Model>> load_gemma3(const GgufFile& f, const ModelOptions& opts);
+Result<std::unique_ptr<Model>> load_gemma4(const GgufFile& f, const ModelOptions& opts);
 
 }  // namespace g4

@@ -39,14 +39,14 @@ void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
   }
 }
 
-Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
-  Gemma3Weights w;
+Status bind_slots(const GgufFile& f,
+                  const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each) {
   Status err;
-  for_each_tensor(c, w, [&](TensorSlot& s) {
+  for_each([&](TensorSlot& s) {
     if (!err.ok()) return;
     const GgufTensor* t = f.tensor(s.name);
     if (t == nullptr) {
-      err = Status::error("missing tensor '" + s.name + "'");
+      if (!s.optional) err = Status::error("missing tensor '" + s.name + "'");
       return;
     }
     const auto ti = dtype_info(uint32_t(t->type));
@@ -56,21 +56,108 @@ Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
       return;
     }
     const bool is_matrix = s.matrix != nullptr;
-    const bool shape_ok = is_matrix ? (t->n_dims == 2 && t->ne[0] == s.ne0 && t->ne[1] == s.ne1)
-                                    : (t->n_elements() == s.ne0 && t->ne[0] == s.ne0);
+    const bool shape_ok = !is_matrix  ? (t->n_elements() == s.ne0 && t->ne[0] == s.ne0)
+                          : s.ne2 > 0 ? (t->n_dims == 3 && t->ne[0] == s.ne0 && t->ne[1] == s.ne1 &&
+                                         t->ne[2] == s.ne2)
+                                      : (t->n_dims == 2 && t->ne[0] == s.ne0 && t->ne[1] == s.ne1);
     if (!shape_ok) {
-      err = Status::error("tensor '" + s.name + "' has shape " + t->shape_string() +
-                          ", expected {" + std::to_string(s.ne0) +
-                          (is_matrix ? ", " + std::to_string(s.ne1) : "") + "}");
+      err =
+          Status::error("tensor '" + s.name + "' has shape " + t->shape_string() + ", expected {" +
+                        std::to_string(s.ne0) + (is_matrix ? ", " + std::to_string(s.ne1) : "") +
+                        (s.ne2 > 0 ? ", " + std::to_string(s.ne2) : "") + "}");
       return;
     }
     if (is_matrix) {
-      *s.matrix = WeightView{t->type, t->data, t->ne[0], t->ne[1], row_bytes(t->type, t->ne[0])};
+      *s.matrix = WeightView{t->type, t->data, t->ne[0], t->rows(), row_bytes(t->type, t->ne[0])};
     } else {
       s.vec->resize(size_t(s.ne0));
       dequantize_row(t->type, t->data, s.vec->data(), s.ne0);
     }
   });
+  return err;
+}
+
+Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
+  Gemma3Weights w;
+  Status err =
+      bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
+  if (!err.ok()) return err;
+  return w;
+}
+
+void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
+                     const std::function<void(TensorSlot&)>& fn) {
+  const int64_t d = c.model_dim, P = c.ple_dim, L = c.n_layers;
+  auto mat = [&](std::string name, int64_t in, int64_t out, WeightView& v, bool optional = false) {
+    TensorSlot s{std::move(name), in, out, &v, nullptr, 0, optional};
+    fn(s);
+  };
+  auto vec = [&](std::string name, int64_t n, std::vector<float>& v, bool optional = false) {
+    TensorSlot s{std::move(name), n, 0, nullptr, &v, 0, optional};
+    fn(s);
+  };
+  mat("token_embd.weight", d, c.vocab_size, w.tok_embd);
+  vec("output_norm.weight", d, w.output_norm);
+  vec("rope_freqs.weight", c.rope_dims_global / 2, w.rope_freqs, true);
+  if (P > 0) {
+    mat("per_layer_token_embd.weight", L * P, c.vocab_size, w.ple_embd);
+    mat("per_layer_model_proj.weight", d, L * P, w.ple_model_proj);
+    vec("per_layer_proj_norm.weight", P, w.ple_proj_norm);
+  }
+  w.layers.resize(size_t(L));
+  for (int l = 0; l < L; ++l) {
+    Gemma4Layer& B = w.layers[size_t(l)];
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const int64_t hd = c.layer_head_dim[size_t(l)], q = int64_t(c.n_heads) * hd,
+                  kv = int64_t(c.layer_kv_heads[size_t(l)]) * hd, ff = c.layer_ff_dim[size_t(l)];
+    const bool owns_kv = c.kv_donor[size_t(l)] < 0;
+    vec(b + "attn_norm.weight", d, B.attn_norm);
+    mat(b + "attn_q.weight", d, q, B.q);
+    vec(b + "attn_q_norm.weight", hd, B.q_norm);
+    if (owns_kv) {  // KV-shared layers may carry unused k/v tensors: never bound
+      mat(b + "attn_k.weight", d, kv, B.k);
+      mat(b + "attn_v.weight", d, kv, B.v, true);  // absent on K=V layers
+      vec(b + "attn_k_norm.weight", hd, B.k_norm);
+    }
+    mat(b + "attn_output.weight", q, d, B.o);
+    vec(b + "post_attention_norm.weight", d, B.post_attn_norm);
+    vec(b + "ffn_norm.weight", d, B.ffn_norm);
+    mat(b + "ffn_gate.weight", d, ff, B.gate);
+    mat(b + "ffn_up.weight", d, ff, B.up);
+    mat(b + "ffn_down.weight", ff, d, B.down);
+    vec(b + "post_ffw_norm.weight", d, B.post_ffw_norm);
+    if (c.n_experts > 0) {
+      const int64_t E = c.n_experts, fe = c.expert_ff_dim;
+      mat(b + "ffn_gate_inp.weight", d, E, B.router);
+      vec(b + "ffn_gate_inp.scale", d, B.router_scale);
+      vec(b + "pre_ffw_norm_2.weight", d, B.pre_ffw_norm_2);
+      vec(b + "post_ffw_norm_1.weight", d, B.post_ffw_norm_1);
+      vec(b + "post_ffw_norm_2.weight", d, B.post_ffw_norm_2);
+      TensorSlot gu{b + "ffn_gate_up_exps.weight", d, 2 * fe, &B.gate_up_exps, nullptr, E, true};
+      fn(gu);
+      if (B.gate_up_exps.data == nullptr) {
+        TensorSlot g{b + "ffn_gate_exps.weight", d, fe, &B.gate_exps, nullptr, E, false};
+        fn(g);
+        TensorSlot u{b + "ffn_up_exps.weight", d, fe, &B.up_exps, nullptr, E, false};
+        fn(u);
+      }
+      TensorSlot dn{b + "ffn_down_exps.weight", fe, d, &B.down_exps, nullptr, E, false};
+      fn(dn);
+      vec(b + "ffn_down_exps.scale", E, B.expert_scale);
+    }
+    if (P > 0) {
+      mat(b + "inp_gate.weight", d, P, B.inp_gate);
+      mat(b + "proj.weight", P, d, B.proj);
+      vec(b + "post_norm.weight", d, B.post_norm);
+    }
+    vec(b + "layer_output_scale.weight", 1, B.layer_scale, true);
+  }
+}
+
+Result<Gemma4Weights> bind_gemma4(const GgufFile& f, const ModelConfig& c) {
+  Gemma4Weights w;
+  Status err =
+      bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
   if (!err.ok()) return err;
   return w;
 }

@@ -35,7 +35,49 @@ struct TensorSlot {
   int64_t ne0 = 0, ne1 = 0;
   WeightView* matrix = nullptr;       // 2-D weights stay in the file (any supported type)
   std::vector<float>* vec = nullptr;  // 1-D weights are converted to f32
+  int64_t ne2 = 0;                    // > 0: 3-D {ne0, ne1, ne2}, bound as ne1*ne2 rows
+  bool optional = false;              // absent tensor leaves the slot empty (data == nullptr)
 };
+
+// Binds every slot `for_each` produces: checks presence, type and shape, fills the views.
+Status bind_slots(const GgufFile& f,
+                  const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each);
+
+// Gemma 4 (spec §2.3, §3.3). Optional parts are empty views / vectors when absent.
+struct Gemma4Layer {
+  std::vector<float> attn_norm;       // [d]
+  WeightView q, k, v, o;              // v empty on K=V layers; k, v empty on KV-shared layers
+  std::vector<float> q_norm, k_norm;  // [hd_l]
+  std::vector<float> post_attn_norm, ffn_norm, post_ffw_norm;  // [d]
+  WeightView gate, up, down;                                   // dense (or shared) GeGLU MLP
+  // MoE (26B-A4B-like): router, extra norms, experts stored as ne1*ne2 rows.
+  WeightView router;  // [n_experts, d]
+  std::vector<float> router_scale, pre_ffw_norm_2, post_ffw_norm_1, post_ffw_norm_2;  // [d]
+  WeightView gate_up_exps;          // [n_experts * 2*ffe, d]: per expert gate rows then up rows
+  WeightView gate_exps, up_exps;    // alternative unfused layout [n_experts * ffe, d]
+  WeightView down_exps;             // [n_experts * d, ffe]
+  std::vector<float> expert_scale;  // [n_experts]
+  // Per-layer embeddings (E2B/E4B-like).
+  WeightView inp_gate;             // [P, d]
+  WeightView proj;                 // [d, P]
+  std::vector<float> post_norm;    // [d]
+  std::vector<float> layer_scale;  // [1]; empty = 1.0
+};
+
+struct Gemma4Weights {
+  WeightView tok_embd;  // [vocab, d], tied LM head
+  std::vector<float> output_norm;
+  std::vector<float> rope_freqs;     // [rope_dims_global/2] frequency divisors; empty = none
+  WeightView ple_embd;               // [vocab, L*P]
+  WeightView ple_model_proj;         // [L*P, d]
+  std::vector<float> ple_proj_norm;  // [P]
+  std::vector<Gemma4Layer> layers;
+};
+
+void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
+                     const std::function<void(TensorSlot&)>& fn);
+
+Result<Gemma4Weights> bind_gemma4(const GgufFile& f, const ModelConfig& c);
 
 void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
                      const std::function<void(TensorSlot&)>& fn);

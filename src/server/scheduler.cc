@@ -70,7 +70,7 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics
   const auto& eo = engine_.options();
   if (opts_.step_tokens <= 0) opts_.step_tokens = eo.max_chunk;
   opts_.step_tokens = std::clamp<int64_t>(opts_.step_tokens, 1, eo.max_chunk);
-  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), eo.n_ctx, eo.max_chunk,
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), eo.n_ctx, eo.max_chunk, eo.kv_f32,
                                   opts_.ring_slack);
   slots_.resize(size_t(opts_.n_slots));
   for (int s = 0; s < opts_.n_slots; ++s) G4_CHECK(kv_->add_sequence(s).ok());

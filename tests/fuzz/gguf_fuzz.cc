@@ -1,4 +1,4 @@
-// libFuzzer target: arbitrary bytes through the GGUF parser, the Gemma 3 config reader, the
+// libFuzzer target: arbitrary bytes through the GGUF parser, the Gemma 3/4 config readers, the
 // tokenizer loader and weight binding. Any crash, leak or UB report is a bug.
 #include <cstddef>
 #include <cstdint>
@@ -19,7 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto cfg = g4::config_from_gguf(*f.value());
   if (cfg.ok() && int64_t(cfg.value().n_layers) * cfg.value().model_dim < (1 << 20)) {
-    (void)g4::bind_gemma3(*f.value(), cfg.value());
+    if (cfg.value().arch == "gemma4")
+      (void)g4::bind_gemma4(*f.value(), cfg.value());
+    else
+      (void)g4::bind_gemma3(*f.value(), cfg.value());
   }
   return 0;
 }

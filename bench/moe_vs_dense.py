@@ -1,0 +1,126 @@
+"""Decode speed of a Gemma 4 MoE layer stack against dense stacks of the same active and the
+same total FFN width, on synthetic random-weight Q8_0 GGUFs (written here with gguf-py; the
+brief's MoE preset shape: 8 experts, top-2, SwiGLU, beside a shared dense MLP).
+
+    .venv/bin/python bench/moe_vs_dense.py [--g4 build/release/g4] [--threads 2] [--reps 3]
+
+What it shows: per decoded token an MoE layer reads the shared MLP plus 2 of 8 experts, so it
+should decode about as fast as the dense model with the same *active* width and much faster
+than the dense model with the same *total* width. Models land in $TMPDIR (~100-300 MB each).
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter, GGMLQuantizationType
+from gguf.quants import quantize
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--g4", default="build/release/g4")
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--reps", type=int, default=3)
+ap.add_argument("--n-gen", type=int, default=64)
+ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "g4_moe_bench"))
+a = ap.parse_args()
+out = Path(a.dir)
+out.mkdir(parents=True, exist_ok=True)
+
+D, L, H, HS, HG, W, V = 512, 8, 8, 64, 128, 256, 1024
+FF_SHARED, E, K, FE = 512, 8, 2, 1024
+SLIDING = [(i + 1) % 6 != 0 for i in range(L)]
+SLIDING[-1] = False
+rng = np.random.default_rng(0)
+
+
+def q8(shape):
+    x = (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[-1])).astype(np.float32)
+    return quantize(x, GGMLQuantizationType.Q8_0)
+
+
+def write(path, ff, moe):
+    g = GGUFWriter(str(path), "gemma4")
+    p = "gemma4."
+    g.add_name(path.stem)
+    for k, v in [("context_length", 4096), ("embedding_length", D), ("block_count", L),
+                 ("feed_forward_length", ff), ("attention.head_count", H),
+                 ("attention.key_length", HG), ("attention.key_length_swa", HS),
+                 ("attention.sliding_window", W), ("rope.dimension_count", HG)]:
+        g.add_uint32(p + k, v)
+    g.add_array(p + "attention.head_count_kv", [2 if s else 1 for s in SLIDING])
+    g.add_array(p + "attention.sliding_window_pattern", SLIDING)
+    g.add_float32(p + "final_logit_softcapping", 30.0)
+    if moe:
+        g.add_uint32(p + "expert_count", E)
+        g.add_uint32(p + "expert_used_count", K)
+        g.add_uint32(p + "expert_feed_forward_length", FE)
+        g.add_string(p + "expert_activation", "silu")
+    toks = ["<pad>", "<eos>", "<bos>", "<unk>"] + [f"<0x{b:02X}>" for b in range(256)]
+    toks += [f"piece{i}" for i in range(len(toks), V)]
+    g.add_tokenizer_model("llama")
+    g.add_token_list(toks)
+    g.add_token_scores([0.0] * V)
+    g.add_token_types([3, 3, 3, 2] + [6] * 256 + [1] * (V - 260))
+    Q = GGMLQuantizationType.Q8_0
+
+    def mat(name, *shape):
+        g.add_tensor(name, q8(shape), raw_dtype=Q)
+
+    def vec(name, n, val=1.0):
+        g.add_tensor(name, np.full(n, val, dtype=np.float32))
+
+    mat("token_embd.weight", V, D)
+    vec("output_norm.weight", D)
+    g.add_tensor("rope_freqs.weight", np.array([1.0] * 16 + [1e30] * (HG // 2 - 16), np.float32))
+    for l in range(L):
+        b = f"blk.{l}."
+        hd, kv = (HS, 2) if SLIDING[l] else (HG, 1)
+        mat(b + "attn_q.weight", H * hd, D)
+        mat(b + "attn_k.weight", kv * hd, D)
+        if SLIDING[l]:
+            mat(b + "attn_v.weight", kv * hd, D)
+        mat(b + "attn_output.weight", D, H * hd)
+        vec(b + "attn_q_norm.weight", hd)
+        vec(b + "attn_k_norm.weight", hd)
+        for n in ["attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"]:
+            vec(b + n + ".weight", D)
+        mat(b + "ffn_gate.weight", ff, D)
+        mat(b + "ffn_up.weight", ff, D)
+        mat(b + "ffn_down.weight", D, ff)
+        if moe:
+            for n in ["pre_ffw_norm_2", "post_ffw_norm_1", "post_ffw_norm_2"]:
+                vec(b + n + ".weight", D)
+            g.add_tensor(b + "ffn_gate_inp.weight",
+                         (rng.standard_normal((E, D)) / np.sqrt(D)).astype(np.float32))
+            vec(b + "ffn_gate_inp.scale", D)
+            mat(b + "ffn_gate_up_exps.weight", E, 2 * FE, D)
+            mat(b + "ffn_down_exps.weight", E, D, FE)
+            vec(b + "ffn_down_exps.scale", E)
+    g.write_header_to_file()
+    g.write_kv_data_to_file()
+    g.write_tensors_to_file()
+    g.close()
+
+
+models = {
+    f"moe {E}x{FE} top-{K} + shared {FF_SHARED}": ("moe.gguf", FF_SHARED, True),
+    f"dense, active width {FF_SHARED + K * FE}": ("dense_active.gguf", FF_SHARED + K * FE, False),
+    f"dense, total width {FF_SHARED + E * FE}": ("dense_total.gguf", FF_SHARED + E * FE, False),
+}
+rows = []
+for label, (fname, ff, moe) in models.items():
+    path = out / fname
+    if not path.exists():
+        write(path, ff, moe)
+    r = subprocess.run([a.g4, "bench", str(path), "-p", "0", "-n", str(a.n_gen), "-r",
+                        str(a.reps), "-t", str(a.threads), "--json"],
+                       check=True, capture_output=True, text=True)
+    tg = json.loads(r.stdout)["tg"]
+    rows.append((label, path.stat().st_size / 2**20, tg["tokens_per_s"], tg["sd"]))
+print(f"| model (d={D}, {L} layers, Q8_0) | file MiB | tg{a.n_gen} tok/s ({a.threads} threads) |")
+print("|---|---|---|")
+for label, mib, m, sd in rows:
+    print(f"| {label} | {mib:.0f} | {m:.1f} ± {sd:.1f} |")

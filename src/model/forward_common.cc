@@ -1,0 +1,80 @@
+#include "model/forward_common.h"
+
+#include <cmath>
+
+#include "kernels/ops.h"
+#include "model/model.h"
+
+namespace g4 {
+
+Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatBatch& fb) {
+  const int64_t T = batch.n_tokens();
+  fb.tok_seq.clear();
+  fb.tok_pos.clear();
+  fb.ids.clear();
+  fb.tok_seq.reserve(size_t(T));
+  fb.tok_pos.reserve(size_t(T));
+  fb.ids.reserve(size_t(T));
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const SeqStep& st = batch.seqs[s];
+    if (!kv.has_sequence(st.seq_id))
+      return Status::error("unknown sequence " + std::to_string(st.seq_id));
+    if (st.start_pos != kv.length(st.seq_id)) {
+      return Status::error("sequence " + std::to_string(st.seq_id) + " continues at position " +
+                           std::to_string(st.start_pos) + " but holds " +
+                           std::to_string(kv.length(st.seq_id)));
+    }
+    if (int64_t(st.tokens.size()) > kv.max_chunk()) {
+      return Status::error("step of " + std::to_string(st.tokens.size()) +
+                           " tokens exceeds the chunk limit " + std::to_string(kv.max_chunk()));
+    }
+    if (st.start_pos + int64_t(st.tokens.size()) > kv.n_ctx()) {
+      return Status::error("context full: " + std::to_string(st.start_pos + st.tokens.size()) +
+                           " tokens exceed the context size " + std::to_string(kv.n_ctx()));
+    }
+    for (size_t i = 0; i < st.tokens.size(); ++i) {
+      const int32_t id = st.tokens[i];
+      if (id < 0 || id >= vocab)
+        return Status::error("token id " + std::to_string(id) + " out of range");
+      fb.tok_seq.push_back(int(s));
+      fb.tok_pos.push_back(st.start_pos + int64_t(i));
+      fb.ids.push_back(id);
+    }
+  }
+  if (T == 0) return Status::error("empty batch");
+  return Status();
+}
+
+void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
+                 const std::vector<float>& output_norm, float eps, const WeightView& tok_embd,
+                 int vocab, float softcap, ExecContext& ctx, StepOutput& out) {
+  for (const SeqStep& st : batch.seqs)
+    kv.set_length(st.seq_id, st.start_pos + int64_t(st.tokens.size()));
+
+  // Select the rows that need logits.
+  out.vocab_size = vocab;
+  out.row_seq.clear();
+  out.row_token.clear();
+  int64_t t0 = 0;
+  std::vector<int64_t> rows;
+  for (size_t s = 0; s < batch.seqs.size(); ++s) {
+    const int64_t n = int64_t(batch.seqs[s].tokens.size());
+    for (int64_t i = batch.seqs[s].all_logits ? 0 : n - 1; i < n; ++i) {
+      out.row_seq.push_back(int32_t(s));
+      out.row_token.push_back(int32_t(i));
+      rows.push_back(t0 + i);
+    }
+    t0 += n;
+  }
+  const int64_t R = int64_t(rows.size());
+  float* hn = grow(ctx.buf[4], size_t(R * d));
+  for (int64_t r = 0; r < R; ++r)
+    rmsnorm(x + rows[size_t(r)] * d, output_norm.data(), hn + r * d, d, eps);
+  out.logits.resize(size_t(R) * size_t(vocab));
+  matmul(ctx.pool, tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa, ctx.exact);
+  if (softcap > 0.f) {
+    for (float& z : out.logits) z = softcap * std::tanh(z / softcap);
+  }
+}
+
+}  // namespace g4

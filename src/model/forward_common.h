@@ -1,0 +1,38 @@
+// Pieces of the forward pass shared by the Gemma architectures (gemma3.cc, gemma4.cc):
+// batch validation and flattening, and the output head (final norm, tied LM head, softcap).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+#include "kernels/matmul.h"
+#include "runtime/kv_cache.h"
+#include "runtime/step_batch.h"
+
+namespace g4 {
+
+struct ExecContext;
+
+// The batch's tokens in order: owning SeqStep index, position, id.
+struct FlatBatch {
+  std::vector<int> tok_seq;
+  std::vector<int64_t> tok_pos;
+  std::vector<int32_t> ids;
+};
+
+// Checks every SeqStep against the cache (known sequence, contiguous position, chunk and
+// context limits, token ids < vocab) before any state is touched.
+Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatBatch& fb);
+
+inline float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// Advances every sequence's length, then fills `out` with logits for the rows that asked:
+// softcap(tok_embd · rmsnorm(x; output_norm)) (softcap 0 = none). x: residual stream [T, d].
+void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
+                 const std::vector<float>& output_norm, float eps, const WeightView& tok_embd,
+                 int vocab, float softcap, ExecContext& ctx, StepOutput& out);
+
+}  // namespace g4
