@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
     auto* s = app.add_subcommand("bench", "Prefill and decode throughput (like llama-bench)");
     add(s, g4::cli::add_bench(*s));
   }
+  {
+    auto* s = app.add_subcommand("quantize", "Re-encode a GGUF model's weights to another type");
+    add(s, g4::cli::add_quantize(*s));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
