@@ -5,9 +5,50 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "eval/kld.h"
 #include "eval/perplexity.h"
 
 namespace g4::cli {
+
+namespace {
+
+int report_kld(Engine& base, Engine& model, const std::string& text, int max_chunks, bool json) {
+  const int64_t ctx = model.options().n_ctx;
+  auto r = kl_divergence(base, model, text, ctx, max_chunks, [](size_t done, size_t total) {
+    progress("kld", double(done) / double(total), done == total);
+  });
+  if (!r.ok()) {
+    std::fprintf(stderr, "g4: %s\n", r.error().c_str());
+    return 1;
+  }
+  const auto& k = r.value();
+  if (json) {
+    nlohmann::json j{{"base", base.options().model_path},
+                     {"model", model.options().model_path},
+                     {"ctx", ctx},
+                     {"n_chunks", k.n_chunks},
+                     {"n_predicted", k.n_predicted},
+                     {"ppl_base", k.ppl_base},
+                     {"ppl_model", k.ppl_model},
+                     {"ppl_ratio", k.ppl_model / k.ppl_base},
+                     {"mean_kl", k.mean_kl},
+                     {"p99_kl", k.p99_kl},
+                     {"max_kl", k.max_kl},
+                     {"top1_agreement", k.top1_agreement}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("over %zu tokens in %zu chunks of %lld:\n", k.n_predicted, k.n_chunks,
+                (long long)ctx);
+    std::printf("  perplexity: base %.4f, model %.4f, ratio %.5f\n", k.ppl_base, k.ppl_model,
+                k.ppl_model / k.ppl_base);
+    std::printf("  KL(base || model): mean %.6f, 99th percentile %.6f, max %.6f\n", k.mean_kl,
+                k.p99_kl, k.max_kl);
+    std::printf("  top-1 agreement with the base: %.2f%%\n", 100 * k.top1_agreement);
+  }
+  return 0;
+}
+
+}  // namespace
 
 Runner add_perplexity(CLI::App& app) {
   struct A {
@@ -18,6 +59,7 @@ Runner add_perplexity(CLI::App& app) {
     bool json = false;
     bool exact = false;
     std::string embed_scale = "bf16";
+    std::string kld_base;
   };
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model")->required();
@@ -31,6 +73,8 @@ Runner add_perplexity(CLI::App& app) {
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
       ->check(CLI::IsMember({"bf16", "exact"}));
+  app.add_option("--kld", a->kld_base,
+                 "Also run BASE.gguf on the same chunks: KL(base || model), top-1 agreement");
   return [a] {
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
@@ -49,6 +93,15 @@ Runner add_perplexity(CLI::App& app) {
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
       return 1;
+    }
+    if (!a->kld_base.empty()) {
+      eo.model_path = a->kld_base;
+      auto base = Engine::load(eo);
+      if (!base.ok()) {
+        std::fprintf(stderr, "g4: %s\n", base.error().c_str());
+        return 1;
+      }
+      return report_kld(*base.value(), *eng.value(), text, a->max_chunks, a->json);
     }
     auto r = perplexity(*eng.value(), text, eng.value()->options().n_ctx, a->max_chunks,
                         [](size_t done, size_t total, double running) {

@@ -7,7 +7,7 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "g4: a Gemma inference engine (run, inspect, tokenize, logits, perplexity, bench, pull, "
-      "serve)"};
+      "serve, quantize)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "g4 0.1.0");
   std::map<CLI::App*, g4::cli::Runner> runners;
@@ -45,6 +45,10 @@ int main(int argc, char** argv) {
   {
     auto* s = app.add_subcommand("serve", "OpenAI- and Ollama-compatible HTTP server");
     add(s, g4::cli::add_serve(*s));
+  }
+  {
+    auto* s = app.add_subcommand("quantize", "Re-encode a GGUF model's weights to another type");
+    add(s, g4::cli::add_quantize(*s));
   }
   try {
     app.parse(argc, argv);

@@ -59,5 +59,29 @@ check "a truncated file is one clear error, exit 1" bash -c \
 check "a missing file is an error" bash -c "! '$G4' run -m /nonexistent.gguf hi 2>/dev/null"
 check "a non-GGUF file is an error" bash -c "'$G4' inspect /etc/hostname 2>&1 | grep -q 'not a GGUF file'"
 
+# g4 quantize and perplexity --kld.
+check "quantize writes a q8_0 file and prints the type summary" bash -c \
+  "'$G4' quantize '$MODEL' '$tmp/q8.gguf' --type q8_0 -t 2 2>/dev/null | grep -q '127 Q8_0' &&
+   '$G4' inspect '$tmp/q8.gguf' | grep -q 'Q8_0'"
+check "a quantized file runs" bash -c \
+  "'$G4' run --raw --temp 0 -n 4 -t 2 -m '$tmp/q8.gguf' 'The capital of France is' 2>/dev/null | grep -q 'France'"
+check "perplexity --kld reports KL and top-1 agreement" bash -c \
+  "'$G4' perplexity '$tmp/q8.gguf' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 1 -t 2 --kld '$MODEL' 2>/dev/null |
+   grep -q 'top-1 agreement with the base'"
+check "perplexity --kld rejects a base with another vocabulary" bash -c \
+  "'$G4' perplexity '$tmp/q8.gguf' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 1 -t 2 \
+     --kld '$(dirname "$0")/../golden/tiny/tiny_1b_like.gguf' 2>&1 >/dev/null | grep -q 'different vocabularies'"
+check "quantize rejects an unknown type" bash -c \
+  "'$G4' quantize '$MODEL' '$tmp/x.gguf' --type q3_k 2> '$tmp/e'; rc=\$?;
+   [ \$rc = 1 ] && grep -q 'unsupported quantization type' '$tmp/e' && [ ! -e '$tmp/x.gguf' ]"
+check "quantize refuses to overwrite its input" bash -c \
+  "cp '$tmp/q8.gguf' '$tmp/same.gguf' && ! '$G4' quantize '$tmp/same.gguf' '$tmp/same.gguf' --type q4_0 2> '$tmp/e' &&
+   grep -q 'same file' '$tmp/e' && ln -s '$tmp/same.gguf' '$tmp/link.gguf' &&
+   ! '$G4' quantize '$tmp/same.gguf' '$tmp/link.gguf' --type q4_0 2>/dev/null && cmp -s '$tmp/q8.gguf' '$tmp/same.gguf'"
+check "quantize reports an unwritable output" bash -c \
+  "'$G4' quantize '$MODEL' /nonexistent-dir/out.gguf --type q8_0 2>&1 | grep -q 'cannot write'"
+check "quantize reports a bad input" bash -c \
+  "'$G4' quantize /etc/hostname '$tmp/x.gguf' --type q8_0 2>&1 | grep -q 'not a GGUF file' && [ ! -e '$tmp/x.gguf' ]"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
