@@ -43,7 +43,7 @@ __attribute__((target("avx2,fma,f16c"))) void axpy_f16_avx2(float* y, float a, c
   for (; i < n; ++i) y[i] += a * fp16_to_fp32(x[i]);
 }
 bool have_avx2() {
-  static const bool ok = best_isa() == Isa::kAvx2;
+  static const bool ok = best_isa() != Isa::kScalar;
   return ok;
 }
 #endif

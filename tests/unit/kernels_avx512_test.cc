@@ -1,0 +1,176 @@
+// AVX-512 kernels against the scalar reference (odd block counts, misaligned buffers), the
+// packed activation layout against quantize_activation, and batch invariance of every GEMM
+// tile width: a token's output must not depend on how many tokens share its matmul or where
+// it sits in a tile.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/dot_simd.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+#include "kernels_test_util.h"
+
+namespace g4 {
+
+namespace {
+bool have_avx512() {
+  return cpu_has_avx512();
+}
+std::string type_name(const ::testing::TestParamInfo<DType>& i) {
+  return info(i.param).name;
+}
+}  // namespace
+
+class Avx512VsRef : public ::testing::TestWithParam<DType> {};
+
+TEST_P(Avx512VsRef, MatchesScalarReference) {
+  if (!have_avx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const DType t = GetParam();
+  const KernelSet ks = kernels_avx512(t);
+  ASSERT_NE(ks.dot1, nullptr);
+  std::mt19937 rng(4321);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const bool flt = t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+  const int block = flt ? 32 : info(t).block;
+  // 1, 3, 7 blocks: odd counts exercise the single-block tail of the paired loops.
+  for (int64_t n : {int64_t(block), int64_t(3 * block), int64_t(7 * block), int64_t(20 * block)}) {
+    if (flt) n += 5;
+    const int step = t == DType::kF32 ? 4 : flt ? 2 : 1;
+    for (int misalign = 0; misalign < 3 * step; misalign += step) {
+      const auto w = test::random_row(t, n, rng);
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = nd(rng);
+      const DType vt = vec_dot_type(t);
+      std::vector<uint8_t> ref_act(row_bytes(vt, n)), act(ks.act_bytes(n) + 16),
+          wbuf(w.size() + 16);
+      quantize_activation(vt, x.data(), ref_act.data(), n);
+      ks.prepare(x.data(), act.data() + misalign, n);
+      std::memcpy(wbuf.data() + misalign, w.data(), w.size());
+      const float ref = vec_dot_ref(t, n, w.data(), ref_act.data());
+      const float simd = ks.dot1(n, wbuf.data() + misalign, act.data() + misalign);
+      // Integer block sums are exact; only the float accumulation order differs:
+      // |error| <= (blocks + lanes) * eps * sum |w_i a_i| (each product enters once).
+      const double abs_sum = test::abs_dot(t, w.data(), ref_act.data(), n);
+      const double tol = 2.0 * double(n / block + 16) * FLT_EPSILON * abs_sum + 1e-30;
+      EXPECT_NEAR(simd, ref, tol) << info(t).name << " n=" << n << " misalign=" << misalign;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, Avx512VsRef,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0,
+                                           DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K),
+                         type_name);
+
+// The packed VNNI layout holds exactly the Q8_0 quants and scales of quantize_activation.
+TEST(Avx512Packed, SameQuantsAsQ8_0) {
+  if (!have_avx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  const int64_t n = 7 * 32;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  x[5] = 0.5f;  // rounding ties appear after scaling in some blocks; zero block below
+  for (int j = 64; j < 96; ++j) x[size_t(j)] = 0.f;
+  std::vector<BlockQ8_0> ref(size_t(n / 32));
+  quantize_activation(DType::kQ8_0, x.data(), ref.data(), n);
+  for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0}) {
+    const KernelSet ks = kernels_avx512(t);
+    std::vector<uint8_t> p(ks.act_bytes(n));
+    ks.prepare(x.data(), p.data(), n);
+    const int k = t == DType::kQ4_0 ? 8 : t == DType::kQ5_0 ? 16 : 128;
+    for (int64_t i = 0; i < n / 32; ++i) {
+      for (int j = 0; j < 32; ++j) ASSERT_EQ(int8_t(p[size_t(32 * i + j)]), ref[size_t(i)].qs[j]);
+      for (int l = 0; l < 8; ++l) {
+        int32_t c;
+        float dy;
+        std::memcpy(&c, p.data() + n + 4 * (8 * i + l), 4);
+        std::memcpy(&dy, p.data() + 2 * n + 4 * (8 * i + l), 4);
+        int s = 0;
+        for (int j = 0; j < 4; ++j) s += ref[size_t(i)].qs[4 * l + j];
+        EXPECT_EQ(c, -k * s);
+        EXPECT_EQ(dy, fp16_to_fp32(ref[size_t(i)].d));
+      }
+    }
+  }
+}
+
+// Every tile width and every position in a tile gives the 1-token kernel's bits.
+class TileWidths : public ::testing::TestWithParam<DType> {};
+
+TEST_P(TileWidths, BitIdenticalToOneToken) {
+  const DType t = GetParam();
+  std::mt19937 rng(99);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (isa == Isa::kAvx512 && !have_avx512()) continue;
+    if (isa == Isa::kAvx2 && !cpu_has_avx2()) continue;
+    const KernelSet ks = kernels_for(t, isa);
+    const int64_t n = 5 * int64_t(info(t).block);
+    const auto w = test::random_row(t, n, rng);
+    std::vector<std::vector<uint8_t>> acts(8, std::vector<uint8_t>(ks.act_bytes(n)));
+    const void* ptrs[8];
+    for (int k = 0; k < 8; ++k) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = nd(rng) * float(k + 1);
+      ks.prepare(x.data(), acts[size_t(k)].data(), n);
+      ptrs[k] = acts[size_t(k)].data();
+    }
+    float out[8];
+    for (int width : {4, 8}) {
+      const VecDot4Fn f = width == 4 ? ks.dot4 : ks.dot8;
+      if (f == nullptr) continue;
+      f(n, w.data(), ptrs, out);
+      for (int k = 0; k < width; ++k) {
+        EXPECT_EQ(out[k], ks.dot1(n, w.data(), ptrs[k]))
+            << info(t).name << " " << isa_name(isa) << " width " << width << " row " << k;
+      }
+    }
+  }
+}
+
+// matmul over T tokens (tiles of 8, 4 and single tokens, two threads) equals T separate
+// one-token matmuls, bit for bit, for every T up to 21.
+TEST_P(TileWidths, MatmulBatchInvariant) {
+  const DType t = GetParam();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t in = 3 * int64_t(info(t).block), out = 37;
+  std::vector<uint8_t> wdata;
+  for (int64_t r = 0; r < out; ++r) {
+    const auto row = test::random_row(t, in, rng);
+    wdata.insert(wdata.end(), row.begin(), row.end());
+  }
+  WeightView w{t, wdata.data(), in, out, row_bytes(t, in)};
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  const int64_t T = 21;
+  std::vector<float> x(size_t(T * in));
+  for (auto& v : x) v = nd(rng);
+  std::vector<float> single(size_t(T * out));
+  for (int64_t k = 0; k < T; ++k)
+    matmul(pool, w, x.data() + k * in, 1, single.data() + k * out, scratch, best_isa());
+  for (int64_t n_tok = 1; n_tok <= T; ++n_tok) {
+    for (int64_t first : {int64_t(0), T - n_tok}) {
+      std::vector<float> y(size_t(n_tok * out));
+      matmul(pool, w, x.data() + first * in, n_tok, y.data(), scratch, best_isa());
+      for (int64_t k = 0; k < n_tok; ++k)
+        for (int64_t o = 0; o < out; ++o)
+          ASSERT_EQ(y[size_t(k * out + o)], single[size_t((first + k) * out + o)])
+              << info(t).name << " T=" << n_tok << " token " << first + k << " row " << o;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantTypes, TileWidths,
+                         ::testing::Values(DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K,
+                                           DType::kQ6_K, DType::kF16, DType::kF32),
+                         type_name);
+
+}  // namespace g4
