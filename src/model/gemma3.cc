@@ -65,12 +65,14 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   const int64_t T = batch.n_tokens();
   const int64_t d = c_.model_dim;
   // Validate the batch before touching any state.
-  std::vector<int> tok_seq;
-  std::vector<int64_t> tok_pos;
-  std::vector<int32_t> ids;
-  tok_seq.reserve(size_t(T));
-  tok_pos.reserve(size_t(T));
-  ids.reserve(size_t(T));
+  // Scratch vectors of ctx keep their capacity: a steady decode step allocates nothing
+  // (tests/unit/alloc_test.cc).
+  std::vector<int>& tok_seq = ctx.tok_seq;
+  std::vector<int64_t>& tok_pos = ctx.tok_pos;
+  std::vector<int32_t>& ids = ctx.ids;
+  tok_seq.clear();
+  tok_pos.clear();
+  ids.clear();
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const SeqStep& st = batch.seqs[s];
     if (!kv.has_sequence(st.seq_id))
@@ -138,7 +140,8 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   out.row_seq.clear();
   out.row_token.clear();
   int64_t t0 = 0;
-  std::vector<int64_t> rows;
+  std::vector<int64_t>& rows = ctx.rows;
+  rows.clear();
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const int64_t n = int64_t(batch.seqs[s].tokens.size());
     for (int64_t i = batch.seqs[s].all_logits ? 0 : n - 1; i < n; ++i) {

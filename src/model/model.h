@@ -25,6 +25,10 @@ struct ExecContext {
   bool exact = false;  // f32 activations in every matmul (see kernels/matmul.h)
   MatmulScratch mm;
   std::vector<float> buf[12];
+  // Per-token bookkeeping of a forward (sequence index, position, id; logit rows).
+  std::vector<int> tok_seq;
+  std::vector<int64_t> tok_pos, rows;
+  std::vector<int32_t> ids;
 };
 
 struct ModelOptions {
