@@ -13,6 +13,7 @@
 #include "core/fp16.h"
 #include "kernels/dot_simd.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "kernels_test_util.h"
 
@@ -172,5 +173,45 @@ INSTANTIATE_TEST_SUITE_P(QuantTypes, TileWidths,
                          ::testing::Values(DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K,
                                            DType::kQ6_K, DType::kF16, DType::kF32),
                          type_name);
+
+// The vectorised GELU against the libm one. Error budget: tanh = (1 - e) / (1 + e) with e
+// from a ~1-ulp exp is off by at most ~3 * 2^-24 absolute, plus libm's own 1 ulp, so
+// |gelu(x) - ref| <= 0.5 |x| * 4e-7 (+ one rounding of the product).
+TEST(FastGelu, WithinTanhErrorBudget) {
+  std::vector<float> x, u;
+  for (float v = -12.f; v <= 12.f; v += 0.00731f) x.push_back(v);
+  for (float v : {0.f, -0.f, 1e-30f, -1e-30f, 1e-6f, 50.f, -50.f, 100.f, -100.f}) x.push_back(v);
+  u.assign(x.size(), 1.f);
+  u[3] = -2.5f;
+  std::vector<float> g = x;
+  geglu_inplace(g.data(), u.data(), int64_t(g.size()), /*fast=*/true);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float ref = gelu_tanh(x[i]) * u[i];
+    const double tol =
+        0.5 * std::fabs(double(x[i]) * u[i]) * 4e-7 + 2 * FLT_EPSILON * std::fabs(ref);
+    EXPECT_NEAR(g[i], ref, tol + 1e-38) << "x=" << x[i];
+  }
+  std::vector<float> slow = x;  // fast = false is the scalar path, exactly
+  geglu_inplace(slow.data(), u.data(), int64_t(slow.size()));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(slow[i], gelu_tanh(x[i]) * u[i]);
+}
+
+// Angles computed once per token give the same bits as rope_neox.
+TEST(Rope, SharedAnglesBitIdentical) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int hd = 256;
+  std::vector<float> inv(hd / 2), cs(hd / 2), sn(hd / 2);
+  for (int i = 0; i < hd / 2; ++i) inv[size_t(i)] = float(std::pow(10000.0, -2.0 * i / hd));
+  for (double pos : {0.0, 1.0, 511.0, 32767.0}) {
+    std::vector<float> a(hd), b;
+    for (auto& v : a) v = nd(rng);
+    b = a;
+    rope_neox(a.data(), hd, inv.data(), pos);
+    rope_angles(hd, inv.data(), pos, cs.data(), sn.data());
+    rope_neox_cs(b.data(), hd, cs.data(), sn.data());
+    for (int i = 0; i < hd; ++i) ASSERT_EQ(a[size_t(i)], b[size_t(i)]) << pos << " " << i;
+  }
+}
 
 }  // namespace g4
