@@ -366,8 +366,41 @@ void copy_f32(const float* x, void* dst, int64_t n) {
 size_t f32_bytes(int64_t n) {
   return sizeof(float) * size_t(n);
 }
-void to_q8_k(const float* x, void* dst, int64_t n) {
-  quantize_activation(DType::kQ8_K, x, dst, n);
+// quantize_activation(kQ8_K) vectorised, bit for bit: the scale comes from the first element
+// of largest magnitude (with its sign), values round half to even (cvtps under the default
+// MXCSR, as the magic-number nearest_int), 16-element sums.
+G4_AVX512 void to_q8_k(const float* x, void* dst, int64_t n) {
+  auto* y = static_cast<BlockQ8_K*>(dst);
+  const __m512 sign = _mm512_set1_ps(-0.f);
+  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK) {
+    __m512 ax = _mm512_setzero_ps();
+    for (int k = 0; k < 16; ++k)
+      ax = _mm512_max_ps(ax, _mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * k)));
+    const float amax = _mm512_reduce_max_ps(ax);
+    if (amax == 0.f) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    float max = 0.f;
+    const __m512 vamax = _mm512_set1_ps(amax);
+    for (int k = 0; k < 16; ++k) {
+      const __mmask16 m = _mm512_cmp_ps_mask(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + 16 * k)),
+                                             vamax, _CMP_EQ_OQ);
+      if (m != 0) {
+        max = x[16 * k + __builtin_ctz(unsigned(m))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (int k = 0; k < 16; ++k) {
+      __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(vs, _mm512_loadu_ps(x + 16 * k)));
+      v = _mm512_min_epi32(v, _mm512_set1_epi32(127));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(y[i].qs + 16 * k), _mm512_cvtepi32_epi8(v));
+      y[i].bsums[k] = int16_t(_mm512_reduce_add_epi32(v));
+    }
+    y[i].d = 1.f / iscale;
+  }
 }
 size_t q8_k_bytes(int64_t n) {
   return row_bytes(DType::kQ8_K, n);

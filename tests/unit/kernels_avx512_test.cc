@@ -102,6 +102,26 @@ TEST(Avx512Packed, SameQuantsAsQ8_0) {
   }
 }
 
+// The vectorised Q8_K quantiser writes exactly quantize_activation's bytes (ties between
+// +max and -max resolve to the first, zero blocks, rounding ties).
+TEST(Avx512Packed, SameBytesAsQ8_K) {
+  if (!have_avx512()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  const int64_t n = 5 * 256;
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  for (int j = 256; j < 512; ++j) x[size_t(j)] = 0.f;                        // all-zero block
+  x[600] = 9.f, x[700] = -9.f;                                               // +max first
+  x[900] = -9.5f, x[1000] = 9.5f;                                            // -max first
+  for (int j = 1024; j < 1280; ++j) x[size_t(j)] = float(j % 7 - 3) * 0.5f;  // ties
+  const KernelSet ks = kernels_avx512(DType::kQ4_K);
+  std::vector<uint8_t> got(ks.act_bytes(n)), want(row_bytes(DType::kQ8_K, n));
+  ks.prepare(x.data(), got.data(), n);
+  quantize_activation(DType::kQ8_K, x.data(), want.data(), n);
+  EXPECT_EQ(got, want);
+}
+
 // Every tile width and every position in a tile gives the 1-token kernel's bits.
 class TileWidths : public ::testing::TestWithParam<DType> {};
 
