@@ -123,15 +123,17 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     }
     float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
     float* u = grow(ctx.buf[3], size_t(T * ff));
-    matmul(ctx.pool, L.gate, h, T, g, ctx.mm, ctx.isa, ctx.exact);
-    matmul(ctx.pool, L.up, h, T, u, ctx.mm, ctx.isa, ctx.exact);
     // The vectorised GELU's last-ulp differences vanish in the int8 rounding of a quantised
     // down projection; f32/f16 models and --exact keep libm's tanh.
     const bool fast_gelu = !ctx.exact && vec_dot_type(L.down.type) != DType::kF32;
-    ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
-      for (size_t t = b; t < e; ++t)
-        geglu_inplace(g + t * size_t(ff), u + t * size_t(ff), ff, fast_gelu);
-    });
+    // gate and up in one job; each thread applies GEGLU to the rows it just computed.
+    const auto geglu = [&](size_t b, size_t e, int) {
+      for (int64_t t = 0; t < T; ++t)
+        geglu_inplace(g + size_t(t * ff) + b, u + size_t(t * ff) + b, int64_t(e - b), fast_gelu);
+    };
+    const RowEpilogue ep(geglu);
+    const MatmulOut gu[2] = {{&L.gate, g}, {&L.up, u}};
+    matmul_multi(ctx.pool, gu, 2, h, T, ctx.mm, ctx.isa, ctx.exact, &ep);
     matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
     for (int64_t t = 0; t < T; ++t) {
       rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
@@ -177,10 +179,9 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   float* q = grow(ctx.buf[5], size_t(T * qd));   // [T, H*hd]
   float* k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
   float* v = grow(ctx.buf[7], size_t(T * kvd));
-  float* a = grow(ctx.buf[8], size_t(T * qd));  // attention output [T, H*hd]
-  matmul(ctx.pool, L.q, h, T, q, ctx.mm, ctx.isa, ctx.exact);
-  matmul(ctx.pool, L.k, h, T, k, ctx.mm, ctx.isa, ctx.exact);
-  matmul(ctx.pool, L.v, h, T, v, ctx.mm, ctx.isa, ctx.exact);
+  float* a = grow(ctx.buf[8], size_t(T * qd));                 // attention output [T, H*hd]
+  const MatmulOut qkv[3] = {{&L.q, q}, {&L.k, k}, {&L.v, v}};  // one job for the three
+  matmul_multi(ctx.pool, qkv, 3, h, T, ctx.mm, ctx.isa, ctx.exact);
 
   const bool sliding = c_.layer_sliding[size_t(layer)];
   const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();

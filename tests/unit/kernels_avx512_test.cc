@@ -189,6 +189,53 @@ TEST_P(TileWidths, MatmulBatchInvariant) {
   }
 }
 
+// q/k/v-style groups (mixed types, one job) and gate/up with an epilogue equal separate
+// matmuls bit for bit; the epilogue sees every row exactly once.
+TEST(MatmulMulti, EqualsSeparateMatmuls) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t in = 256;
+  const DType types[3] = {DType::kQ5_0, DType::kQ8_0, DType::kQ4_K};
+  const int64_t outs[3] = {48, 17, 33};
+  std::vector<std::vector<uint8_t>> data(3);
+  std::vector<WeightView> w(3);
+  for (int i = 0; i < 3; ++i) {
+    for (int64_t r = 0; r < outs[i]; ++r) {
+      const auto row = test::random_row(types[i], in, rng);
+      data[size_t(i)].insert(data[size_t(i)].end(), row.begin(), row.end());
+    }
+    w[size_t(i)] = {types[i], data[size_t(i)].data(), in, outs[i], row_bytes(types[i], in)};
+  }
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  for (int64_t T : {int64_t(1), int64_t(13)}) {
+    std::vector<float> x(size_t(T * in));
+    for (auto& v : x) v = nd(rng);
+    std::vector<std::vector<float>> sep(3), grp(3);
+    MatmulOut mo[3];
+    for (int i = 0; i < 3; ++i) {
+      sep[size_t(i)].resize(size_t(T * outs[i]));
+      grp[size_t(i)].resize(size_t(T * outs[i]));
+      matmul(pool, w[size_t(i)], x.data(), T, sep[size_t(i)].data(), scratch, best_isa());
+      mo[i] = {&w[size_t(i)], grp[size_t(i)].data()};
+    }
+    matmul_multi(pool, mo, 3, x.data(), T, scratch, best_isa(), false);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(sep[size_t(i)], grp[size_t(i)]) << i << " T=" << T;
+    // Epilogue: two outputs with equal rows (the first one twice, as gate/up would be).
+    std::vector<float> a(size_t(T * outs[0])), b(size_t(T * outs[0]));
+    std::vector<int> seen(size_t(outs[0]), 0);
+    const auto epi = [&](size_t lo, size_t hi, int) {
+      for (size_t r = lo; r < hi; ++r) seen[r]++;
+    };
+    const RowEpilogue ep(epi);
+    const MatmulOut two[2] = {{&w[0], a.data()}, {&w[0], b.data()}};
+    matmul_multi(pool, two, 2, x.data(), T, scratch, best_isa(), false, &ep);
+    EXPECT_EQ(a, sep[0]);
+    EXPECT_EQ(b, sep[0]);
+    for (int c : seen) EXPECT_EQ(c, 1);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(QuantTypes, TileWidths,
                          ::testing::Values(DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K,
                                            DType::kQ6_K, DType::kF16, DType::kF32),
