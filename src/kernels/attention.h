@@ -1,5 +1,6 @@
 // Causal attention of one query token over a sequence's fp16 KV cache.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace g4 {
@@ -18,5 +19,11 @@ struct AttentionArgs {
 // Heads [h0, h1) only, so callers can split heads across threads.
 void attend_one(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
                 int64_t pos, int h0, int h1, float* out, float* scores);
+
+// attend_one for heads [h0, h1), bit-identical per head, but heads sharing a KV head (GQA)
+// widen each fp16 K/V row to f32 once for all of them. scores: attention_scratch_floats().
+void attend_group(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
+                  int64_t pos, int h0, int h1, float* out, float* scores);
+size_t attention_scratch_floats(const AttentionArgs& a, int64_t max_keys);
 
 }  // namespace g4

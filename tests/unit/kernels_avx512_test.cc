@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "kernels/attention.h"
 #include "kernels/dot_simd.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -278,6 +279,33 @@ TEST(Rope, SharedAnglesBitIdentical) {
     rope_angles(hd, inv.data(), pos, cs.data(), sn.data());
     rope_neox_cs(b.data(), hd, cs.data(), sn.data());
     for (int i = 0; i < hd; ++i) ASSERT_EQ(a[size_t(i)], b[size_t(i)]) << pos << " " << i;
+  }
+}
+
+// GQA heads sharing widened K/V rows give attend_one's bits, head by head (ring buffer,
+// sliding window, softcap, head_dim 256 and a short one).
+TEST(Attention, GroupedHeadsBitIdentical) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int hd : {256, 24}) {
+    for (float softcap : {0.f, 50.f}) {
+      AttentionArgs a{8, 2, hd, 40, 16, softcap};
+      const size_t stride = size_t(a.n_kv_heads) * size_t(hd);
+      std::vector<uint16_t> k(size_t(a.capacity) * stride), v(k.size());
+      for (auto& x : k) x = fp32_to_fp16(nd(rng));
+      for (auto& x : v) x = fp32_to_fp16(nd(rng));
+      std::vector<float> q(size_t(a.n_heads) * size_t(hd));
+      for (auto& x : q) x = nd(rng) * 0.3f;
+      for (int64_t pos : {int64_t(0), int64_t(9), int64_t(37)}) {
+        std::vector<float> one(q.size()), grp(q.size());
+        std::vector<float> sc(attention_scratch_floats(a, 64));
+        attend_one(a, q.data(), k.data(), v.data(), pos, 0, a.n_heads, one.data(), sc.data());
+        attend_group(a, q.data(), k.data(), v.data(), pos, 0, a.n_heads, grp.data(), sc.data());
+        EXPECT_EQ(one, grp) << "hd " << hd << " pos " << pos;
+        attend_group(a, q.data(), k.data(), v.data(), pos, 3, 6, grp.data(), sc.data());  // split
+        for (size_t i = 3 * size_t(hd); i < 6 * size_t(hd); ++i) ASSERT_EQ(one[i], grp[i]);
+      }
+    }
   }
 }
 
