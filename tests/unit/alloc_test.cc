@@ -102,7 +102,9 @@ TEST(NoAlloc, DecodeStepAfterWarmUp) {
       const Status s = m.forward(b, kv, e.value()->exec(), out);
       g_counting = false;
       ASSERT_TRUE(s.ok()) << s.message();
-      if (measure) EXPECT_EQ(g_allocs.load(), 0) << "threads " << threads << " position " << pos;
+      if (measure) {
+        EXPECT_EQ(g_allocs.load(), 0) << "threads " << threads << " position " << pos;
+      }
     }
   }
 }
