@@ -36,7 +36,7 @@ void ThreadPool::run_slice(int index) {
   if (b < e) (*job_)(b, e, index);
 }
 
-void ThreadPool::parallel_for(size_t n, size_t grain, const RangeFn& fn) {
+void ThreadPool::parallel_for(size_t n, size_t grain, RangeFn fn) {
   if (n == 0) return;
   if (n_threads_ == 1 || n <= grain) {
     fn(0, n, 0);

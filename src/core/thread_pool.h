@@ -8,9 +8,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
-#include <functional>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace g4 {
@@ -24,10 +24,27 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
+  // A non-owning reference to fn(begin, end, thread_index): unlike std::function it never
+  // allocates, so a forward pass issues its hundreds of jobs without touching the heap. The
+  // callable only has to outlive the parallel_for call (a lambda argument does).
+  class RangeFn {
+   public:
+    template <typename F>
+    requires(!std::is_same_v<std::decay_t<F>, RangeFn>)
+        RangeFn(const F& f)  // NOLINT(google-explicit-constructor)
+        : obj_(&f), call_([](const void* o, size_t b, size_t e, int t) {
+            (*static_cast<const F*>(o))(b, e, t);
+          }) {}
+    void operator()(size_t b, size_t e, int t) const { call_(obj_, b, e, t); }
+
+   private:
+    const void* obj_;
+    void (*call_)(const void*, size_t, size_t, int);
+  };
+
   // fn(begin, end, thread_index) over a static partition of [0, n) into size() slices,
   // each slice a multiple of `grain` (except the last).
-  using RangeFn = std::function<void(size_t, size_t, int)>;
-  void parallel_for(size_t n, size_t grain, const RangeFn& fn);
+  void parallel_for(size_t n, size_t grain, RangeFn fn);
 
  private:
   void worker(int index);

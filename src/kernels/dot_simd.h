@@ -1,6 +1,7 @@
 // Per-ISA dot-product tables. A VecDotFn computes one weight row (type w) times one
 // activation row in vec_dot_type(w), over n elements.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/quant.h"
@@ -13,15 +14,34 @@ using VecDotFn = float (*)(int64_t n, const void* wrow, const void* arow);
 // calls (the per-token arithmetic is the same; only the weight unpacking is shared).
 using VecDot4Fn = void (*)(int64_t n, const void* wrow, const void* const* arows, float* out);
 
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
 const char* isa_name(Isa isa);
+
+// One weight type's kernels on one ISA: how an f32 activation row is prepared (its layout is
+// private to the ISA: Q8_0/Q8_K blocks for scalar and AVX2, a packed VNNI layout for AVX-512
+// 32-element blocks) and dot products for 1, 4 and 8 tokens. For any N, a token's result is
+// bit-identical to the 1-token kernel's (same per-token instruction sequence).
+struct KernelSet {
+  void (*prepare)(const float* x, void* dst, int64_t n) = nullptr;
+  size_t (*act_bytes)(int64_t n) = nullptr;
+  VecDotFn dot1 = nullptr;
+  VecDot4Fn dot4 = nullptr;  // nullptr: loop over dot1
+  VecDot4Fn dot8 = nullptr;  // eight rows of arows / out
+};
+KernelSet kernels_for(DType w, Isa isa);
+KernelSet kernels_avx512(DType w);  // .dot1 == nullptr if the type has no AVX-512 kernel
+bool cpu_has_avx512();
 
 VecDotFn vec_dot_avx2(DType w);    // nullptr if the type has no AVX2 kernel
 VecDot4Fn vec_dot4_avx2(DType w);  // nullptr if the type has no 4-row AVX2 kernel
 bool cpu_has_avx2();
 
-// The best kernel for w on this CPU, or the one for a forced ISA (tests compare them).
+// The best kernel for w on this CPU, or the one for a forced ISA (tests compare them). Its
+// activation row must come from kernels_for(w, isa).prepare (for scalar and AVX2 that is
+// quantize_activation(vec_dot_type(w))).
 VecDotFn vec_dot_for(DType w, Isa isa);
+// AVX-512 where available, else AVX2, else scalar; G4_ISA=scalar|avx2|avx512 caps it (for
+// benchmarks and tests of the slower paths).
 Isa best_isa();
 
 }  // namespace g4

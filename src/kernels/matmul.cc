@@ -1,6 +1,8 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "core/status.h"
@@ -8,11 +10,17 @@
 namespace g4 {
 
 const char* isa_name(Isa isa) {
-  return isa == Isa::kAvx2 ? "avx2" : "scalar";
+  return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "scalar";
 }
 
 Isa best_isa() {
-  static const Isa isa = cpu_has_avx2() ? Isa::kAvx2 : Isa::kScalar;
+  static const Isa isa = [] {
+    Isa best = cpu_has_avx512() ? Isa::kAvx512 : cpu_has_avx2() ? Isa::kAvx2 : Isa::kScalar;
+    const char* cap = std::getenv("G4_ISA");
+    if (cap != nullptr && std::strcmp(cap, "scalar") == 0) best = Isa::kScalar;
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && best == Isa::kAvx512) best = Isa::kAvx2;
+    return best;
+  }();
   return isa;
 }
 
@@ -24,6 +32,10 @@ float ref_dot(int64_t n, const void* w, const void* a) {
 }  // namespace
 
 VecDotFn vec_dot_for(DType w, Isa isa) {
+  if (isa == Isa::kAvx512) {
+    if (VecDotFn f = kernels_avx512(w).dot1) return f;
+    isa = Isa::kAvx2;
+  }
   if (isa == Isa::kAvx2) {
     if (VecDotFn f = vec_dot_avx2(w)) return f;
   }
@@ -49,59 +61,181 @@ VecDotFn vec_dot_for(DType w, Isa isa) {
   }
 }
 
-void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
-            MatmulScratch& scratch, Isa isa, bool exact) {
-  if (exact) {
-    // f32 activations: each thread dequantises one weight row at a time into its own
-    // buffer (never the whole matrix) and takes f32 dot products with every token.
-    const size_t nth = size_t(pool.size());
-    if (scratch.rows.size() < nth * size_t(w.in)) scratch.rows.resize(nth * size_t(w.in));
-    const VecDotFn dot32 = vec_dot_for(DType::kF32, isa);
-    pool.parallel_for(size_t(w.out), 16, [&](size_t b, size_t e, int ti) {
-      float* row = scratch.rows.data() + size_t(ti) * size_t(w.in);
-      for (size_t r = b; r < e; ++r) {
-        dequantize_row(w.type, w.row(int64_t(r)), row, w.in);
-        for (int64_t t = 0; t < n_tokens; ++t) {
-          y[size_t(t) * size_t(w.out) + r] = dot32(w.in, row, x + size_t(t) * size_t(w.in));
+namespace {
+template <DType V>
+void prepare_as(const float* x, void* dst, int64_t n) {
+  quantize_activation(V, x, dst, n);
+}
+template <DType V>
+size_t bytes_as(int64_t n) {
+  return row_bytes(V, n);
+}
+}  // namespace
+
+KernelSet kernels_for(DType w, Isa isa) {
+  if (isa == Isa::kAvx512) {
+    const KernelSet k = kernels_avx512(w);
+    if (k.dot1 != nullptr) return k;
+    isa = Isa::kAvx2;
+  }
+  KernelSet k;
+  switch (vec_dot_type(w)) {
+    case DType::kQ8_0:
+      k.prepare = prepare_as<DType::kQ8_0>;
+      k.act_bytes = bytes_as<DType::kQ8_0>;
+      break;
+    case DType::kQ8_K:
+      k.prepare = prepare_as<DType::kQ8_K>;
+      k.act_bytes = bytes_as<DType::kQ8_K>;
+      break;
+    default:
+      k.prepare = prepare_as<DType::kF32>;
+      k.act_bytes = bytes_as<DType::kF32>;
+      break;
+  }
+  k.dot1 = vec_dot_for(w, isa);
+  if (isa == Isa::kAvx2) k.dot4 = vec_dot4_avx2(w);
+  return k;
+}
+
+namespace {
+
+void matmul_exact(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                  MatmulScratch& scratch, Isa isa) {
+  // f32 activations: each thread dequantises one weight row at a time into its own
+  // buffer (never the whole matrix) and takes f32 dot products with every token.
+  const size_t nth = size_t(pool.size());
+  if (scratch.rows.size() < nth * size_t(w.in)) scratch.rows.resize(nth * size_t(w.in));
+  const VecDotFn dot32 = vec_dot_for(DType::kF32, isa);
+  pool.parallel_for(size_t(w.out), 16, [&](size_t b, size_t e, int ti) {
+    float* row = scratch.rows.data() + size_t(ti) * size_t(w.in);
+    for (size_t r = b; r < e; ++r) {
+      dequantize_row(w.type, w.row(int64_t(r)), row, w.in);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        y[size_t(t) * size_t(w.out) + r] = dot32(w.in, row, x + size_t(t) * size_t(w.in));
+      }
+    }
+  });
+}
+
+// Rows [b, e) of y = W x for every token, from prepared activation rows (arow bytes each).
+// Rows in tiles of 16 so a tile stays in L1 while the tokens stream past it; tokens in
+// eights and fours so each weight block is unpacked once per eight or four tokens. Every
+// token's value comes out of the same per-token arithmetic whatever the tile.
+constexpr size_t kTile = 16;
+void compute_rows(const KernelSet& ks, const WeightView& w, const uint8_t* acts, size_t arow,
+                  int64_t n_tokens, float* y, size_t b, size_t e) {
+  const VecDotFn dot = ks.dot1;
+  const VecDot4Fn dot4 = ks.dot4, dot8 = ks.dot8;
+  for (size_t r0 = b; r0 < e; r0 += kTile) {
+    const size_t r1 = std::min(e, r0 + kTile);
+    int64_t t = 0;
+    if (dot8 != nullptr) {
+      for (; t + 8 <= n_tokens; t += 8) {
+        const void* a8[8];
+        for (int k = 0; k < 8; ++k) a8[k] = acts + size_t(t + k) * arow;
+        for (size_t r = r0; r < r1; ++r) {
+          float o[8];
+          dot8(w.in, w.row(int64_t(r)), a8, o);
+          for (int k = 0; k < 8; ++k) y[size_t(t + k) * size_t(w.out) + r] = o[k];
         }
       }
+    }
+    if (dot4 != nullptr) {
+      for (; t + 4 <= n_tokens; t += 4) {
+        const void* a4[4] = {acts + size_t(t) * arow, acts + size_t(t + 1) * arow,
+                             acts + size_t(t + 2) * arow, acts + size_t(t + 3) * arow};
+        for (size_t r = r0; r < r1; ++r) {
+          float o[4];
+          dot4(w.in, w.row(int64_t(r)), a4, o);
+          for (int k = 0; k < 4; ++k) y[size_t(t + k) * size_t(w.out) + r] = o[k];
+        }
+      }
+    }
+    for (; t < n_tokens; ++t) {
+      const uint8_t* a = acts + size_t(t) * arow;
+      float* yt = y + size_t(t) * size_t(w.out);
+      for (size_t r = r0; r < r1; ++r) yt[r] = dot(w.in, w.row(int64_t(r)), a);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
+            MatmulScratch& scratch, Isa isa, bool exact) {
+  MatmulOut o{&w, y};
+  matmul_multi(pool, &o, 1, x, n_tokens, scratch, isa, exact);
+}
+
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const float* x,
+                  int64_t n_tokens, MatmulScratch& scratch, Isa isa, bool exact,
+                  const RowEpilogue* epilogue) {
+  G4_CHECK(count >= 1 && count <= kMaxMatmulOuts);
+  const int64_t in = outs[0].w->in;
+  for (int i = 0; i < count; ++i) G4_CHECK(outs[i].w->in == in);
+  if (epilogue != nullptr) {
+    for (int i = 0; i < count; ++i) G4_CHECK(outs[i].w->out == outs[0].w->out);
+  }
+  if (exact) {
+    for (int i = 0; i < count; ++i)
+      matmul_exact(pool, *outs[i].w, x, n_tokens, outs[i].y, scratch, isa);
+    if (epilogue != nullptr) (*epilogue)(0, size_t(outs[0].w->out), 0);
+    return;
+  }
+  // One prepared activation buffer per distinct layout.
+  KernelSet ks[kMaxMatmulOuts];
+  int layout[kMaxMatmulOuts];
+  size_t offset[kMaxMatmulOuts], arow[kMaxMatmulOuts];
+  int n_layouts = 0;
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    ks[i] = kernels_for(outs[i].w->type, isa);
+    G4_CHECK(ks[i].dot1 != nullptr);
+    layout[i] = -1;
+    for (int j = 0; j < i; ++j)
+      if (ks[j].prepare == ks[i].prepare) layout[i] = layout[j];
+    if (layout[i] < 0) {
+      layout[i] = n_layouts++;
+      arow[layout[i]] = ks[i].act_bytes(in);
+      offset[layout[i]] = total;
+      total += arow[layout[i]] * size_t(n_tokens);
+    }
+  }
+  if (scratch.acts.size() < total) scratch.acts.resize(total);
+  uint8_t* acts = scratch.acts.data();
+  pool.parallel_for(size_t(n_tokens), 1, [&](size_t b, size_t e, int) {
+    for (int i = 0; i < count; ++i) {
+      bool first = true;
+      for (int j = 0; j < i; ++j) first = first && layout[j] != layout[i];
+      if (!first) continue;
+      const int l = layout[i];
+      for (size_t t = b; t < e; ++t)
+        ks[i].prepare(x + t * size_t(in), acts + offset[l] + t * arow[l], in);
+    }
+  });
+  if (epilogue != nullptr) {
+    // Same row range of every output on one thread, then the epilogue on that range.
+    pool.parallel_for(size_t(outs[0].w->out), kTile, [&](size_t b, size_t e, int ti) {
+      for (int i = 0; i < count; ++i) {
+        const int l = layout[i];
+        compute_rows(ks[i], *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, b, e);
+      }
+      (*epilogue)(b, e, ti);
     });
     return;
   }
-  const DType vt = vec_dot_type(w.type);
-  const size_t arow = row_bytes(vt, w.in);
-  if (scratch.acts.size() < arow * size_t(n_tokens)) scratch.acts.resize(arow * size_t(n_tokens));
-  uint8_t* acts = scratch.acts.data();
-  pool.parallel_for(size_t(n_tokens), 1, [&](size_t b, size_t e, int) {
-    for (size_t t = b; t < e; ++t)
-      quantize_activation(vt, x + t * size_t(w.in), acts + t * arow, w.in);
-  });
-  const VecDotFn dot = vec_dot_for(w.type, isa);
-  const VecDot4Fn dot4 = isa == Isa::kAvx2 ? vec_dot4_avx2(w.type) : nullptr;
-  G4_CHECK(dot != nullptr);
-  // Rows in tiles of 16 so a tile stays in L1 while the tokens stream past it; tokens in
-  // fours so each weight block is unpacked once per four tokens.
-  constexpr size_t kTile = 16;
-  pool.parallel_for(size_t(w.out), kTile, [&](size_t b, size_t e, int) {
-    for (size_t r0 = b; r0 < e; r0 += kTile) {
-      const size_t r1 = std::min(e, r0 + kTile);
-      int64_t t = 0;
-      if (dot4 != nullptr) {
-        for (; t + 4 <= n_tokens; t += 4) {
-          const void* a4[4] = {acts + size_t(t) * arow, acts + size_t(t + 1) * arow,
-                               acts + size_t(t + 2) * arow, acts + size_t(t + 3) * arow};
-          for (size_t r = r0; r < r1; ++r) {
-            float o[4];
-            dot4(w.in, w.row(int64_t(r)), a4, o);
-            for (int k = 0; k < 4; ++k) y[size_t(t + k) * size_t(w.out) + r] = o[k];
-          }
-        }
-      }
-      for (; t < n_tokens; ++t) {
-        const uint8_t* a = acts + size_t(t) * arow;
-        float* yt = y + size_t(t) * size_t(w.out);
-        for (size_t r = r0; r < r1; ++r) yt[r] = dot(w.in, w.row(int64_t(r)), a);
-      }
+  // The outputs' rows laid end to end, split statically across the threads.
+  size_t start[kMaxMatmulOuts + 1];
+  start[0] = 0;
+  for (int i = 0; i < count; ++i) start[i + 1] = start[i] + size_t(outs[i].w->out);
+  pool.parallel_for(start[count], kTile, [&](size_t b, size_t e, int) {
+    for (int i = 0; i < count; ++i) {
+      const size_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
+      if (lo >= hi) continue;
+      const int l = layout[i];
+      compute_rows(ks[i], *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, lo - start[i],
+                   hi - start[i]);
     }
   });
 }

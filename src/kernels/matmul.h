@@ -36,6 +36,22 @@ struct MatmulScratch {
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
             MatmulScratch& scratch, Isa isa, bool exact = false);
 
+// Several weights with the same input in one pass (q/k/v; gate/up): the activations are
+// prepared once per distinct layout and all outputs' rows are split across the threads in one
+// job, so the step pays one barrier instead of one per weight. Each output is bit-identical to
+// a separate matmul. With an epilogue, all outputs must have the same row count; each thread
+// computes the same row range [b, e) of every output and then calls epilogue(b, e) on it
+// (GEGLU fused into the gate/up job without another barrier).
+struct MatmulOut {
+  const WeightView* w;
+  float* y;
+};
+constexpr int kMaxMatmulOuts = 4;
+using RowEpilogue = ThreadPool::RangeFn;  // called as (b, e, thread index)
+void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const float* x,
+                  int64_t n_tokens, MatmulScratch& scratch, Isa isa, bool exact,
+                  const RowEpilogue* epilogue = nullptr);
+
 // Row lookup (token embedding): dequantise row r of w into dst[w.in].
 void get_row(const WeightView& w, int64_t r, float* dst);
 

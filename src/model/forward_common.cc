@@ -56,7 +56,8 @@ void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
   out.row_seq.clear();
   out.row_token.clear();
   int64_t t0 = 0;
-  std::vector<int64_t> rows;
+  std::vector<int64_t>& rows = ctx.rows;
+  rows.clear();
   for (size_t s = 0; s < batch.seqs.size(); ++s) {
     const int64_t n = int64_t(batch.seqs[s].tokens.size());
     for (int64_t i = batch.seqs[s].all_logits ? 0 : n - 1; i < n; ++i) {

@@ -8,9 +8,11 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "core/status.h"
 #include "io/gguf.h"
 #include "kernels/attention.h"
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 #include "model/forward_common.h"
 #include "model/model.h"
 #include "model/weights.h"
@@ -60,7 +62,7 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                        StepOutput& out) const {
   const int64_t T = batch.n_tokens();
   const int64_t d = c_.model_dim;
-  FlatBatch fb;
+  FlatBatch& fb = ctx.flat;  // kept in ctx: no allocation per step
   Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
   if (!valid.ok()) return valid;
   const std::vector<int>& tok_seq = fb.tok_seq;
@@ -87,11 +89,17 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     }
     float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
     float* u = grow(ctx.buf[3], size_t(T * ff));
-    matmul(ctx.pool, L.gate, h, T, g, ctx.mm, ctx.isa, ctx.exact);
-    matmul(ctx.pool, L.up, h, T, u, ctx.mm, ctx.isa, ctx.exact);
-    ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
-      for (size_t t = b; t < e; ++t) geglu_inplace(g + t * size_t(ff), u + t * size_t(ff), ff);
-    });
+    // The vectorised GELU's last-ulp differences vanish in the int8 rounding of a quantised
+    // down projection; f32/f16 models and --exact keep libm's tanh.
+    const bool fast_gelu = !ctx.exact && vec_dot_type(L.down.type) != DType::kF32;
+    // gate and up in one job; each thread applies GEGLU to the rows it just computed.
+    const auto geglu = [&](size_t b, size_t e, int) {
+      for (int64_t t = 0; t < T; ++t)
+        geglu_inplace(g + size_t(t * ff) + b, u + size_t(t * ff) + b, int64_t(e - b), fast_gelu);
+    };
+    const RowEpilogue ep(geglu);
+    const MatmulOut gu[2] = {{&L.gate, g}, {&L.up, u}};
+    matmul_multi(ctx.pool, gu, 2, h, T, ctx.mm, ctx.isa, ctx.exact, &ep);
     matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
     for (int64_t t = 0; t < T; ++t) {
       rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
@@ -111,22 +119,23 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   float* q = grow(ctx.buf[5], size_t(T * qd));   // [T, H*hd]
   float* k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
   float* v = grow(ctx.buf[7], size_t(T * kvd));
-  float* a = grow(ctx.buf[8], size_t(T * qd));  // attention output [T, H*hd]
-  matmul(ctx.pool, L.q, h, T, q, ctx.mm, ctx.isa, ctx.exact);
-  matmul(ctx.pool, L.k, h, T, k, ctx.mm, ctx.isa, ctx.exact);
-  matmul(ctx.pool, L.v, h, T, v, ctx.mm, ctx.isa, ctx.exact);
+  float* a = grow(ctx.buf[8], size_t(T * qd));                 // attention output [T, H*hd]
+  const MatmulOut qkv[3] = {{&L.q, q}, {&L.k, k}, {&L.v, v}};  // one job for the three
+  matmul_multi(ctx.pool, qkv, 3, h, T, ctx.mm, ctx.isa, ctx.exact);
 
   const bool sliding = c_.layer_sliding[size_t(layer)];
   const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
   const int64_t cap = kv.capacity(layer);
   // Per token: QK-norm, RoPE, query scale; write K/V to the cache slot for its position.
+  G4_CHECK(hd <= 512);
   ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
+    float cs[256], sn[256];  // this token's RoPE angles, shared by its q and k heads
     for (size_t t = b; t < e; ++t) {
-      const double pos = double(tok_pos[t]);
+      rope_angles(hd, inv_freq, double(tok_pos[t]), cs, sn);
       for (int hh = 0; hh < H; ++hh) {
         float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
         rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
-        rope_neox(qh, hd, inv_freq, pos);
+        rope_neox_cs(qh, hd, cs, sn);
         for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
       }
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
@@ -134,7 +143,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
       for (int hh = 0; hh < Hkv; ++hh) {
         float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
         rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
-        rope_neox(kh, hd, inv_freq, pos);
+        rope_neox_cs(kh, hd, cs, sn);
       }
       kv.store(seq, layer, slot, k + t * size_t(kvd), v + t * size_t(kvd));
     }
@@ -143,17 +152,23 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[9];
-  const size_t per_thread = size_t(max_keys);
+  const size_t per_thread = attention_scratch_floats(args, max_keys);
   if (sc.size() < per_thread * size_t(ctx.pool.size()))
     sc.resize(per_thread * size_t(ctx.pool.size()));
-  ctx.pool.parallel_for(size_t(T) * size_t(H), 1, [&](size_t b, size_t e, int ti) {
+  // One job per (token, KV head) when that keeps every thread busy (prefill): its query heads
+  // share the widened K/V rows. Otherwise (decode) one job per (token, head). A head's
+  // arithmetic is the same either way.
+  const int group = H / Hkv;
+  const int per_job = int64_t(T) * Hkv >= 2 * ctx.pool.size() ? group : 1;
+  const int jobs_per_token = H / per_job;
+  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc.data() + size_t(ti) * per_thread;
     for (size_t j = b; j < e; ++j) {
-      const size_t t = j / size_t(H);
-      const int hh = int(j % size_t(H));
+      const size_t t = j / size_t(jobs_per_token);
+      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      attend_one(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer), tok_pos[t],
-                 hh, hh + 1, a + t * size_t(qd), scores);
+      attend_group(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
+                   tok_pos[t], h0, h0 + per_job, a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);

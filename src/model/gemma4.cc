@@ -93,7 +93,7 @@ Status Gemma4::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                        StepOutput& out) const {
   const int64_t T = batch.n_tokens();
   const int64_t d = c_.model_dim, P = c_.ple_dim, L = c_.n_layers;
-  FlatBatch fb;
+  FlatBatch& fb = ctx.flat;  // kept in ctx: no allocation per step
   Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
   if (!valid.ok()) return valid;
   if (kv.n_layers() != c_.n_layers) return Status::error("KV cache has the wrong layer count");

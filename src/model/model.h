@@ -9,6 +9,7 @@
 #include "kernels/dot_simd.h"
 #include "kernels/matmul.h"
 #include "model/config.h"
+#include "model/forward_common.h"
 #include "model/moe.h"
 #include "runtime/kv_cache.h"
 #include "runtime/step_batch.h"
@@ -27,6 +28,10 @@ struct ExecContext {
   MatmulScratch mm;
   std::vector<float> buf[20];
   MoeScratch moe;  // Gemma 4 MoE routing
+  // Per-token bookkeeping of a forward (sequence index, position, id) and logit rows; kept
+  // here so a steady decode step allocates nothing (tests/unit/alloc_test.cc).
+  FlatBatch flat;
+  std::vector<int64_t> rows;
 };
 
 struct ModelOptions {

@@ -8,14 +8,11 @@
 #include "kernels/ops.h"
 #include "model/model.h"
 
+#include "model/forward_common.h"
+
 namespace g4 {
 
 namespace {
-
-float* grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
 
 // Rows [r0, r0 + n) of a stacked weight as a weight of its own.
 WeightView rows_of(const WeightView& w, int64_t r0, int64_t n) {

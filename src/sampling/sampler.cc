@@ -71,13 +71,17 @@ int32_t Sampler::sample(const float* logits, int vocab) {
   };
   size_t n = cand_.size();
   if (p_.top_k > 0 && size_t(p_.top_k) < n) {
-    std::partial_sort(cand_.begin(), cand_.begin() + p_.top_k, cand_.end(), by_logit);
+    // Linear-time selection, then sort only the k survivors. by_logit is a strict total
+    // order (ties by id), so this is the same sequence a full sort would start with.
+    std::nth_element(cand_.begin(), cand_.begin() + (p_.top_k - 1), cand_.end(), by_logit);
+    std::sort(cand_.begin(), cand_.begin() + p_.top_k, by_logit);
     n = size_t(p_.top_k);
   } else {
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
   // Softmax with temperature over the survivors.
-  std::vector<double> prob(n);
+  std::vector<double>& prob = prob_;
+  prob.resize(n);
   const double mx = cand_[0].logit;
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {

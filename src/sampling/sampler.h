@@ -43,6 +43,7 @@ class Sampler {
     float logit;
   };
   std::vector<Cand> cand_;  // reused between calls
+  std::vector<double> prob_;
   std::unordered_map<int32_t, int> counts_;
 };
 

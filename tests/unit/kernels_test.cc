@@ -14,6 +14,7 @@
 #include "kernels/dot_simd.h"
 #include "kernels/ops.h"
 #include "kernels/quant.h"
+#include "kernels_test_util.h"
 
 namespace g4 {
 
@@ -156,64 +157,10 @@ TEST(VecDot, Q4_0_LlamaCppPath) {
   EXPECT_FLOAT_EQ(vec_dot_ref(DType::kQ4_0, 32, &b, &qa), 8.32798004f);
 }
 
-// Random weight rows of type t: valid blocks with random bytes and bounded scales.
-static std::vector<uint8_t> random_row(DType t, int64_t n, std::mt19937& rng) {
-  const auto ti = info(t);
-  std::vector<uint8_t> r(row_bytes(t, n));
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (auto& x : r) x = uint8_t(byte(rng));
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  const size_t nb = size_t(n / ti.block);
-  for (size_t i = 0; i < nb; ++i) {
-    uint8_t* blk = r.data() + i * size_t(ti.block_bytes);
-    auto set_h = [&](size_t off, float v) {
-      const uint16_t h = fp32_to_fp16(v);
-      std::memcpy(blk + off, &h, 2);
-    };
-    switch (t) {
-      case DType::kQ4_0:
-      case DType::kQ5_0:
-        set_h(0, u(rng) * 0.1f);
-        break;
-      case DType::kQ8_0:
-        set_h(0, u(rng) * 0.01f);
-        for (int j = 0; j < 32; ++j)
-          if (int8_t(blk[2 + j]) == -128) blk[2 + j] = 0x81;
-        break;
-      case DType::kQ4_K:
-        set_h(0, u(rng) * 0.01f);
-        set_h(2, u(rng) * 0.01f);
-        break;
-      case DType::kQ6_K:
-        set_h(208, u(rng) * 0.01f);
-        break;
-      case DType::kF16:
-        for (int64_t j = 0; j < n; ++j) set_h(size_t(2 * j), u(rng));
-        break;
-      case DType::kBF16:
-        for (int64_t j = 0; j < n; ++j) {
-          const uint16_t h = fp32_to_bf16(u(rng));
-          std::memcpy(blk + 2 * j, &h, 2);
-        }
-        break;
-      case DType::kF32:
-        for (int64_t j = 0; j < n; ++j) {
-          const float f = u(rng);
-          std::memcpy(blk + 4 * j, &f, 4);
-        }
-        break;
-      default:
-        break;
-    }
-    if (t == DType::kF16 || t == DType::kBF16 || t == DType::kF32) break;  // whole row filled
-  }
-  return r;
-}
-
 class SimdVsRef : public ::testing::TestWithParam<DType> {};
 
-TEST_P(SimdVsRef, MatchesScalarReference) {
-  if (best_isa() == Isa::kScalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+TEST_P(SimdVsRef, MatchesScalarReference) {  // AVX2 (AVX-512: kernels_avx512_test.cc)
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   const DType t = GetParam();
   std::mt19937 rng(1234);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -223,7 +170,7 @@ TEST_P(SimdVsRef, MatchesScalarReference) {
     // Offsets that break vector alignment: whole elements for float rows, bytes for blocks.
     const int step = t == DType::kF32 ? 4 : (t == DType::kF16 || t == DType::kBF16) ? 4 : 1;
     for (int misalign = 0; misalign < 3 * step; misalign += step) {
-      const auto w = random_row(t, n, rng);
+      const auto w = test::random_row(t, n, rng);
       std::vector<float> x(static_cast<size_t>(n));
       for (auto& v : x) v = nd(rng);
       const DType vt = vec_dot_type(t);
@@ -232,7 +179,7 @@ TEST_P(SimdVsRef, MatchesScalarReference) {
       std::memcpy(wbuf.data() + misalign, w.data(), w.size());
       const float ref = vec_dot_ref(t, n, wbuf.data() + misalign, act.data() + misalign);
       const float simd =
-          vec_dot_for(t, best_isa())(n, wbuf.data() + misalign, act.data() + misalign);
+          vec_dot_for(t, Isa::kAvx2)(n, wbuf.data() + misalign, act.data() + misalign);
       // Integer block sums are exact; only the float accumulation order differs. Bound the
       // reordering error by n_terms * eps * sum|terms| using dequantised values.
       std::vector<float> wd(static_cast<size_t>(n)), ad(static_cast<size_t>(n));
@@ -261,13 +208,13 @@ class FourRow : public ::testing::TestWithParam<DType> {};
 
 TEST_P(FourRow, BitIdenticalToOneRowKernel) {
   const DType t = GetParam();
-  if (best_isa() == Isa::kScalar) GTEST_SKIP() << "no SIMD ISA on this CPU";
+  if (!cpu_has_avx2()) GTEST_SKIP() << "no AVX2 on this CPU";
   const VecDot4Fn dot4 = vec_dot4_avx2(t);
   ASSERT_NE(dot4, nullptr);
   std::mt19937 rng(99);
   std::normal_distribution<float> nd(0.f, 1.f);
   const int64_t n = 5 * int64_t(info(t).block);
-  const auto w = random_row(t, n, rng);
+  const auto w = test::random_row(t, n, rng);
   const DType vt = vec_dot_type(t);
   std::vector<std::vector<uint8_t>> acts(4, std::vector<uint8_t>(row_bytes(vt, n)));
   const void* ptrs[4];

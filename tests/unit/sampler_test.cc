@@ -28,6 +28,26 @@ TEST(Sampler, SameSeedSameDraws) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(a.sample(z.data(), 100), b.sample(z.data(), 100));
 }
 
+// Top-k selection (nth_element + sort of k) picks the same ordered survivors as a full sort:
+// with the one dropped candidate's probability underflowing to 0, top_k = vocab - 1 and
+// top_k = 0 (full sort) must give identical draws, ties (broken by id) included.
+TEST(Sampler, TopKSelectionMatchesFullSort) {
+  const int vocab = 5000;
+  std::vector<float> lg(static_cast<size_t>(vocab));
+  for (int i = 0; i < vocab; ++i) lg[size_t(i)] = float((i * 7919) % 61) * 0.05f;  // many ties
+  lg[123] = -2000.f;  // exp(-2000) == 0 in double
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 0.9f;
+  p.min_p = 0.f;
+  p.seed = 9;
+  SamplingParams full = p;
+  full.top_k = 0;
+  p.top_k = vocab - 1;
+  Sampler a(p), b(full);
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(a.sample(lg.data(), vocab), b.sample(lg.data(), vocab));
+}
+
 TEST(Sampler, TopKOneIsGreedy) {
   SamplingParams p;
   p.temperature = 5.f;

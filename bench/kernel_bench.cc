@@ -1,0 +1,115 @@
+// g4_kernel_bench: time per weight block of each dot kernel, per ISA and tile width.
+//
+//   build/release/g4_kernel_bench [--stream]
+//
+// Valgrind cannot run AVX-512 code, so this is the stable measurement for the AVX-512
+// kernels on a shared machine: 64 random weight rows (L1/L2 resident) against 1, 4 or 8
+// prepared activation rows, the minimum over 300 repetitions (preemption only ever adds
+// time). --stream adds one pass over an LM-head-sized Q8_0 matrix (262144 x 640, 178 MB), which
+// is bound by memory bandwidth instead.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/dot_simd.h"
+#include "kernels/quant.h"
+
+using namespace g4;
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Random blocks with small fp16 scales (valid values, no NaN/Inf).
+std::vector<uint8_t> random_weights(DType t, int64_t n, int64_t rows, std::mt19937& rng) {
+  std::vector<uint8_t> w(row_bytes(t, n) * size_t(rows));
+  for (auto& b : w) b = uint8_t(rng());
+  const size_t bb = size_t(info(t).block_bytes);
+  const uint16_t h = fp32_to_fp16(0.01f);
+  for (size_t i = 0; i < w.size() / bb; ++i) {
+    uint8_t* blk = w.data() + i * bb;
+    if (t == DType::kQ6_K) {
+      std::memcpy(blk + 208, &h, 2);
+    } else {
+      std::memcpy(blk, &h, 2);
+      if (t == DType::kQ4_K) std::memcpy(blk + 2, &h, 2);
+    }
+  }
+  return w;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool stream = argc > 1 && std::strcmp(argv[1], "--stream") == 0;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::printf(
+      "| type | n | isa | tokens per call | ns per block per token |\n|---|---|---|---|---|\n");
+  for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t n = info(t).block == 256 ? 2048 : 640, rows = 64;
+    const auto w = random_weights(t, n, rows, rng);
+    std::vector<float> x(size_t(n) * 8);
+    for (auto& v : x) v = nd(rng);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (isa == Isa::kAvx512 && !cpu_has_avx512()) continue;
+      if (isa == Isa::kAvx2 && !cpu_has_avx2()) continue;
+      const KernelSet ks = kernels_for(t, isa);
+      const size_t ab = ks.act_bytes(n);
+      std::vector<uint8_t> acts(ab * 8);
+      const void* a[8];
+      for (int k = 0; k < 8; ++k) {
+        ks.prepare(x.data() + k * n, acts.data() + size_t(k) * ab, n);
+        a[k] = acts.data() + size_t(k) * ab;
+      }
+      for (int N : {1, 4, 8}) {
+        const VecDot4Fn f = N == 4 ? ks.dot4 : N == 8 ? ks.dot8 : nullptr;
+        if (N > 1 && f == nullptr) continue;
+        double best = 1e9;
+        float out[8], sink = 0;
+        for (int rep = 0; rep < 300; ++rep) {
+          const double t0 = now();
+          for (int64_t r = 0; r < rows; ++r) {
+            const uint8_t* wr = w.data() + size_t(r) * row_bytes(t, n);
+            if (N == 1)
+              out[0] = ks.dot1(n, wr, a[0]);
+            else
+              f(n, wr, a, out);
+            sink += out[0];
+          }
+          best = std::min(best, now() - t0);
+        }
+        std::printf("| %s | %lld | %s | %d | %.2f |%s\n", info(t).name, (long long)n, isa_name(isa),
+                    N, best * 1e9 / double(rows * N * (n / info(t).block)),
+                    sink == 12345.f ? " " : "");
+      }
+    }
+  }
+  if (stream) {
+    const int64_t n = 640, rows = 262144;
+    const auto w = random_weights(DType::kQ8_0, n, rows, rng);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = nd(rng);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      if (isa == Isa::kAvx512 && !cpu_has_avx512()) continue;
+      const KernelSet ks = kernels_for(DType::kQ8_0, isa);
+      std::vector<uint8_t> act(ks.act_bytes(n));
+      ks.prepare(x.data(), act.data(), n);
+      double best = 1e9;
+      float sink = 0;
+      for (int rep = 0; rep < 5; ++rep) {
+        const double t0 = now();
+        for (int64_t r = 0; r < rows; ++r)
+          sink += ks.dot1(n, w.data() + size_t(r) * row_bytes(DType::kQ8_0, n), act.data());
+        best = std::min(best, now() - t0);
+      }
+      std::printf("\nLM-head-sized Q8_0 pass (%s, 1 thread): %.1f ms, %.2f GB/s%s\n", isa_name(isa),
+                  best * 1e3, double(w.size()) / best / 1e9, sink == 12345.f ? " " : "");
+    }
+  }
+}
