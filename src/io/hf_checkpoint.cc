@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -21,11 +22,14 @@ namespace {
 
 using json = nlohmann::json;
 
+// A tensor of the image: `fill` writes its `nbytes` bytes straight into the final buffer, so
+// converted weights exist once (the sources are the checkpoint's maps).
 struct ImageTensor {
   std::string name;
   std::vector<int64_t> ne;  // ggml order
   DType type = DType::kF32;
-  std::vector<uint8_t> bytes;
+  size_t nbytes = 0;
+  std::function<void(uint8_t*)> fill;
 };
 
 // Serialises GGUF v3 metadata and tensors (formats.md §1) into one aligned buffer.
@@ -62,7 +66,7 @@ class ImageBuilder {
       for (int64_t x : t.ne) put<int64_t>(x);
       put<uint32_t>(uint32_t(t.type));
       put<uint64_t>(off);
-      off = align(off + t.bytes.size());
+      off = align(off + t.nbytes);
     }
     const size_t data_start = align(kv_.size());
     const size_t total = data_start + off;
@@ -72,8 +76,8 @@ class ImageBuilder {
     std::memcpy(p, kv_.data(), kv_.size());
     off = data_start;
     for (const ImageTensor& t : tensors_) {
-      if (!t.bytes.empty()) std::memcpy(p + off, t.bytes.data(), t.bytes.size());
-      off += align(t.bytes.size());
+      if (t.nbytes > 0) t.fill(p + off);
+      off += align(t.nbytes);
     }
     HfImage img;
     img.data = std::shared_ptr<const uint8_t[]>(
@@ -286,25 +290,32 @@ ImageTensor convert(const StTensor& t, const std::string& name, DType target, bo
   if (o.ne.empty()) o.ne.push_back(1);
   o.type = target;
   const int64_t n = t.n_elements();
-  if (t.type == target && !add_one) {
-    o.bytes.assign(t.data, t.data + t.nbytes);
-    return o;
-  }
-  std::vector<float> f(static_cast<size_t>(n));
-  dequantize_row(t.type, t.data, f.data(), n);
-  if (add_one)
-    for (float& x : f) x += 1.0f;
-  if (target == DType::kF32) {
-    o.bytes.resize(size_t(n) * 4);
-    std::memcpy(o.bytes.data(), f.data(), o.bytes.size());
-  } else {
-    o.bytes.resize(size_t(n) * 2);
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t h =
-          target == DType::kF16 ? fp32_to_fp16(f[size_t(i)]) : fp32_to_bf16(f[size_t(i)]);
-      std::memcpy(o.bytes.data() + 2 * i, &h, 2);
+  o.nbytes = size_t(n) * (target == DType::kF32 ? 4 : 2);
+  const StTensor* src = &t;
+  o.fill = [src, n, target, add_one](uint8_t* dst) {
+    if (src->type == target && !add_one) {
+      std::memcpy(dst, src->data, src->nbytes);
+      return;
     }
-  }
+    constexpr int64_t kChunk = 4096;  // bounded scratch
+    std::vector<float> f(static_cast<size_t>(std::min(n, kChunk)));
+    const size_t in_es = src->type == DType::kF32 ? 4 : 2;
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, n - i0);
+      dequantize_row(src->type, src->data + size_t(i0) * in_es, f.data(), m);
+      if (add_one)
+        for (int64_t i = 0; i < m; ++i) f[size_t(i)] += 1.0f;
+      if (target == DType::kF32) {
+        std::memcpy(dst + size_t(i0) * 4, f.data(), size_t(m) * 4);
+        continue;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const uint16_t h =
+            target == DType::kF16 ? fp32_to_fp16(f[size_t(i)]) : fp32_to_bf16(f[size_t(i)]);
+        std::memcpy(dst + size_t(i0 + i) * 2, &h, 2);
+      }
+    }
+  };
   return o;
 }
 
@@ -553,12 +564,13 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   }
   if (arch == "gemma4" && rope_pairs < hd_g / 2) {
     // llama.cpp's form of proportional partial RoPE: divisor 1 for rotated pairs, 1e30 after.
-    ImageTensor r{"rope_freqs.weight", {int64_t(hd_g / 2)}, DType::kF32, {}};
-    r.bytes.resize(size_t(hd_g / 2) * 4);
-    for (int i = 0; i < hd_g / 2; ++i) {
-      const float v = i < rope_pairs ? 1.0f : 1e30f;
-      std::memcpy(r.bytes.data() + 4 * i, &v, 4);
-    }
+    ImageTensor r{"rope_freqs.weight", {int64_t(hd_g / 2)}, DType::kF32, size_t(hd_g / 2) * 4, {}};
+    r.fill = [n = hd_g / 2, rope_pairs](uint8_t* dst) {
+      for (int i = 0; i < n; ++i) {
+        const float v = i < rope_pairs ? 1.0f : 1e30f;
+        std::memcpy(dst + 4 * i, &v, 4);
+      }
+    };
     b.tensor(std::move(r));
   }
   return b.build(arch);
