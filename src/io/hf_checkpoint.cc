@@ -216,7 +216,7 @@ Result<std::string> gguf_name(std::string n) {
   for (const char* skip :
        {"vision_tower.", "multi_modal_projector.", "audio_tower.", "embed_vision.", "embed_audio.",
         "model.vision_tower.", "model.multi_modal_projector.", "model.audio_tower.",
-        "model.embed_vision.", "model.embed_audio.", "lm_head."}) {
+        "model.embed_vision.", "model.embed_audio.", "lm_head.", "language_model.lm_head."}) {
     if (n.rfind(skip, 0) == 0) return std::string();
   }
   for (const char* pre : {"model.language_model.model.", "model.language_model.",
@@ -553,14 +553,25 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   if (!s.ok()) return Status::error(dir + "/" + s.message());
   auto ck = SafetensorsCheckpoint::open_dir(dir);
   if (!ck.ok()) return ck.status();
+  const StTensor *lm_head = nullptr, *embed = nullptr;
   for (const StTensor* t : ck.value()->tensors()) {
     auto g = gguf_name(t->name);
     if (!g.ok()) return Status::error(dir + ": " + g.error());
+    if (t->name.size() >= 14 && t->name.compare(t->name.size() - 14, 14, "lm_head.weight") == 0)
+      lm_head = t;
+    if (g.value() == "token_embd.weight") embed = t;
     if (g.value().empty()) continue;
     const bool keep_f32 =
         t->shape.size() <= 1 || g.value().find("ffn_gate_inp.weight") != std::string::npos;
     const DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
     b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value())));
+  }
+  // The engine ties the LM head to the embedding (all Gemma models do): a stored head must be
+  // a copy of it.
+  if (lm_head != nullptr &&
+      (embed == nullptr || lm_head->type != embed->type || lm_head->nbytes != embed->nbytes ||
+       std::memcmp(lm_head->data, embed->data, embed->nbytes) != 0)) {
+    return Status::error(dir + ": an untied lm_head.weight is not supported");
   }
   if (arch == "gemma4" && rope_pairs < hd_g / 2) {
     // llama.cpp's form of proportional partial RoPE: divisor 1 for rotated pairs, 1e30 after.

@@ -202,6 +202,14 @@ TEST(HfCheckpoint, BadCheckpoints) {
     EXPECT_NE(s.load_error().find("unknown tensor"), std::string::npos) << s.load_error();
   }
   {
+    Scratch s("gemma4_e2b_like", "lmhead");  // a separate LM head (duplicating an MLP tensor)
+    s.rewrite([&](std::string& n, std::string&, nlohmann::json&) {
+      if (n == m) n = "lm_head.weight";
+      return true;
+    });
+    EXPECT_NE(s.load_error().find("untied lm_head"), std::string::npos) << s.load_error();
+  }
+  {
     Scratch s("gemma4_e2b_like", "dtype");  // same bytes, declared as I32
     s.rewrite([&](std::string& n, std::string& dt, nlohmann::json&) {
       if (n == m) dt = "I32";
