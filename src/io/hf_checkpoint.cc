@@ -279,7 +279,8 @@ Result<DType> parse_dtype(const std::string& s) {
   if (s == "f32") return DType::kF32;
   if (s == "f16") return DType::kF16;
   if (s == "bf16") return DType::kBF16;
-  return Status::error("unsupported --dtype '" + s + "' (auto, f32, f16, bf16)");
+  if (s == "q8_0") return DType::kQ8_0;
+  return Status::error("unsupported --dtype '" + s + "' (auto, f32, f16, bf16, q8_0)");
 }
 
 // Converts one checkpoint tensor: to f32, `add_one` for Gemma 3 norms, then to `target`.
@@ -290,8 +291,21 @@ ImageTensor convert(const StTensor& t, const std::string& name, DType target, bo
   if (o.ne.empty()) o.ne.push_back(1);
   o.type = target;
   const int64_t n = t.n_elements();
-  o.nbytes = size_t(n) * (target == DType::kF32 ? 4 : 2);
   const StTensor* src = &t;
+  if (target == DType::kQ8_0) {  // row by row (ne0 % 32 == 0, checked by the caller)
+    const int64_t ne0 = o.ne[0], rows = ne0 > 0 ? n / ne0 : 0;
+    const size_t rb = row_bytes(DType::kQ8_0, ne0), in_es = src->type == DType::kF32 ? 4 : 2;
+    o.nbytes = size_t(rows) * rb;
+    o.fill = [src, ne0, rows, rb, in_es](uint8_t* dst) {
+      std::vector<float> f(static_cast<size_t>(ne0));
+      for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(src->type, src->data + size_t(r * ne0) * in_es, f.data(), ne0);
+        quantize_activation(DType::kQ8_0, f.data(), dst + size_t(r) * rb, ne0);
+      }
+    };
+    return o;
+  }
+  o.nbytes = size_t(n) * (target == DType::kF32 ? 4 : 2);
   o.fill = [src, n, target, add_one](uint8_t* dst) {
     if (src->type == target && !add_one) {
       std::memcpy(dst, src->data, src->nbytes);
@@ -563,7 +577,9 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
     if (g.value().empty()) continue;
     const bool keep_f32 =
         t->shape.size() <= 1 || g.value().find("ffn_gate_inp.weight") != std::string::npos;
-    const DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
+    DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
+    // Q8_0 blocks need rows of whole 32-element blocks; other matrices fall back to f16.
+    if (target == DType::kQ8_0 && t->shape.back() % 32 != 0) target = DType::kF16;
     b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value())));
   }
   // The engine ties the LM head to the embedding (all Gemma models do): a stored head must be

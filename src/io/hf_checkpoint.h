@@ -17,7 +17,8 @@ namespace g4 {
 class GgufFile;
 
 struct HfLoadOptions {
-  // Matrix storage type: "auto" (as stored in the checkpoint), "f32", "f16", "bf16".
+  // Matrix storage type: "auto" (as stored in the checkpoint), "f32", "f16", "bf16", or
+  // "q8_0" (matrices whose rows are not whole 32-element blocks become f16 instead).
   // 1-D tensors (norms, scales) and the MoE router are always float32, as llama.cpp keeps them.
   std::string dtype = "auto";
 };

@@ -15,6 +15,7 @@
 #include "g4/engine.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kernels/quant.h"
 
 namespace g4 {
 namespace {
@@ -123,15 +124,44 @@ TEST(HfCheckpoint, MetadataAndConversions) {
     EXPECT_EQ(c.value()->tensor("blk.0.attn_norm.weight")->type, DType::kF32);
     EXPECT_EQ(c.value()->tensor("rope_freqs.weight")->type, DType::kF32);
   }
+  {
+    // Q8_0 where rows are whole blocks (d = 32), f16 otherwise (ffn_down rows of 48).
+    auto c = load_hf_checkpoint(kDir + "tiny_hf/gemma4_e2b_like", {"q8_0"});
+    ASSERT_TRUE(c.ok()) << c.error();
+    EXPECT_EQ(c.value()->tensor("blk.0.attn_q.weight")->type, DType::kQ8_0);
+    EXPECT_EQ(c.value()->tensor("token_embd.weight")->type, DType::kQ8_0);
+    EXPECT_EQ(c.value()->tensor("blk.0.ffn_down.weight")->type, DType::kF16);
+    EXPECT_EQ(c.value()->tensor("blk.0.attn_norm.weight")->type, DType::kF32);
+    // Each block dequantises to within half a step of the f32 weights: |x - q*fp16(d)| <=
+    // d/2 + 127*|d - fp16(d)| with d = amax/127, i.e. amax * (0.5/127 + 2^-11) (plus slack).
+    auto f32 = load_hf_checkpoint(kDir + "tiny_hf/gemma4_e2b_like", {"f32"});
+    ASSERT_TRUE(f32.ok());
+    const GgufTensor* q = c.value()->tensor("blk.0.attn_q.weight");
+    const GgufTensor* x = f32.value()->tensor("blk.0.attn_q.weight");
+    std::vector<float> deq(size_t(q->n_elements()));
+    dequantize_row(DType::kQ8_0, q->data, deq.data(), q->n_elements());
+    const float* ref = reinterpret_cast<const float*>(x->data);
+    for (int64_t b = 0; b < q->n_elements() / 32; ++b) {
+      float amax = 0;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(ref[b * 32 + j]));
+      for (int j = 0; j < 32; ++j)
+        ASSERT_LE(std::fabs(ref[b * 32 + j] - deq[size_t(b * 32 + j)]),
+                  amax * (0.5f / 127 + 1.f / 2048) * 1.0001f);
+    }
+  }
   EXPECT_NE(load_hf_checkpoint(kDir + "tiny_hf/gemma4_e2b_like", {"q4"}).error().find("--dtype"),
             std::string::npos);
-  // Low-precision weights still run (f16 rounding moves these logits by < 0.1).
-  auto o = exact_options(kDir + "tiny_hf/gemma4_e2b_like");
-  o.hf_dtype = "bf16";
+  // Low-precision weights run end to end (the distance to the f32 reference is printed, not
+  // bounded: it depends on these random weights, not on the loader).
   const auto fx = expected("gemma4_e2b_like");
-  const auto lo = run(o, fx);
-  ASSERT_EQ(lo.size(), 3u);
-  for (float x : lo[0]) ASSERT_TRUE(std::isfinite(x));
+  for (const char* dt : {"bf16", "q8_0"}) {
+    auto o = exact_options(kDir + "tiny_hf/gemma4_e2b_like");
+    o.hf_dtype = dt;
+    const auto lo = run(o, fx);
+    ASSERT_EQ(lo.size(), 3u);
+    for (float x : lo[0]) ASSERT_TRUE(std::isfinite(x));
+    std::printf("--dtype %s: max |g4 - transformers f32| = %.3g\n", dt, max_diff(lo, fx));
+  }
 }
 
 // A scratch copy of a fixture directory that a test may corrupt.
