@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "io/gguf.h"
+#include "io/hf_checkpoint.h"
 #include "runtime/text_stream.h"
 
 namespace g4 {
@@ -25,7 +27,9 @@ Engine::~Engine() = default;
 Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = opts;
-  auto f = GgufFile::open(opts.model_path);
+  const bool hf_dir = is_hf_checkpoint_dir(opts.model_path);
+  auto f = hf_dir ? load_hf_checkpoint(opts.model_path, HfLoadOptions{opts.hf_dtype})
+                  : GgufFile::open(opts.model_path);
   if (!f.ok()) return f.status();
   e->file_ = std::move(f).value();
   auto arch = e->file_->get_string("general.architecture");
@@ -39,9 +43,14 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
                                      : load_gemma3(*e->file_, ModelOptions{opts.embed_scale});
   if (!m.ok()) return Status::error(opts.model_path + ": " + m.error());
   e->model_ = std::move(m).value();
-  auto t = Tokenizer::from_gguf(*e->file_);
-  if (!t.ok()) return Status::error(opts.model_path + ": " + t.error());
-  e->tok_ = std::move(t).value();
+  const std::string tok_json = opts.model_path + "/tokenizer.json";
+  if (hf_dir && !std::filesystem::exists(tok_json)) {
+    // No tokenizer.json: token-id use only (Session::logits_all etc.); the tokenizer is empty.
+  } else {
+    auto t = hf_dir ? Tokenizer::from_hf_json_file(tok_json) : Tokenizer::from_gguf(*e->file_);
+    if (!t.ok()) return Status::error((hf_dir ? tok_json : opts.model_path) + ": " + t.error());
+    e->tok_ = std::move(t).value();
+  }
   if (e->tok_.size() > e->model_->config().vocab_size) {
     return Status::error(opts.model_path +
                          ": tokenizer has more tokens than the embedding has rows");

@@ -36,6 +36,9 @@ struct EngineOptions {
   bool exact = false;
   // K/V cache in float32 instead of fp16 (twice the memory; for reference comparisons).
   bool kv_f32 = false;
+  // Hugging Face checkpoint directories (model_path holds config.json): matrix type on load,
+  // "auto" (as stored), "f32", "f16", "bf16" or "q8_0" (src/io/hf_checkpoint.h).
+  std::string hf_dtype = "auto";
 };
 
 class Engine {

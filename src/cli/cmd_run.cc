@@ -30,6 +30,7 @@ struct RunArgs {
   bool think = false;  // Gemma 4: enable_thinking in the chat template
   bool verbose = false;
   bool exact = false;
+  std::string dtype = "auto";  // HF checkpoint directories only
   float temp = 0.8f;
   int top_k = 40;
   float top_p = 0.95f;
@@ -62,6 +63,7 @@ int run(RunArgs& a) {
   eo.n_threads = a.threads;
   eo.n_ctx = a.ctx;
   eo.exact = a.exact;
+  eo.hf_dtype = a.dtype;
   auto eng = Engine::load(eo);
   if (!eng.ok()) {
     std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
@@ -185,6 +187,8 @@ Runner add_run(CLI::App& app) {
   app.add_option("--stop", a->stop, "Stop string (repeatable)");
   app.add_flag("-v,--verbose", a->verbose, "Print model details");
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
+  app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0"}));
   return [a] { return run(*a); };
 }
 

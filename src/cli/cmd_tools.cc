@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "g4/engine.h"
 #include "io/gguf.h"
+#include "io/hf_checkpoint.h"
 
 namespace g4::cli {
 
@@ -44,10 +45,11 @@ Result<std::vector<int32_t>> parse_ids(const std::string& s) {
 Runner add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto all = std::make_shared<bool>(false);
-  app.add_option("file", *path, "GGUF file")->required();
+  app.add_option("file", *path, "GGUF file or HF checkpoint directory (shown as converted)")
+      ->required();
   app.add_flag("--all", *all, "Print whole arrays' first items and every tensor");
   return [path, all] {
-    auto f = GgufFile::open(*path);
+    auto f = is_hf_checkpoint_dir(*path) ? load_hf_checkpoint(*path, {}) : GgufFile::open(*path);
     if (!f.ok()) return fail(f.error());
     const GgufFile& g = *f.value();
     std::printf(
@@ -147,14 +149,16 @@ Runner add_tokenize(CLI::App& app) {
 
 Runner add_logits(CLI::App& app) {
   struct A {
-    std::string model, prompt, ids, embed_scale = "bf16";
+    std::string model, prompt, ids, embed_scale = "bf16", dtype = "auto";
     bool exact = false;
     int top = 10;
     bool all = false;
     int threads = 0;
   };
   auto a = std::make_shared<A>();
-  app.add_option("model", a->model, "GGUF model")->required();
+  app.add_option("model", a->model, "GGUF model or HF checkpoint directory")->required();
+  app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")
+      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0"}));
   auto* p = app.add_option("--prompt", a->prompt, "Prompt text (tokenized with <bos>)");
   auto* i = app.add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,105,2364");
   p->excludes(i);
@@ -175,6 +179,7 @@ Runner add_logits(CLI::App& app) {
     eo.n_ctx = 1 << 20;
     eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
     eo.exact = a->exact;
+    eo.hf_dtype = a->dtype;
     auto eng = Engine::load(eo);
     if (!eng.ok()) return fail(eng.error());
     Engine& e = *eng.value();

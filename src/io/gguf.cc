@@ -415,6 +415,13 @@ Result<std::unique_ptr<GgufFile>> GgufFile::parse(const uint8_t* data, size_t si
   return f;
 }
 
+Result<std::unique_ptr<GgufFile>> GgufFile::parse_owned(std::shared_ptr<const uint8_t[]> data,
+                                                        size_t size, std::string label) {
+  auto f = parse(data.get(), size, std::move(label));
+  if (f.ok()) f.value()->owned_ = std::move(data);
+  return f;
+}
+
 Status GgufFile::parse_impl() {
   Cursor c(base_, size_);
   if (size_ < 24) return Status::error("not a GGUF file: only " + std::to_string(size_) + " bytes");

@@ -73,6 +73,9 @@ class GgufFile {
   // Parses an in-memory image (used by the fuzzer and tests); `data` must outlive the object.
   static Result<std::unique_ptr<GgufFile>> parse(const uint8_t* data, size_t size,
                                                  std::string label = "<memory>");
+  // Parses an image the object keeps alive (e.g. a checkpoint converted in memory).
+  static Result<std::unique_ptr<GgufFile>> parse_owned(std::shared_ptr<const uint8_t[]> data,
+                                                       size_t size, std::string label);
 
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
@@ -96,6 +99,7 @@ class GgufFile {
   Status parse_impl();
 
   std::unique_ptr<MmapFile> map_;
+  std::shared_ptr<const uint8_t[]> owned_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   std::string label_;

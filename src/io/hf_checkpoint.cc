@@ -1,0 +1,614 @@
+#include "io/hf_checkpoint.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "core/fp16.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "kernels/quant.h"
+
+namespace g4 {
+
+namespace {
+
+using json = nlohmann::json;
+
+// A tensor of the image: `fill` writes its `nbytes` bytes straight into the final buffer, so
+// converted weights exist once (the sources are the checkpoint's maps).
+struct ImageTensor {
+  std::string name;
+  std::vector<int64_t> ne;  // ggml order
+  DType type = DType::kF32;
+  size_t nbytes = 0;
+  std::function<void(uint8_t*)> fill;
+};
+
+// Serialises GGUF v3 metadata and tensors (formats.md §1) into one aligned buffer.
+class ImageBuilder {
+ public:
+  void u32(const std::string& k, uint32_t v) { key(k, 4), put(v); }
+  void f32(const std::string& k, float v) { key(k, 6), put(v); }
+  void str(const std::string& k, const std::string& v) { key(k, 8), put_str(v); }
+  void arr_i32(const std::string& k, const std::vector<int>& v) {
+    key(k, 9), put<uint32_t>(5), put<uint64_t>(v.size());
+    for (int x : v) put<int32_t>(x);
+  }
+  void arr_bool(const std::string& k, const std::vector<bool>& v) {
+    key(k, 9), put<uint32_t>(7), put<uint64_t>(v.size());
+    for (bool x : v) put<uint8_t>(x ? 1 : 0);
+  }
+  void tensor(ImageTensor t) { tensors_.push_back(std::move(t)); }
+
+  HfImage build(const std::string& arch) {
+    const auto align = [](size_t n) { return (n + 31) / 32 * 32; };
+    std::vector<uint8_t> head;
+    std::swap(head, kv_);
+    std::vector<uint8_t> kv = std::move(head);
+    // Header + KV + tensor infos.
+    put_raw("GGUF", 4);
+    put<uint32_t>(3);
+    put<int64_t>(int64_t(tensors_.size()));
+    put<int64_t>(n_kv_);
+    kv_.insert(kv_.end(), kv.begin(), kv.end());
+    uint64_t off = 0;
+    for (const ImageTensor& t : tensors_) {
+      put_str(t.name);
+      put<uint32_t>(uint32_t(t.ne.size()));
+      for (int64_t x : t.ne) put<int64_t>(x);
+      put<uint32_t>(uint32_t(t.type));
+      put<uint64_t>(off);
+      off = align(off + t.nbytes);
+    }
+    const size_t data_start = align(kv_.size());
+    const size_t total = data_start + off;
+    uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(64, (total + 63) / 64 * 64));
+    G4_CHECK(p != nullptr);
+    std::memset(p, 0, total);
+    std::memcpy(p, kv_.data(), kv_.size());
+    off = data_start;
+    for (const ImageTensor& t : tensors_) {
+      if (t.nbytes > 0) t.fill(p + off);
+      off += align(t.nbytes);
+    }
+    HfImage img;
+    img.data = std::shared_ptr<const uint8_t[]>(
+        p, [](const uint8_t* q) { std::free(const_cast<uint8_t*>(q)); });
+    img.size = total;
+    img.arch = arch;
+    return img;
+  }
+
+ private:
+  template <typename T>
+  void put(T v) {
+    put_raw(&v, sizeof(T));
+  }
+  void put_raw(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    kv_.insert(kv_.end(), b, b + n);
+  }
+  void put_str(const std::string& s) {
+    put<uint64_t>(s.size());
+    put_raw(s.data(), s.size());
+  }
+  void key(const std::string& k, uint32_t type) {
+    put_str(k);
+    put<uint32_t>(type);
+    ++n_kv_;
+  }
+  std::vector<uint8_t> kv_;
+  int64_t n_kv_ = 0;
+  std::vector<ImageTensor> tensors_;
+};
+
+Result<json> read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in.good()) return Status::error(path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::error(path + ": not a JSON object");
+  return j;
+}
+
+// Typed config accessors: a present key of the wrong type is an error naming the key.
+struct Cfg {
+  const json& j;
+  Status err;
+  bool has(const char* k) const { return j.contains(k) && !j[k].is_null(); }
+  int64_t integer(const char* k, int64_t def, bool required = false) {
+    if (!has(k)) {
+      if (required && err.ok())
+        err = Status::error("config.json: missing '" + std::string(k) + "'");
+      return def;
+    }
+    if (!j[k].is_number_integer() || j[k].get<int64_t>() < 0 || j[k].get<int64_t>() > (1 << 30)) {
+      if (err.ok()) err = Status::error("config.json: '" + std::string(k) + "' is not a count");
+      return def;
+    }
+    return j[k].get<int64_t>();
+  }
+  double number(const json& o, const char* k, double def) {
+    if (!o.contains(k) || o[k].is_null()) return def;
+    if (!o[k].is_number()) {
+      if (err.ok()) err = Status::error("config.json: '" + std::string(k) + "' is not a number");
+      return def;
+    }
+    return o[k].get<double>();
+  }
+  double number(const char* k, double def) { return number(j, k, def); }
+  std::string string(const json& o, const char* k, const std::string& def) {
+    if (!o.contains(k) || o[k].is_null()) return def;
+    if (!o[k].is_string()) {
+      if (err.ok()) err = Status::error("config.json: '" + std::string(k) + "' is not a string");
+      return def;
+    }
+    return o[k].get<std::string>();
+  }
+};
+
+// Layer types: true = sliding. From layer_types, else a period (`sliding_window_pattern`).
+Result<std::vector<bool>> layer_types(Cfg& c, int L, int default_period) {
+  std::vector<bool> s(static_cast<size_t>(L));
+  if (c.has("layer_types")) {
+    const json& t = c.j["layer_types"];
+    if (!t.is_array() || t.size() != size_t(L))
+      return Status::error("config.json: layer_types must list one type per layer");
+    for (int i = 0; i < L; ++i) {
+      if (t[size_t(i)] == "sliding_attention")
+        s[size_t(i)] = true;
+      else if (t[size_t(i)] == "full_attention")
+        s[size_t(i)] = false;
+      else
+        return Status::error("config.json: unknown layer type " + t[size_t(i)].dump());
+    }
+    return s;
+  }
+  int64_t p =
+      c.integer("sliding_window_pattern", c.integer("_sliding_window_pattern", default_period));
+  if (p < 1) return Status::error("config.json: sliding_window_pattern must be >= 1");
+  for (int i = 0; i < L; ++i) s[size_t(i)] = (i + 1) % p != 0;
+  return s;
+}
+
+// Rope settings for one attention type: {theta, rope_type, factor, partial_rotary_factor}.
+struct Rope {
+  double theta = 0, factor = 1, partial = 1;
+  std::string type = "default";
+};
+Rope rope_for(Cfg& c, const char* layer_type, double legacy_theta_default, bool global) {
+  Rope r;
+  if (c.has("rope_parameters") && c.j["rope_parameters"].is_object() &&
+      c.j["rope_parameters"].contains(layer_type)) {
+    const json& o = c.j["rope_parameters"][layer_type];
+    if (!o.is_object()) {
+      if (c.err.ok()) c.err = Status::error("config.json: rope_parameters entry is not an object");
+      return r;
+    }
+    r.theta = c.number(o, "rope_theta", legacy_theta_default);
+    r.type = c.string(o, "rope_type", "default");
+    r.factor = c.number(o, "factor", 1);
+    r.partial = c.number(o, "partial_rotary_factor", 1);
+    return r;
+  }
+  // Legacy Gemma 3 keys: rope_theta (global), rope_local_base_freq, rope_scaling (global).
+  r.theta = global ? c.number("rope_theta", legacy_theta_default)
+                   : c.number("rope_local_base_freq", legacy_theta_default);
+  if (global && c.has("rope_scaling") && c.j["rope_scaling"].is_object()) {
+    const json& o = c.j["rope_scaling"];
+    r.type = c.string(o, "rope_type", c.string(o, "type", "default"));
+    r.factor = c.number(o, "factor", 1);
+  }
+  return r;
+}
+
+// HF name -> GGUF name (spec §3.3); "" = not part of the text model (skipped).
+Result<std::string> gguf_name(std::string n) {
+  for (const char* skip :
+       {"vision_tower.", "multi_modal_projector.", "audio_tower.", "embed_vision.", "embed_audio.",
+        "model.vision_tower.", "model.multi_modal_projector.", "model.audio_tower.",
+        "model.embed_vision.", "model.embed_audio.", "lm_head.", "language_model.lm_head."}) {
+    if (n.rfind(skip, 0) == 0) return std::string();
+  }
+  for (const char* pre : {"model.language_model.model.", "model.language_model.",
+                          "language_model.model.", "model."}) {
+    if (n.rfind(pre, 0) == 0) {
+      n = n.substr(std::strlen(pre));
+      break;
+    }
+  }
+  static const std::pair<const char*, const char*> kTop[] = {
+      {"embed_tokens.weight", "token_embd.weight"},
+      {"norm.weight", "output_norm.weight"},
+      {"embed_tokens_per_layer.weight", "per_layer_token_embd.weight"},
+      {"per_layer_model_projection.weight", "per_layer_model_proj.weight"},
+      {"per_layer_projection_norm.weight", "per_layer_proj_norm.weight"},
+  };
+  for (const auto& [h, g] : kTop)
+    if (n == h) return std::string(g);
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+      {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+      {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+      {"post_feedforward_layernorm_1.weight", "post_ffw_norm_1.weight"},
+      {"post_feedforward_layernorm_2.weight", "post_ffw_norm_2.weight"},
+      {"pre_feedforward_layernorm_2.weight", "pre_ffw_norm_2.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+      {"router.proj.weight", "ffn_gate_inp.weight"},
+      {"router.scale", "ffn_gate_inp.scale"},
+      {"router.per_expert_scale", "ffn_down_exps.scale"},
+      {"experts.gate_up_proj", "ffn_gate_up_exps.weight"},
+      {"experts.down_proj", "ffn_down_exps.weight"},
+      {"layer_scalar", "layer_output_scale.weight"},
+      {"per_layer_input_gate.weight", "inp_gate.weight"},
+      {"per_layer_projection.weight", "proj.weight"},
+      {"post_per_layer_input_norm.weight", "post_norm.weight"},
+  };
+  if (n.rfind("layers.", 0) == 0) {
+    const size_t dot = n.find('.', 7);
+    const std::string idx = n.substr(7, dot == std::string::npos ? 0 : dot - 7);
+    if (dot != std::string::npos && !idx.empty() && idx.size() < 6 &&
+        std::all_of(idx.begin(), idx.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+      const std::string rest = n.substr(dot + 1);
+      for (const auto& [h, g] : kLayer)
+        if (rest == h) return "blk." + idx + "." + g;
+    }
+  }
+  return Status::error("unknown tensor '" + n + "'");
+}
+
+Result<DType> parse_dtype(const std::string& s) {
+  if (s == "f32") return DType::kF32;
+  if (s == "f16") return DType::kF16;
+  if (s == "bf16") return DType::kBF16;
+  if (s == "q8_0") return DType::kQ8_0;
+  return Status::error("unsupported --dtype '" + s + "' (auto, f32, f16, bf16, q8_0)");
+}
+
+// Converts one checkpoint tensor: to f32, `add_one` for Gemma 3 norms, then to `target`.
+ImageTensor convert(const StTensor& t, const std::string& name, DType target, bool add_one) {
+  ImageTensor o;
+  o.name = name;
+  for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) o.ne.push_back(*it);
+  if (o.ne.empty()) o.ne.push_back(1);
+  o.type = target;
+  const int64_t n = t.n_elements();
+  const StTensor* src = &t;
+  if (target == DType::kQ8_0) {  // row by row (ne0 % 32 == 0, checked by the caller)
+    const int64_t ne0 = o.ne[0], rows = ne0 > 0 ? n / ne0 : 0;
+    const size_t rb = row_bytes(DType::kQ8_0, ne0), in_es = src->type == DType::kF32 ? 4 : 2;
+    o.nbytes = size_t(rows) * rb;
+    o.fill = [src, ne0, rows, rb, in_es](uint8_t* dst) {
+      std::vector<float> f(static_cast<size_t>(ne0));
+      for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(src->type, src->data + size_t(r * ne0) * in_es, f.data(), ne0);
+        quantize_activation(DType::kQ8_0, f.data(), dst + size_t(r) * rb, ne0);
+      }
+    };
+    return o;
+  }
+  o.nbytes = size_t(n) * (target == DType::kF32 ? 4 : 2);
+  o.fill = [src, n, target, add_one](uint8_t* dst) {
+    if (src->type == target && !add_one) {
+      std::memcpy(dst, src->data, src->nbytes);
+      return;
+    }
+    constexpr int64_t kChunk = 4096;  // bounded scratch
+    std::vector<float> f(static_cast<size_t>(std::min(n, kChunk)));
+    const size_t in_es = src->type == DType::kF32 ? 4 : 2;
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, n - i0);
+      dequantize_row(src->type, src->data + size_t(i0) * in_es, f.data(), m);
+      if (add_one)
+        for (int64_t i = 0; i < m; ++i) f[size_t(i)] += 1.0f;
+      if (target == DType::kF32) {
+        std::memcpy(dst + size_t(i0) * 4, f.data(), size_t(m) * 4);
+        continue;
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        const uint16_t h =
+            target == DType::kF16 ? fp32_to_fp16(f[size_t(i)]) : fp32_to_bf16(f[size_t(i)]);
+        std::memcpy(dst + size_t(i0 + i) * 2, &h, 2);
+      }
+    }
+  };
+  return o;
+}
+
+bool is_gemma3_norm(const std::string& g) {
+  const auto ends = [&](const char* s) {
+    const size_t k = std::strlen(s);
+    return g.size() >= k && g.compare(g.size() - k, k, s) == 0;
+  };
+  return ends("attn_norm.weight") || ends("attn_q_norm.weight") || ends("attn_k_norm.weight") ||
+         ends("post_attention_norm.weight") || ends("ffn_norm.weight") ||
+         ends("post_ffw_norm.weight") || g == "output_norm.weight";
+}
+
+// The text part of config.json (multimodal configs nest it under text_config).
+const json& text_config(const json& j) {
+  return j.contains("text_config") && j["text_config"].is_object() ? j["text_config"] : j;
+}
+
+bool flag(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_boolean() && j[k].get<bool>();
+}
+
+Status check_activation(Cfg& c) {
+  const std::string act =
+      c.string(c.j, "hidden_activation", c.string(c.j, "hidden_act", "gelu_pytorch_tanh"));
+  if (act != "gelu_pytorch_tanh") {
+    return Status::error("config.json: hidden_activation '" + act +
+                         "' is not supported (gelu_pytorch_tanh)");
+  }
+  return c.err;
+}
+
+// Gemma 3 (Gemma3TextConfig defaults where config.json omits a key, as transformers does).
+Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
+  const std::string p = "gemma3.";
+  const int L = int(c.integer("num_hidden_layers", 26));
+  const int64_t d = c.integer("hidden_size", 2304), ff = c.integer("intermediate_size", 9216),
+                H = c.integer("num_attention_heads", 8), Hkv = c.integer("num_key_value_heads", 4),
+                hd = c.integer("head_dim", 256), W = c.integer("sliding_window", 4096),
+                ctx = c.integer("max_position_embeddings", 131072);
+  if (!c.err.ok()) return c.err;
+  if (L < 1 || d < 1 || H < 1 || Hkv < 1 || hd < 1)
+    return Status::error("config.json: layer, width and head counts must be >= 1");
+  if (Status s = check_activation(c); !s.ok()) return s;
+  auto types = layer_types(c, L, 6);
+  if (!types.ok()) return types.status();
+  // g4's gemma3 reader takes the layer pattern as a period: the list must have one.
+  int period = L + 1;
+  for (int i = 0; i < L; ++i)
+    if (!types.value()[size_t(i)]) {
+      period = i + 1;
+      break;
+    }
+  for (int i = 0; i < L; ++i) {
+    if (types.value()[size_t(i)] != ((i + 1) % period != 0)) {
+      return Status::error("config.json: layer_types are not a periodic sliding/full pattern");
+    }
+  }
+  const Rope g = rope_for(c, "full_attention", 1e6, true),
+             s = rope_for(c, "sliding_attention", 1e4, false);
+  if (!c.err.ok()) return c.err;
+  if (s.type != "default" || s.factor != 1 || s.partial != 1 || g.partial != 1 ||
+      (g.type != "default" && g.type != "linear")) {
+    return Status::error("config.json: RoPE '" + g.type + "'/'" + s.type +
+                         "' is not supported (default, or linear on global layers)");
+  }
+  // The engine derives the query scale as llama.cpp does; refuse a config that says otherwise.
+  const double qpas = c.number("query_pre_attn_scalar", 256),
+               derived = L == 62 ? double(d) / double(H) : double(hd);
+  if (std::fabs(qpas - derived) > 1e-6 * derived) {
+    return Status::error("config.json: query_pre_attn_scalar " + std::to_string(qpas) +
+                         " differs from the " + std::to_string(derived) + " g4 uses");
+  }
+  b.str("general.architecture", "gemma3");
+  b.str("general.name", name);
+  b.u32(p + "context_length", uint32_t(ctx));
+  b.u32(p + "embedding_length", uint32_t(d));
+  b.u32(p + "block_count", uint32_t(L));
+  b.u32(p + "feed_forward_length", uint32_t(ff));
+  b.u32(p + "attention.head_count", uint32_t(H));
+  b.u32(p + "attention.head_count_kv", uint32_t(Hkv));
+  b.u32(p + "attention.key_length", uint32_t(hd));
+  b.u32(p + "attention.value_length", uint32_t(hd));
+  b.u32(p + "attention.sliding_window", uint32_t(W));
+  b.u32(p + "attention.sliding_window_pattern", uint32_t(period));
+  b.f32(p + "attention.layer_norm_rms_epsilon", float(c.number("rms_norm_eps", 1e-6)));
+  b.f32(p + "rope.freq_base", float(g.theta));
+  b.f32(p + "rope.freq_base_swa", float(s.theta));
+  if (g.type == "linear" && g.factor != 1) {
+    b.str(p + "rope.scaling.type", "linear");
+    b.f32(p + "rope.scaling.factor", float(g.factor));
+  }
+  if (c.has("final_logit_softcapping"))
+    b.f32(p + "final_logit_softcapping", float(c.number("final_logit_softcapping", 0)));
+  if (c.has("attn_logit_softcapping"))
+    b.f32(p + "attn_logit_softcapping", float(c.number("attn_logit_softcapping", 0)));
+  return c.err;
+}
+
+// Gemma 4 (Gemma4TextConfig defaults); per-layer head sizes, KV heads and MLP widths resolved
+// as transformers does (per_layer_config overrides, double-wide MLP on KV-shared layers).
+Status gemma4_meta(Cfg& c, ImageBuilder& b, const std::string& name, int* rope_pairs,
+                   int* hd_global) {
+  const std::string p = "gemma4.";
+  const int L = int(c.integer("num_hidden_layers", 30));
+  const int64_t d = c.integer("hidden_size", 2304), ff = c.integer("intermediate_size", 9216),
+                H = c.integer("num_attention_heads", 8), Hkv = c.integer("num_key_value_heads", 4),
+                hd = c.integer("head_dim", 256), hdg = c.integer("global_head_dim", 512),
+                W = c.integer("sliding_window", 512),
+                ctx = c.integer("max_position_embeddings", 131072),
+                P = c.integer("hidden_size_per_layer_input", 256),
+                shared = c.integer("num_kv_shared_layers", 0),
+                gkv = c.integer("num_global_key_value_heads", 0);
+  if (!c.err.ok()) return c.err;
+  if (L < 1 || d < 1 || H < 1 || Hkv < 1 || hd < 1 || shared > L)
+    return Status::error("config.json: layer, width and head counts out of range");
+  if (Status s = check_activation(c); !s.ok()) return s;
+  if (c.has("use_bidirectional_attention") && c.j["use_bidirectional_attention"] == "all")
+    return Status::error("config.json: bidirectional attention is not supported");
+  auto types = layer_types(c, L, 6);
+  if (!types.ok()) return types.status();
+  const std::vector<bool>& sl = types.value();
+  const bool k_eq_v = flag(c.j, "attention_k_eq_v"), wide = flag(c.j, "use_double_wide_mlp");
+  std::vector<int> ffs, kvh, hds;
+  for (int l = 0; l < L; ++l) {
+    int64_t h = sl[size_t(l)] ? hd : hdg, kv = (!sl[size_t(l)] && k_eq_v && gkv > 0) ? gkv : Hkv;
+    const std::string key = std::to_string(l);
+    if (c.has("per_layer_config") && c.j["per_layer_config"].is_object() &&
+        c.j["per_layer_config"].contains(key)) {
+      Cfg o{c.j["per_layer_config"][key], Status()};
+      if (!o.j.is_object()) return Status::error("config.json: per_layer_config entry");
+      h = o.integer("head_dim", h);
+      kv = o.integer("num_key_value_heads", kv);
+      if (!o.err.ok()) return o.err;
+    }
+    hds.push_back(int(h));
+    kvh.push_back(int(kv));
+    ffs.push_back(int(ff * ((wide && l >= L - shared) ? 2 : 1)));
+  }
+  int hd_s = 0, hd_g = 0;
+  for (int l = 0; l < L; ++l) {
+    int& slot = sl[size_t(l)] ? hd_s : hd_g;
+    if (slot != 0 && slot != hds[size_t(l)])
+      return Status::error("config.json: layers of one type have different head sizes");
+    slot = hds[size_t(l)];
+  }
+  if (hd_g == 0) hd_g = int(hdg);
+  if (hd_s == 0) hd_s = int(hd);
+  Rope g = rope_for(c, "full_attention", 1e6, true),
+       s = rope_for(c, "sliding_attention", 1e4, false);
+  if (!c.err.ok()) return c.err;
+  if (!c.has("rope_parameters")) {  // transformers' defaults
+    g.type = "proportional";
+    g.partial = 0.25;
+  }
+  if (s.type != "default" || s.partial != 1 || s.factor != 1 || g.factor != 1 ||
+      (g.type != "default" && g.type != "proportional") || g.partial <= 0 || g.partial > 1) {
+    return Status::error("config.json: RoPE '" + g.type + "'/'" + s.type + "' is not supported");
+  }
+  *hd_global = hd_g;
+  *rope_pairs = g.type == "proportional" ? int(g.partial * hd_g / 2) : hd_g / 2;
+  b.str("general.architecture", "gemma4");
+  b.str("general.name", name);
+  b.u32(p + "context_length", uint32_t(ctx));
+  b.u32(p + "embedding_length", uint32_t(d));
+  b.u32(p + "block_count", uint32_t(L));
+  b.arr_i32(p + "feed_forward_length", ffs);
+  b.u32(p + "attention.head_count", uint32_t(H));
+  b.arr_i32(p + "attention.head_count_kv", kvh);
+  b.u32(p + "attention.key_length", uint32_t(hd_g));
+  b.u32(p + "attention.value_length", uint32_t(hd_g));
+  b.u32(p + "attention.key_length_swa", uint32_t(hd_s));
+  b.u32(p + "attention.value_length_swa", uint32_t(hd_s));
+  b.f32(p + "attention.layer_norm_rms_epsilon", float(c.number("rms_norm_eps", 1e-6)));
+  b.u32(p + "attention.sliding_window", uint32_t(W));
+  b.arr_bool(p + "attention.sliding_window_pattern", sl);
+  b.u32(p + "attention.shared_kv_layers", uint32_t(shared));
+  b.u32(p + "embedding_length_per_layer_input", uint32_t(P));
+  b.f32(p + "rope.freq_base", float(g.theta));
+  b.f32(p + "rope.freq_base_swa", float(s.theta));
+  b.u32(p + "rope.dimension_count", uint32_t(hd_g));
+  b.u32(p + "rope.dimension_count_swa", uint32_t(hd_s));
+  if (c.has("final_logit_softcapping"))
+    b.f32(p + "final_logit_softcapping", float(c.number("final_logit_softcapping", 0)));
+  if (c.has("attn_logit_softcapping"))
+    b.f32(p + "attn_logit_softcapping", float(c.number("attn_logit_softcapping", 0)));
+  if (flag(c.j, "enable_moe_block")) {
+    b.u32(p + "expert_count", uint32_t(c.integer("num_experts", 0, true)));
+    b.u32(p + "expert_used_count", uint32_t(c.integer("top_k_experts", 0, true)));
+    b.u32(p + "expert_feed_forward_length", uint32_t(c.integer("moe_intermediate_size", 0, true)));
+  }
+  return c.err;
+}
+
+}  // namespace
+
+bool is_hf_checkpoint_dir(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec) &&
+         std::filesystem::is_regular_file(std::filesystem::path(path) / "config.json", ec);
+}
+
+Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOptions& opts) {
+  auto top = read_json(dir + "/config.json");
+  if (!top.ok()) return top.status();
+  const json& tj = text_config(top.value());
+  Cfg c{tj, Status()};
+  std::string mt = c.string(tj, "model_type", c.string(top.value(), "model_type", ""));
+  if (mt.empty() && top.value().contains("architectures") &&
+      top.value()["architectures"].is_array() && !top.value()["architectures"].empty() &&
+      top.value()["architectures"][0].is_string()) {
+    mt = top.value()["architectures"][0].get<std::string>();
+    std::transform(mt.begin(), mt.end(), mt.begin(),
+                   [](unsigned char ch) { return char(std::tolower(ch)); });
+  }
+  if (!c.err.ok()) return c.err;
+  const std::string arch = mt.rfind("gemma3", 0) == 0   ? "gemma3"
+                           : mt.rfind("gemma4", 0) == 0 ? "gemma4"
+                                                        : "";
+  if (arch.empty()) {
+    return Status::error(dir + "/config.json: model_type '" + mt +
+                         "' is not supported (gemma3, gemma4)");
+  }
+  std::optional<DType> want;
+  if (opts.dtype != "auto") {
+    auto t = parse_dtype(opts.dtype);
+    if (!t.ok()) return t.status();
+    want = t.value();
+  }
+  const std::string name = std::filesystem::path(dir).filename().string();
+  ImageBuilder b;
+  int rope_pairs = 0, hd_g = 0;
+  Status s =
+      arch == "gemma3" ? gemma3_meta(c, b, name) : gemma4_meta(c, b, name, &rope_pairs, &hd_g);
+  if (!s.ok()) return Status::error(dir + "/" + s.message());
+  auto ck = SafetensorsCheckpoint::open_dir(dir);
+  if (!ck.ok()) return ck.status();
+  const StTensor *lm_head = nullptr, *embed = nullptr;
+  for (const StTensor* t : ck.value()->tensors()) {
+    auto g = gguf_name(t->name);
+    if (!g.ok()) return Status::error(dir + ": " + g.error());
+    if (t->name.size() >= 14 && t->name.compare(t->name.size() - 14, 14, "lm_head.weight") == 0)
+      lm_head = t;
+    if (g.value() == "token_embd.weight") embed = t;
+    if (g.value().empty()) continue;
+    const bool keep_f32 =
+        t->shape.size() <= 1 || g.value().find("ffn_gate_inp.weight") != std::string::npos;
+    DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
+    // Q8_0 blocks need rows of whole 32-element blocks; other matrices fall back to f16.
+    if (target == DType::kQ8_0 && t->shape.back() % 32 != 0) target = DType::kF16;
+    b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value())));
+  }
+  // The engine ties the LM head to the embedding (all Gemma models do): a stored head must be
+  // a copy of it.
+  if (lm_head != nullptr &&
+      (embed == nullptr || lm_head->type != embed->type || lm_head->nbytes != embed->nbytes ||
+       std::memcmp(lm_head->data, embed->data, embed->nbytes) != 0)) {
+    return Status::error(dir + ": an untied lm_head.weight is not supported");
+  }
+  if (arch == "gemma4" && rope_pairs < hd_g / 2) {
+    // llama.cpp's form of proportional partial RoPE: divisor 1 for rotated pairs, 1e30 after.
+    ImageTensor r{"rope_freqs.weight", {int64_t(hd_g / 2)}, DType::kF32, size_t(hd_g / 2) * 4, {}};
+    r.fill = [n = hd_g / 2, rope_pairs](uint8_t* dst) {
+      for (int i = 0; i < n; ++i) {
+        const float v = i < rope_pairs ? 1.0f : 1e30f;
+        std::memcpy(dst + 4 * i, &v, 4);
+      }
+    };
+    b.tensor(std::move(r));
+  }
+  return b.build(arch);
+}
+
+Result<std::unique_ptr<GgufFile>> load_hf_checkpoint(const std::string& dir,
+                                                     const HfLoadOptions& opts) {
+  auto img = convert_hf_checkpoint(dir, opts);
+  if (!img.ok()) return img.status();
+  const size_t n = img.value().size;
+  return GgufFile::parse_owned(std::move(img.value().data), n, dir);
+}
+
+}  // namespace g4
