@@ -75,7 +75,7 @@ SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> pr
 void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream, bool chat) {
   auto hs = submit_all(st, {r});
   const double t0 = unix_now();
-  auto final_fields = [&st, t0](json& j, const SeqSummary& s) {
+  auto final_fields = [t0](json& j, const SeqSummary& s) {
     const double total = unix_now() - t0;
     j["done"] = true;
     j["done_reason"] = s.finish_reason == "length" ? "length" : "stop";
