@@ -48,7 +48,7 @@ const char* gguf_type_name(GgufType t) {
   return uint32_t(t) <= 12 ? names[uint32_t(t)] : "invalid";
 }
 
-static size_t scalar_size(GgufType t) {
+size_t gguf_scalar_size(GgufType t) {
   switch (t) {
     case GgufType::kU8:
     case GgufType::kI8:
@@ -124,7 +124,7 @@ std::string GgufValue::to_string(size_t max_items) const {
         if (elem_type == GgufType::kString) {
           os << quote(strings[k], 30);
         } else {
-          const size_t es = scalar_size(elem_type);
+          const size_t es = gguf_scalar_size(elem_type);
           const uint8_t* p = elems + k * es;
           switch (elem_type) {
             case GgufType::kU8:
@@ -365,7 +365,7 @@ bool read_value(Cursor& c, GgufType type, GgufValue& v, const std::string& key, 
           if (!read_value(c, GgufType::kArray, inner, key, depth + 1)) return false;
         }
       } else {
-        const size_t es = scalar_size(v.elem_type);
+        const size_t es = gguf_scalar_size(v.elem_type);
         if (n > c.remaining() / es) {
           c.fail("'" + key + "': array of " + std::to_string(n) + " elements exceeds the file");
           return false;

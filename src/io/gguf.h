@@ -34,6 +34,8 @@ enum class GgufType : uint32_t {
   kF64 = 12,
 };
 const char* gguf_type_name(GgufType t);
+// Bytes of one scalar of type t (0 for strings and arrays).
+size_t gguf_scalar_size(GgufType t);
 
 struct GgufValue {
   GgufType type = GgufType::kU8;

@@ -20,28 +20,6 @@ void put_str(std::string& s, std::string_view v) {
   s.append(v.data(), v.size());
 }
 
-size_t scalar_bytes(GgufType t) {
-  switch (t) {
-    case GgufType::kU8:
-    case GgufType::kI8:
-    case GgufType::kBool:
-      return 1;
-    case GgufType::kU16:
-    case GgufType::kI16:
-      return 2;
-    case GgufType::kU32:
-    case GgufType::kI32:
-    case GgufType::kF32:
-      return 4;
-    case GgufType::kU64:
-    case GgufType::kI64:
-    case GgufType::kF64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 // Re-encodes a scalar from the widened fields GgufFile fills in.
 void put_scalar(std::string& s, const GgufValue& v) {
   switch (v.type) {
@@ -112,12 +90,12 @@ Status GgufWriter::copy_kv(const std::string& key, const GgufValue& v) {
         return Status::error("metadata key '" + key + "': string array is inconsistent");
       for (const auto& s : v.strings) put_str(b, s);
     } else {
-      const size_t es = scalar_bytes(v.elem_type);
+      const size_t es = gguf_scalar_size(v.elem_type);
       if (es == 0 || (v.count > 0 && v.elems == nullptr))
         return Status::error("metadata key '" + key + "': unsupported array element type");
       b.append(reinterpret_cast<const char*>(v.elems), size_t(v.count) * es);
     }
-  } else if (scalar_bytes(v.type) != 0) {
+  } else if (gguf_scalar_size(v.type) != 0) {
     put_scalar(b, v);
   } else {
     return Status::error("metadata key '" + key + "': unsupported value type");

@@ -12,29 +12,9 @@ namespace g4 {
 
 namespace {
 
-size_t elem_size(GgufType t) {
-  switch (t) {
-    case GgufType::kU8:
-    case GgufType::kI8:
-    case GgufType::kBool:
-      return 1;
-    case GgufType::kU16:
-    case GgufType::kI16:
-      return 2;
-    case GgufType::kU32:
-    case GgufType::kI32:
-      return 4;
-    case GgufType::kU64:
-    case GgufType::kI64:
-      return 8;
-    default:
-      return 0;
-  }
-}
-
 // Integer element i of a numeric GGUF array (the reader has already checked its extent).
 int64_t array_int(const GgufValue& v, uint64_t i) {
-  const size_t n = elem_size(v.elem_type);
+  const size_t n = gguf_scalar_size(v.elem_type);
   const uint8_t* p = v.elems + i * n;
   switch (v.elem_type) {
     case GgufType::kU8:
@@ -85,7 +65,8 @@ Status per_layer(const GgufFile& f, const std::string& key, int n, int64_t lo, i
   if (v == nullptr) return Status::error("missing metadata '" + key + "'");
   out.assign(size_t(n), 0);
   if (v->type == GgufType::kArray) {
-    if (elem_size(v->elem_type) == 0 || v->elem_type == GgufType::kBool)
+    if (gguf_scalar_size(v->elem_type) == 0 || v->elem_type == GgufType::kBool ||
+        v->elem_type == GgufType::kF32 || v->elem_type == GgufType::kF64)
       return Status::error("metadata '" + key + "' should be an integer array");
     if (v->count != uint64_t(n)) {
       return Status::error("metadata '" + key + "' has " + std::to_string(v->count) +
