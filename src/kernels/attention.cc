@@ -187,36 +187,26 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
   }
 }
 
-void attend_one_f16(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
-                    int64_t pos, int h0, int h1, float* out, float* scores) {
-  const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  const int64_t n = pos - first + 1;
-  const int group = a.n_heads / a.n_kv_heads;
-  const size_t slot_stride = size_t(a.n_kv_heads) * size_t(a.head_dim);
-  for (int h = h0; h < h1; ++h) {
-    const int kvh = h / group;
-    const float* qh = q + size_t(h) * size_t(a.head_dim);
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
-      const uint16_t* kr = k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      float s = dot_f32_f16(qh, kr, a.head_dim);
-      if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
-      scores[j] = s;
-    }
-    softmax(scores, n);
-    float* oh = out + size_t(h) * size_t(a.head_dim);
-    std::memset(oh, 0, sizeof(float) * size_t(a.head_dim));
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
-      const uint16_t* vr = v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      axpy_f16(oh, scores[j], vr, a.head_dim);
-    }
-  }
+// One query's heads [h0, h1) over the cache, a head at a time. K/V rows are fp16 (SIMD dot and
+// axpy above) or float32 (exact numerics, tiny-model parity: plain loops).
+inline float row_dot(const float* q, const uint16_t* k, int n) {
+  return dot_f32_f16(q, k, n);
+}
+inline float row_dot(const float* q, const float* k, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += q[i] * k[i];
+  return s;
+}
+inline void row_axpy(float* y, float a, const uint16_t* x, int n) {
+  axpy_f16(y, a, x, n);
+}
+inline void row_axpy(float* y, float a, const float* x, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// Float32 cache (exact numerics, tiny-model parity): plain loops, one head at a time.
-void attend_one_f32(const AttentionArgs& a, const float* q, const float* k, const float* v,
-                    int64_t pos, int h0, int h1, float* out, float* scores) {
+template <typename T>
+void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v, int64_t pos,
+                  int h0, int h1, float* out, float* scores) {
   const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
   const int64_t n = pos - first + 1;
   const int group = a.n_heads / a.n_kv_heads;
@@ -226,9 +216,8 @@ void attend_one_f32(const AttentionArgs& a, const float* q, const float* k, cons
     const float* qh = q + size_t(h) * size_t(a.head_dim);
     for (int64_t j = 0; j < n; ++j) {
       const int64_t slot = (first + j) % a.capacity;
-      const float* kr = k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      float s = 0;
-      for (int i = 0; i < a.head_dim; ++i) s += qh[i] * kr[i];
+      float s = row_dot(qh, k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim),
+                        a.head_dim);
       if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
       scores[j] = s;
     }
@@ -237,8 +226,8 @@ void attend_one_f32(const AttentionArgs& a, const float* q, const float* k, cons
     std::memset(oh, 0, sizeof(float) * size_t(a.head_dim));
     for (int64_t j = 0; j < n; ++j) {
       const int64_t slot = (first + j) % a.capacity;
-      const float* vr = v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim);
-      for (int i = 0; i < a.head_dim; ++i) oh[i] += scores[j] * vr[i];
+      row_axpy(oh, scores[j], v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim),
+               a.head_dim);
     }
   }
 }
@@ -248,19 +237,19 @@ void attend_one_f32(const AttentionArgs& a, const float* q, const float* k, cons
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                 int h0, int h1, float* out, float* scores) {
   if (a.kv_f32) {
-    attend_one_f32(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1,
-                   out, scores);
+    attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
+                 scores);
   } else {
-    attend_one_f16(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos, h0,
-                   h1, out, scores);
+    attend_heads(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos, h0,
+                 h1, out, scores);
   }
 }
 
 void attend_group(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                   int h0, int h1, float* out, float* scores) {
   if (a.kv_f32) {
-    attend_one_f32(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1,
-                   out, scores);
+    attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
+                 scores);
   } else {
     attend_group_f16(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos,
                      h0, h1, out, scores);
