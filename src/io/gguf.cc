@@ -1,5 +1,8 @@
 #include "io/gguf.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -606,6 +609,14 @@ Result<std::optional<bool>> GgufFile::get_bool(std::string_view key) const {
                          gguf_type_name(v->type));
   }
   return std::optional<bool>(v->u != 0);
+}
+
+void GgufFile::release_pages(const void* p, size_t n) const {
+  if (map_ == nullptr || n == 0) return;
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (uintptr_t(p) + page - 1) / page * page;
+  const uintptr_t hi = (uintptr_t(p) + n) / page * page;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
 }
 
 }  // namespace g4

@@ -96,6 +96,11 @@ class GgufFile {
   Result<std::optional<std::string>> get_string(std::string_view key) const;
   Result<std::optional<bool>> get_bool(std::string_view key) const;
 
+  // Hands the pages of [p, p + n) back to the kernel when the file is memory-mapped (they
+  // re-fault from the file if touched again); a no-op for in-memory images.
+  void release_pages(const void* p, size_t n) const;
+  bool is_mapped() const { return map_ != nullptr; }
+
  private:
   GgufFile() = default;
   Status parse_impl();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/repack.h"
 
 namespace g4 {
 
@@ -160,6 +161,47 @@ void compute_rows(const KernelSet& ks, const WeightView& w, const uint8_t* acts,
   }
 }
 
+// Rows [b, e) (multiples of 16) of y = W x from R16-packed weights: per 16-row group, the
+// tokens in eights, fours and ones; a token's values are the same for every tile width.
+void compute_packed(const PackedKernels& pk, const WeightView& w, const uint8_t* acts, size_t arow,
+                    int64_t n_tokens, float* y, size_t b, size_t e) {
+  const size_t gbytes = packed_group_bytes(w.in), out = size_t(w.out);
+  for (size_t r0 = b; r0 < e; r0 += kPackRows) {
+    const uint8_t* g = w.packed + (r0 / kPackRows) * gbytes;
+    int64_t t = 0;
+    const void* a[8];
+    for (; t + 8 <= n_tokens; t += 8) {
+      for (int k = 0; k < 8; ++k) a[k] = acts + size_t(t + k) * arow;
+      pk.group8(w.in, g, a, y + size_t(t) * out + r0, out);
+    }
+    for (; t + 4 <= n_tokens; t += 4) {
+      for (int k = 0; k < 4; ++k) a[k] = acts + size_t(t + k) * arow;
+      pk.group4(w.in, g, a, y + size_t(t) * out + r0, out);
+    }
+    for (; t < n_tokens; ++t) {
+      a[0] = acts + size_t(t) * arow;
+      pk.group1(w.in, g, a, y + size_t(t) * out + r0, out);
+    }
+  }
+}
+
+// One output's kernels: the packed ones when its weight has an R16 copy and the CPU runs them.
+struct OutKernels {
+  KernelSet ks;
+  bool packed = false;
+  void (*prepare)(const float*, void*, int64_t) = nullptr;
+  size_t (*act_bytes)(int64_t) = nullptr;
+};
+
+void rows_of(const OutKernels& k, const PackedKernels& pk, const WeightView& w, const uint8_t* acts,
+             size_t arow, int64_t n_tokens, float* y, size_t b, size_t e) {
+  if (k.packed) {
+    compute_packed(pk, w, acts, arow, n_tokens, y, b, e);
+  } else {
+    compute_rows(k.ks, w, acts, arow, n_tokens, y, b, e);
+  }
+}
+
 }  // namespace
 
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tokens, float* y,
@@ -183,21 +225,38 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
     if (epilogue != nullptr) (*epilogue)(0, size_t(outs[0].w->out), 0);
     return;
   }
+  // Packed (R16) outputs must start at a multiple of 16 in the concatenated row range.
+  static const PackedKernels pk = packed_kernels_avx512();
+  OutKernels k[kMaxMatmulOuts];
+  size_t start[kMaxMatmulOuts + 1];
+  start[0] = 0;
+  for (int i = 0; i < count; ++i) {
+    const WeightView& w = *outs[i].w;
+    start[i + 1] = start[i] + size_t(w.out);
+    k[i].packed = w.packed != nullptr && isa == Isa::kAvx512 && pk.group1 != nullptr &&
+                  start[i] % kPackRows == 0 && w.out % kPackRows == 0;
+    if (k[i].packed) {
+      k[i].prepare = pk.prepare;
+      k[i].act_bytes = pk.act_bytes;
+    } else {
+      k[i].ks = kernels_for(w.type, isa);
+      G4_CHECK(k[i].ks.dot1 != nullptr);
+      k[i].prepare = k[i].ks.prepare;
+      k[i].act_bytes = k[i].ks.act_bytes;
+    }
+  }
   // One prepared activation buffer per distinct layout.
-  KernelSet ks[kMaxMatmulOuts];
   int layout[kMaxMatmulOuts];
   size_t offset[kMaxMatmulOuts], arow[kMaxMatmulOuts];
   int n_layouts = 0;
   size_t total = 0;
   for (int i = 0; i < count; ++i) {
-    ks[i] = kernels_for(outs[i].w->type, isa);
-    G4_CHECK(ks[i].dot1 != nullptr);
     layout[i] = -1;
     for (int j = 0; j < i; ++j)
-      if (ks[j].prepare == ks[i].prepare) layout[i] = layout[j];
+      if (k[j].prepare == k[i].prepare) layout[i] = layout[j];
     if (layout[i] < 0) {
       layout[i] = n_layouts++;
-      arow[layout[i]] = ks[i].act_bytes(in);
+      arow[layout[i]] = k[i].act_bytes(in);
       offset[layout[i]] = total;
       total += arow[layout[i]] * size_t(n_tokens);
     }
@@ -211,7 +270,7 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
       if (!first) continue;
       const int l = layout[i];
       for (size_t t = b; t < e; ++t)
-        ks[i].prepare(x + t * size_t(in), acts + offset[l] + t * arow[l], in);
+        k[i].prepare(x + t * size_t(in), acts + offset[l] + t * arow[l], in);
     }
   });
   if (epilogue != nullptr) {
@@ -219,23 +278,20 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
     pool.parallel_for(size_t(outs[0].w->out), kTile, [&](size_t b, size_t e, int ti) {
       for (int i = 0; i < count; ++i) {
         const int l = layout[i];
-        compute_rows(ks[i], *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, b, e);
+        rows_of(k[i], pk, *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, b, e);
       }
       (*epilogue)(b, e, ti);
     });
     return;
   }
   // The outputs' rows laid end to end, split statically across the threads.
-  size_t start[kMaxMatmulOuts + 1];
-  start[0] = 0;
-  for (int i = 0; i < count; ++i) start[i + 1] = start[i] + size_t(outs[i].w->out);
   pool.parallel_for(start[count], kTile, [&](size_t b, size_t e, int) {
     for (int i = 0; i < count; ++i) {
       const size_t lo = std::max(b, start[i]), hi = std::min(e, start[i + 1]);
       if (lo >= hi) continue;
       const int l = layout[i];
-      compute_rows(ks[i], *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, lo - start[i],
-                   hi - start[i]);
+      rows_of(k[i], pk, *outs[i].w, acts + offset[l], arow[l], n_tokens, outs[i].y, lo - start[i],
+              hi - start[i]);
     }
   });
 }

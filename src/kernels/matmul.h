@@ -21,6 +21,9 @@ struct WeightView {
   int64_t in = 0;   // ne[0]
   int64_t out = 0;  // ne[1]
   size_t row_bytes = 0;
+  // Optional 16-row interleaved copy for the AVX-512 kernels (kernels/repack.h); data stays
+  // the reference (exact mode, row lookups).
+  const uint8_t* packed = nullptr;
   const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes; }
 };
 

@@ -1,5 +1,8 @@
 #include "model/weights.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "io/gguf.h"
 #include "kernels/quant.h"
 
@@ -82,6 +85,8 @@ Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
   Status err =
       bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
   if (!err.ok()) return err;
+  w.packed = pack_matrices(
+      f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
   return w;
 }
 
@@ -159,7 +164,56 @@ Result<Gemma4Weights> bind_gemma4(const GgufFile& f, const ModelConfig& c) {
   Status err =
       bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
   if (!err.ok()) return err;
+  w.packed = pack_matrices(
+      f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
   return w;
+}
+
+std::shared_ptr<PackedStore> pack_matrices(
+    const GgufFile& f,
+    const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each) {
+  const char* env = std::getenv("G4_PACK");
+  const bool off = env != nullptr && std::strcmp(env, "0") == 0;
+  const bool q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
+  if (off || best_isa() != Isa::kAvx512 || packed_kernels_avx512().group1 == nullptr) return {};
+  // Packable matrices get an R16 copy; the others, when the file is mapped, a plain copy in the
+  // same huge-page arena (the mapped pages are then released, so RSS does not double). The
+  // per-layer embedding table is only ever looked up by row and stays mapped.
+  enum class Act { kSkip, kPack, kCopy };
+  auto action = [&](const TensorSlot& s) {
+    if (s.matrix == nullptr || s.matrix->data == nullptr) return Act::kSkip;
+    if (s.name == "per_layer_token_embd.weight") return Act::kSkip;
+    const WeightView& w = *s.matrix;
+    if (s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0)) return Act::kPack;
+    return f.is_mapped() && !q8_only ? Act::kCopy : Act::kSkip;
+  };
+  size_t total = 0;
+  for_each([&](TensorSlot& s) {
+    const Act a = action(s);
+    const size_t n = a == Act::kPack   ? packed_bytes(*s.matrix)
+                     : a == Act::kCopy ? s.matrix->row_bytes * size_t(s.matrix->out)
+                                       : 0;
+    total += (n + 63) / 64 * 64;
+  });
+  if (total == 0) return {};
+  auto store = std::make_shared<PackedStore>(total);
+  for_each([&](TensorSlot& s) {
+    const Act a = action(s);
+    if (a == Act::kSkip) return;
+    WeightView& w = *s.matrix;
+    const size_t n = w.row_bytes * size_t(w.out);
+    if (a == Act::kPack) {
+      pack_weight(w, *store);
+    } else {
+      uint8_t* copy = store->alloc(n);
+      std::memcpy(copy, w.data, n);
+      f.release_pages(w.data, n);
+      w.data = copy;
+      return;
+    }
+    f.release_pages(w.data, n);
+  });
+  return store;
 }
 
 }  // namespace g4

@@ -7,6 +7,7 @@
 
 #include "core/status.h"
 #include "kernels/matmul.h"
+#include "kernels/repack.h"
 #include "model/config.h"
 
 namespace g4 {
@@ -27,6 +28,7 @@ struct Gemma3Weights {
   WeightView tok_embd;             // [vocab, d], also the tied LM head
   std::vector<float> output_norm;  // [d]
   std::vector<Gemma3Layer> layers;
+  std::shared_ptr<PackedStore> packed;  // R16 copies (pack_matrices), if any
 };
 
 // A tensor slot: GGUF name, expected ggml shape {ne0, ne1} (ne1 = 0 for 1-D), and where it goes.
@@ -72,6 +74,7 @@ struct Gemma4Weights {
   WeightView ple_model_proj;         // [L*P, d]
   std::vector<float> ple_proj_norm;  // [P]
   std::vector<Gemma4Layer> layers;
+  std::shared_ptr<PackedStore> packed;  // R16 copies (pack_matrices), if any
 };
 
 void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
@@ -83,5 +86,13 @@ void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
                      const std::function<void(TensorSlot&)>& fn);
 
 Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c);
+
+// Gives every packable 2-D matrix an R16 copy (kernels/repack.h) when this CPU runs the
+// AVX-512 VNNI kernels, and returns the mapped source pages of fully packed tensors to the
+// kernel (only exact mode and row lookups read them again). Expert stacks stay as stored.
+// G4_PACK=0 turns packing off, G4_PACK=q8 packs Q8_0 matrices only (A/B benchmarks).
+std::shared_ptr<PackedStore> pack_matrices(
+    const GgufFile& f,
+    const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each);
 
 }  // namespace g4

@@ -175,6 +175,12 @@ void Scheduler::finish(Active& a, const std::string& reason, const std::string& 
   a.done = true;
   slots_[size_t(a.slot)].busy = false;
   slots_[size_t(a.slot)].last_used = ++clock_;
+  {
+    // The gauge drops before the client hears the end, so /metrics read after a finished
+    // response never still counts it (it is recomputed after the step anyway).
+    std::lock_guard<std::mutex> l(mu_);
+    stats_.running = std::max(0, stats_.running - 1);
+  }
   a.h->finish(a.sum);
 }
 

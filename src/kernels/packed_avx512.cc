@@ -1,0 +1,106 @@
+// AVX-512 VNNI kernels for R16 (16-row interleaved) weights; layout in kernels/repack.h.
+//
+// Per 32-element block and token: 8 vpdpbusd (64-byte weight load x broadcast 4 activation
+// bytes) add the block's integer dot into 16 row lanes, starting from the -128 * sum(a)
+// correction; then one convert, one multiply (16 row scales x the token's scale) and one FMA.
+// The weights of a block are loaded once for all N tokens of a tile, and every token runs
+// the same instruction sequence for any N, so results do not depend on the batch. The
+// arithmetic is exactly packed_group_ref's.
+#include "kernels/repack.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/fp16.h"
+#include "kernels/dot_simd.h"
+
+#define G4_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+namespace g4 {
+namespace {
+
+G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
+  const int64_t nb = n / kQK;
+  auto* qs = static_cast<int8_t*>(dst);
+  auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
+  auto* dd = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
+  const __m512 sign = _mm512_set1_ps(-0.f);
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const __m512 ax = _mm512_max_ps(_mm512_andnot_ps(sign, x0), _mm512_andnot_ps(sign, x1));
+    const float amax = _mm512_reduce_max_ps(ax);
+    // The Q8_0 activation rule of quantize_activation (cvtps rounds half to even).
+    const float id = amax != 0.f ? 127.f / amax : 0.f;
+    const __m512 vid = _mm512_set1_ps(id);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i + 16), _mm512_cvtepi32_epi8(q1));
+    const int32_t c = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.f));
+    std::memcpy(corr + i, &c, 4);
+    std::memcpy(dd + i, &d, 4);
+  }
+}
+
+// One 16-row group against N prepared activation rows: out[t * ostride + r].
+template <int N>
+G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, float* out,
+                       size_t ostride) {
+  const int64_t nb = n / kQK;
+  const auto* scales = reinterpret_cast<const uint16_t*>(grp);
+  const uint8_t* q = grp + packed_scale_bytes(n);
+  const int32_t* qs[N];
+  const int32_t* corr[N];
+  const float* da[N];
+  __m512 acc[N];
+  for (int t = 0; t < N; ++t) {
+    const auto* p = static_cast<const uint8_t*>(a[t]);
+    qs[t] = reinterpret_cast<const int32_t*>(p);
+    corr[t] = reinterpret_cast<const int32_t*>(p + n);
+    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
+    acc[t] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < nb; ++j, q += 512) {
+    const __m512 dw = _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + j * kPackRows)));
+    __m512i w[8];
+    for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
+    for (int t = 0; t < N; ++t) {
+      const int32_t* x = qs[t] + 8 * j;
+      __m512i s0 = _mm512_set1_epi32(corr[t][j]);
+      __m512i s1 = _mm512_setzero_si512();
+      s0 = _mm512_dpbusd_epi32(s0, w[0], _mm512_set1_epi32(x[0]));
+      s1 = _mm512_dpbusd_epi32(s1, w[1], _mm512_set1_epi32(x[1]));
+      s0 = _mm512_dpbusd_epi32(s0, w[2], _mm512_set1_epi32(x[2]));
+      s1 = _mm512_dpbusd_epi32(s1, w[3], _mm512_set1_epi32(x[3]));
+      s0 = _mm512_dpbusd_epi32(s0, w[4], _mm512_set1_epi32(x[4]));
+      s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_set1_epi32(x[5]));
+      s0 = _mm512_dpbusd_epi32(s0, w[6], _mm512_set1_epi32(x[6]));
+      s1 = _mm512_dpbusd_epi32(s1, w[7], _mm512_set1_epi32(x[7]));
+      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][j]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[t]);
+    }
+  }
+  for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
+}
+
+}  // namespace
+
+PackedKernels packed_kernels_avx512() {
+  if (!cpu_has_avx512()) return {};
+  return {prepare_packed_avx512, packed_act_bytes, group_n<1>, group_n<4>, group_n<8>};
+}
+
+}  // namespace g4
+
+#else
+namespace g4 {
+PackedKernels packed_kernels_avx512() {
+  return {};
+}
+}  // namespace g4
+#endif

@@ -1,0 +1,178 @@
+// R16-packed weights (kernels/repack.h): the AVX-512 kernels give packed_group_ref's bits for
+// every tile width, packed_group_ref agrees with the stored format's scalar dot product within
+// the float-reordering bound, the prepared activations are quantize_activation's Q8_0 values,
+// and matmul over a packed view is batch-invariant.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "core/thread_pool.h"
+#include "kernels/dot_simd.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+#include "kernels/repack.h"
+#include "kernels_test_util.h"
+
+namespace g4 {
+namespace {
+
+std::vector<uint8_t> random_matrix(DType t, int64_t n, int64_t rows, std::mt19937& rng) {
+  std::vector<uint8_t> m;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = test::random_row(t, n, rng);
+    m.insert(m.end(), row.begin(), row.end());
+  }
+  return m;
+}
+
+std::vector<float> random_x(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
+}  // namespace
+
+TEST(Repack, CanPackOnlyBlockTypesWithWholeGroups) {
+  std::vector<uint8_t> buf(34 * 32);
+  WeightView w{DType::kQ8_0, buf.data(), 64, 16, 68};
+  EXPECT_TRUE(can_pack(w));
+  w.out = 17;
+  EXPECT_FALSE(can_pack(w));
+  w.out = 16;
+  w.type = DType::kQ4_K;
+  EXPECT_FALSE(can_pack(w));
+  w.type = DType::kF16;
+  EXPECT_FALSE(can_pack(w));
+}
+
+TEST(Repack, StoreAlignsAndGrows) {
+  PackedStore s(1000);
+  for (size_t n : {size_t(1), size_t(63), size_t(5000), size_t(3) << 20}) {
+    uint8_t* p = s.alloc(n);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+    std::memset(p, 0xAB, n);  // writable over its whole extent
+  }
+}
+
+TEST(Repack, PreparedActivationsAreQ8_0) {
+  const PackedKernels pk = packed_kernels_avx512();
+  if (pk.prepare == nullptr) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  std::mt19937 rng(3);
+  const int64_t n = 9 * 32;
+  auto x = random_x(n, rng);
+  for (int j = 64; j < 96; ++j) x[size_t(j)] = 0.f;                        // an all-zero block
+  for (int j = 128; j < 160; ++j) x[size_t(j)] = float(j % 5 - 2) * 0.5f;  // rounding ties
+  std::vector<uint8_t> got(pk.act_bytes(n)), want(packed_act_bytes(n));
+  pk.prepare(x.data(), got.data(), n);
+  prepare_packed_ref(x.data(), want.data(), n);
+  EXPECT_EQ(got, want);
+  std::vector<BlockQ8_0> q(static_cast<size_t>(n / 32));
+  quantize_activation(DType::kQ8_0, x.data(), q.data(), n);
+  for (int64_t i = 0; i < n / 32; ++i) {
+    EXPECT_EQ(std::memcmp(want.data() + 32 * i, q[size_t(i)].qs, 32), 0);
+    float d;
+    std::memcpy(&d, want.data() + n + 4 * (n / 32) + 4 * i, 4);
+    EXPECT_EQ(d, fp16_to_fp32(q[size_t(i)].d));
+  }
+}
+
+class PackedKernel : public ::testing::TestWithParam<DType> {};
+std::string packed_type_name(const ::testing::TestParamInfo<DType>& p) {
+  return info(p.param).name;
+}
+
+TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
+  const DType t = GetParam();
+  const PackedKernels pk = packed_kernels_avx512();
+  std::mt19937 rng(17);
+  for (int64_t nb : {1, 3, 7, 20, 64}) {
+    const int64_t n = nb * 32, rows = 32;
+    const auto m = random_matrix(t, n, rows, rng);
+    WeightView w{t, m.data(), n, rows, row_bytes(t, n)};
+    PackedStore store;
+    pack_weight(w, store, 2);
+    ASSERT_NE(w.packed, nullptr);
+    std::vector<std::vector<uint8_t>> acts(8, std::vector<uint8_t>(packed_act_bytes(n)));
+    std::vector<std::vector<uint8_t>> q8(8, std::vector<uint8_t>(row_bytes(DType::kQ8_0, n)));
+    const void* a[8];
+    for (int k = 0; k < 8; ++k) {
+      const auto x = random_x(n, rng);
+      prepare_packed_ref(x.data(), acts[size_t(k)].data(), n);
+      quantize_activation(DType::kQ8_0, x.data(), q8[size_t(k)].data(), n);
+      a[k] = acts[size_t(k)].data();
+    }
+    for (int64_t g = 0; g < rows / kPackRows; ++g) {
+      const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(n);
+      for (int k = 0; k < 8; ++k) {
+        float ref[kPackRows];
+        packed_group_ref(n, grp, a[k], ref);
+        for (int r = 0; r < kPackRows; ++r) {
+          // The stored format's scalar dot: same integer block sums, another float order.
+          const uint8_t* row = w.row(g * kPackRows + r);
+          const float stored = vec_dot_ref(t, n, row, q8[size_t(k)].data());
+          const double abs_sum = test::abs_dot(t, row, q8[size_t(k)].data(), n);
+          EXPECT_NEAR(ref[r], stored, 2.0 * double(nb + 16) * FLT_EPSILON * abs_sum + 1e-30)
+              << info(t).name << " nb=" << nb << " row=" << g * kPackRows + r;
+        }
+        if (pk.group1 == nullptr) continue;
+        float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
+        pk.group1(n, grp, &a[k], o1, 0);
+        EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " nb=" << nb;
+        if (k < 4) {
+          pk.group4(n, grp, a, o4, kPackRows);
+          EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 4";
+        }
+        pk.group8(n, grp, a, o8, kPackRows);
+        EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BlockTypes, PackedKernel,
+                         ::testing::Values(DType::kQ8_0, DType::kQ5_0, DType::kQ4_0),
+                         packed_type_name);
+
+// Through matmul: each token's row of y is the same whether it is computed alone or in a
+// batch of 13 (tiles of 8, 4 and 1), and agrees with the unpacked matmul within the
+// reordering bound.
+TEST(Repack, MatmulBatchInvariantAndCloseToUnpacked) {
+  if (packed_kernels_avx512().group1 == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
+  std::mt19937 rng(5);
+  const int64_t n = 640, rows = 96, T = 13;
+  const auto m = random_matrix(DType::kQ5_0, n, rows, rng);
+  WeightView plain{DType::kQ5_0, m.data(), n, rows, row_bytes(DType::kQ5_0, n)};
+  WeightView packed = plain;
+  PackedStore store;
+  pack_weight(packed, store);
+  const auto x = random_x(n * T, rng);
+  ThreadPool pool(2);
+  MatmulScratch scratch;
+  std::vector<float> y_batch(static_cast<size_t>(T * rows)), y_one(static_cast<size_t>(rows)),
+      y_plain(static_cast<size_t>(T * rows));
+  matmul(pool, packed, x.data(), T, y_batch.data(), scratch, Isa::kAvx512);
+  matmul(pool, plain, x.data(), T, y_plain.data(), scratch, Isa::kAvx512);
+  std::vector<uint8_t> q8(row_bytes(DType::kQ8_0, n));
+  for (int64_t t = 0; t < T; ++t) {
+    quantize_activation(DType::kQ8_0, x.data() + t * n, q8.data(), n);
+    matmul(pool, packed, x.data() + t * n, 1, y_one.data(), scratch, Isa::kAvx512);
+    EXPECT_EQ(std::memcmp(y_one.data(), y_batch.data() + t * rows, sizeof(float) * rows), 0)
+        << "token " << t;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float a = y_batch[size_t(t * rows + r)], b = y_plain[size_t(t * rows + r)];
+      // Both sides sum the same exact integer block dots times the same scales, in different
+      // float orders: each within (blocks + 16) * eps * sum |w a| of the exact value.
+      const double abs_sum = test::abs_dot(DType::kQ5_0, plain.row(r), q8.data(), n);
+      EXPECT_NEAR(a, b, 4.0 * double(n / 32 + 16) * FLT_EPSILON * abs_sum + 1e-30)
+          << "token " << t << " row " << r;
+    }
+  }
+}
+
+}  // namespace g4
