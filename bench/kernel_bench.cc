@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
                   best * 1e3, double(w.size()) / best / 1e9, sink == 12345.f ? " " : "");
     }
     const PackedKernels pk = packed_kernels_avx512();
-    if (pk.group1 != nullptr) {
+    if (pk.prepare != nullptr) {
       WeightView v{DType::kQ8_0, w.data(), n, rows, row_bytes(DType::kQ8_0, n)};
       PackedStore store;
       pack_weight(v, store);
@@ -121,19 +121,19 @@ int main(int argc, char** argv) {
       pk.prepare(x.data(), act.data(), n);
       const void* a[1] = {act.data()};
       std::vector<float> out(static_cast<size_t>(rows));
-      const size_t gb = packed_group_bytes(n);
+      const size_t gb = packed_group_bytes(DType::kQ8_0, n);
       double best = 1e9;
       for (int rep = 0; rep < 5; ++rep) {
         const double t0 = now();
         for (int64_t g = 0; g < rows / kPackRows; ++g)
-          pk.group1(n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
+          pk.group[0][0](n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
         best = std::min(best, now() - t0);
       }
       double hot = 1e9;
       for (int rep = 0; rep < 300; ++rep) {
         const double t0 = now();
         for (int64_t g = 0; g < 4; ++g)
-          pk.group1(n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
+          pk.group[0][0](n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
         hot = std::min(hot, now() - t0);
       }
       std::printf("\nR16-packed Q8_0, 64 rows in L1: %.3f ns per block per row\n",

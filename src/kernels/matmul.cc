@@ -165,22 +165,24 @@ void compute_rows(const KernelSet& ks, const WeightView& w, const uint8_t* acts,
 // tokens in eights, fours and ones; a token's values are the same for every tile width.
 void compute_packed(const PackedKernels& pk, const WeightView& w, const uint8_t* acts, size_t arow,
                     int64_t n_tokens, float* y, size_t b, size_t e) {
-  const size_t gbytes = packed_group_bytes(w.in), out = size_t(w.out);
+  const size_t gbytes = packed_group_bytes(w.type, w.in), out = size_t(w.out);
+  const PackKind kind = pack_kind(w.type);
+  const PackedGroupFn* fn = pk.group[kind == PackKind::kQ8 ? 0 : kind == PackKind::kKMin ? 1 : 2];
   for (size_t r0 = b; r0 < e; r0 += kPackRows) {
     const uint8_t* g = w.packed + (r0 / kPackRows) * gbytes;
     int64_t t = 0;
     const void* a[8];
     for (; t + 8 <= n_tokens; t += 8) {
       for (int k = 0; k < 8; ++k) a[k] = acts + size_t(t + k) * arow;
-      pk.group8(w.in, g, a, y + size_t(t) * out + r0, out);
+      fn[2](w.in, g, a, y + size_t(t) * out + r0, out);
     }
     for (; t + 4 <= n_tokens; t += 4) {
       for (int k = 0; k < 4; ++k) a[k] = acts + size_t(t + k) * arow;
-      pk.group4(w.in, g, a, y + size_t(t) * out + r0, out);
+      fn[1](w.in, g, a, y + size_t(t) * out + r0, out);
     }
     for (; t < n_tokens; ++t) {
       a[0] = acts + size_t(t) * arow;
-      pk.group1(w.in, g, a, y + size_t(t) * out + r0, out);
+      fn[0](w.in, g, a, y + size_t(t) * out + r0, out);
     }
   }
 }
@@ -233,7 +235,7 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
   for (int i = 0; i < count; ++i) {
     const WeightView& w = *outs[i].w;
     start[i + 1] = start[i] + size_t(w.out);
-    k[i].packed = w.packed != nullptr && isa == Isa::kAvx512 && pk.group1 != nullptr &&
+    k[i].packed = w.packed != nullptr && isa == Isa::kAvx512 && pk.prepare != nullptr &&
                   start[i] % kPackRows == 0 && w.out % kPackRows == 0;
     if (k[i].packed) {
       k[i].prepare = pk.prepare;

@@ -27,6 +27,8 @@ G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
   auto* qs = static_cast<int8_t*>(dst);
   auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
   auto* dd = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
+  auto* h0 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n + 8 * nb);
+  auto* h1 = h0 + nb;
   const __m512 sign = _mm512_set1_ps(-0.f);
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
     const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
@@ -39,10 +41,13 @@ G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
     const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i), _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i + 16), _mm512_cvtepi32_epi8(q1));
-    const int32_t c = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
+    const int32_t c = -128 * (s0 + s1);
     const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.f));
     std::memcpy(corr + i, &c, 4);
     std::memcpy(dd + i, &d, 4);
+    std::memcpy(h0 + i, &s0, 4);
+    std::memcpy(h1 + i, &s1, 4);
   }
 }
 
@@ -88,11 +93,73 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
   for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
 }
 
+// K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per block two float vectors and 512 bytes of
+// unsigned quants; the halves (chunks 0-3 and 4-7) are summed separately.
+template <int N, bool kMin>
+G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, float* out,
+                       size_t ostride) {
+  const int64_t nb = n / kQK;
+  const int32_t* qs[N];
+  const float* da[N];
+  const int32_t *h0[N], *h1[N];
+  __m512 acc[N];
+  for (int t = 0; t < N; ++t) {
+    const auto* p = static_cast<const uint8_t*>(a[t]);
+    qs[t] = reinterpret_cast<const int32_t*>(p);
+    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
+    h0[t] = reinterpret_cast<const int32_t*>(p + n + 8 * nb);
+    h1[t] = h0[t] + nb;
+    acc[t] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < nb; ++j, grp += 640) {
+    const __m512 x = _mm512_load_ps(grp), y = _mm512_load_ps(grp + 64);
+    __m512i w[8];
+    for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(grp + 128 + 64 * c);
+    for (int t = 0; t < N; ++t) {
+      const int32_t* q = qs[t] + 8 * j;
+      __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h0[t][j]);
+      __m512i s1 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h1[t][j]);
+      s0 = _mm512_dpbusd_epi32(s0, w[0], _mm512_set1_epi32(q[0]));
+      s1 = _mm512_dpbusd_epi32(s1, w[4], _mm512_set1_epi32(q[4]));
+      s0 = _mm512_dpbusd_epi32(s0, w[1], _mm512_set1_epi32(q[1]));
+      s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_set1_epi32(q[5]));
+      s0 = _mm512_dpbusd_epi32(s0, w[2], _mm512_set1_epi32(q[2]));
+      s1 = _mm512_dpbusd_epi32(s1, w[6], _mm512_set1_epi32(q[6]));
+      s0 = _mm512_dpbusd_epi32(s0, w[3], _mm512_set1_epi32(q[3]));
+      s1 = _mm512_dpbusd_epi32(s1, w[7], _mm512_set1_epi32(q[7]));
+      const float dt = da[t][j];
+      const __m512 vd = _mm512_set1_ps(dt);
+      if (kMin) {
+        const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+        acc[t] = _mm512_fmadd_ps(s, _mm512_mul_ps(x, vd), acc[t]);
+        const float hs = dt * float(h0[t][j] + h1[t][j]);
+        acc[t] = _mm512_fnmadd_ps(y, _mm512_set1_ps(hs), acc[t]);
+      } else {
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(x, vd), acc[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(y, vd), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
+}
+
 }  // namespace
 
 PackedKernels packed_kernels_avx512() {
   if (!cpu_has_avx512()) return {};
-  return {prepare_packed_avx512, packed_act_bytes, group_n<1>, group_n<4>, group_n<8>};
+  PackedKernels k;
+  k.prepare = prepare_packed_avx512;
+  k.act_bytes = packed_act_bytes;
+  k.group[0][0] = group_n<1>;
+  k.group[0][1] = group_n<4>;
+  k.group[0][2] = group_n<8>;
+  k.group[1][0] = group_k<1, true>;
+  k.group[1][1] = group_k<4, true>;
+  k.group[1][2] = group_k<8, true>;
+  k.group[2][0] = group_k<1, false>;
+  k.group[2][1] = group_k<4, false>;
+  k.group[2][2] = group_k<8, false>;
+  return k;
 }
 
 }  // namespace g4

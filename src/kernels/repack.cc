@@ -20,13 +20,31 @@ size_t packed_scale_bytes(int64_t in) {
   return (nb * 2 * kPackRows + 63) / 64 * 64;
 }
 
-size_t packed_group_bytes(int64_t in) {
-  return packed_scale_bytes(in) + size_t(in / kQK) * kQK * kPackRows;
+PackKind pack_kind(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+    case DType::kQ5_0:
+    case DType::kQ4_0:
+      return PackKind::kQ8;
+    case DType::kQ4_K:
+      return PackKind::kKMin;
+    case DType::kQ6_K:
+      return PackKind::kKTwo;
+    default:
+      return PackKind::kNone;
+  }
+}
+
+size_t packed_group_bytes(DType t, int64_t in) {
+  const size_t nb = size_t(in / kQK);
+  if (pack_kind(t) == PackKind::kQ8) return packed_scale_bytes(in) + nb * kQK * kPackRows;
+  return nb * (128 + kQK * kPackRows);
 }
 
 bool can_pack(const WeightView& w) {
-  const bool type_ok = w.type == DType::kQ8_0 || w.type == DType::kQ5_0 || w.type == DType::kQ4_0;
-  return type_ok && w.data != nullptr && w.in > 0 && w.in % kQK == 0 && w.out > 0 &&
+  const PackKind k = pack_kind(w.type);
+  const int64_t block = k == PackKind::kQ8 ? kQK : kQKK;
+  return k != PackKind::kNone && w.data != nullptr && w.in > 0 && w.in % block == 0 && w.out > 0 &&
          w.out % kPackRows == 0;
 }
 
@@ -102,9 +120,63 @@ void block_values(DType t, const uint8_t* row, int64_t j, int8_t v[kQK], uint16_
   }
 }
 
-void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
+// 32-element block j of a K-quant row: unsigned quants and the two per-half floats of the
+// kKMin / kKTwo layouts.
+void block_values_k(DType t, const uint8_t* row, int64_t j, uint8_t v[kQK], float& x, float& y) {
+  const int64_t sb = j / 8, s = j % 8;
+  if (t == DType::kQ4_K) {
+    const auto* b = reinterpret_cast<const BlockQ4_K*>(row) + sb;
+    uint16_t dh, mh;
+    std::memcpy(&dh, &b->d, 2);
+    std::memcpy(&mh, &b->dmin, 2);
+    uint8_t sc, m;
+    get_scale_min_k4(int(s), b->scales, &sc, &m);
+    x = fp16_to_fp32(dh) * float(sc);
+    y = fp16_to_fp32(mh) * float(m);
+    const uint8_t* q = b->qs + 32 * (s / 2);
+    for (int l = 0; l < kQK; ++l) v[l] = uint8_t(s % 2 == 0 ? q[l] & 0xF : q[l] >> 4);
+    return;
+  }
+  const auto* b = reinterpret_cast<const BlockQ6_K*>(row) + sb;
+  uint16_t dh;
+  std::memcpy(&dh, &b->d, 2);
+  const float d = fp16_to_fp32(dh);
+  x = d * float(b->scales[2 * s]);
+  y = d * float(b->scales[2 * s + 1]);
+  for (int l = 0; l < kQK; ++l) {
+    const int e = int(s) * kQK + l, h = e / 128, r = e % 128, g = r / 32, i = r % 32;
+    const uint8_t lb = b->ql[64 * h + i + 32 * (g & 1)];
+    const int lo = g < 2 ? (lb & 0xF) : (lb >> 4);
+    const int hi = (b->qh[32 * h + i] >> (2 * g)) & 3;
+    v[l] = uint8_t(lo | (hi << 4));
+  }
+}
+
+void pack_groups_k(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   const int64_t nb = w.in / kQK;
-  const size_t gbytes = packed_group_bytes(w.in), sbytes = packed_scale_bytes(w.in);
+  const size_t gbytes = packed_group_bytes(w.type, w.in);
+  uint8_t v[kQK];
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* grp = dst + size_t(g) * gbytes;
+    for (int r = 0; r < kPackRows; ++r) {
+      const uint8_t* row = w.row(g * kPackRows + r);
+      for (int64_t j = 0; j < nb; ++j) {
+        uint8_t* blk = grp + size_t(j) * 640;
+        float x, y;
+        block_values_k(w.type, row, j, v, x, y);
+        std::memcpy(blk + 4 * r, &x, 4);
+        std::memcpy(blk + 64 + 4 * r, &y, 4);
+        for (int c = 0; c < 8; ++c)
+          for (int k = 0; k < 4; ++k) blk[128 + c * 64 + r * 4 + k] = v[c * 4 + k];
+      }
+    }
+  }
+}
+
+void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
+  if (pack_kind(w.type) != PackKind::kQ8) return pack_groups_k(w, dst, g0, g1);
+  const int64_t nb = w.in / kQK;
+  const size_t gbytes = packed_group_bytes(w.type, w.in), sbytes = packed_scale_bytes(w.in);
   int8_t v[kQK];
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* grp = dst + size_t(g) * gbytes;
@@ -129,7 +201,7 @@ void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
 }  // namespace
 
 size_t packed_bytes(const WeightView& w) {
-  return size_t(w.out / kPackRows) * packed_group_bytes(w.in);
+  return size_t(w.out / kPackRows) * packed_group_bytes(w.type, w.in);
 }
 
 void pack_weight(WeightView& w, PackedStore& store, int n_threads) {
@@ -150,7 +222,7 @@ void pack_weight(WeightView& w, PackedStore& store, int n_threads) {
 }
 
 size_t packed_act_bytes(int64_t n) {
-  return size_t(n) + size_t(n / kQK) * 8;
+  return size_t(n) + size_t(n / kQK) * 16;
 }
 
 void prepare_packed_ref(const float* x, void* dst, int64_t n) {
@@ -159,38 +231,74 @@ void prepare_packed_ref(const float* x, void* dst, int64_t n) {
   auto* qs = static_cast<int8_t*>(dst);
   auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
   auto* d = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
+  auto* h0 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n + 8 * nb);
+  auto* h1 = h0 + nb;
   std::vector<BlockQ8_0> b(static_cast<size_t>(nb));
   quantize_activation(DType::kQ8_0, x, b.data(), n);
   for (int64_t j = 0; j < nb; ++j) {
-    int32_t s = 0;
+    int32_t s[2] = {0, 0};
     for (int i = 0; i < kQK; ++i) {
       qs[j * kQK + i] = b[size_t(j)].qs[i];
-      s += b[size_t(j)].qs[i];
+      s[i / 16] += b[size_t(j)].qs[i];
     }
-    const int32_t c = -128 * s;
+    const int32_t c = -128 * (s[0] + s[1]);
     const float dj = fp16_to_fp32(b[size_t(j)].d);
     std::memcpy(corr + j, &c, 4);
     std::memcpy(d + j, &dj, 4);
+    std::memcpy(h0 + j, &s[0], 4);
+    std::memcpy(h1 + j, &s[1], 4);
   }
 }
 
-void packed_group_ref(int64_t n, const uint8_t* group, const void* act, float out[kPackRows]) {
+void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
+                      float out[kPackRows]) {
   const int64_t nb = n / kQK;
-  const auto* qs = static_cast<const int8_t*>(act);
-  const auto* corr = reinterpret_cast<const int32_t*>(static_cast<const uint8_t*>(act) + n);
-  const auto* da = reinterpret_cast<const float*>(static_cast<const uint8_t*>(act) + n + 4 * nb);
-  const auto* scales = reinterpret_cast<const uint16_t*>(group);
-  const uint8_t* q = group + packed_scale_bytes(n);
+  const auto* base = static_cast<const uint8_t*>(act);
+  const auto* qs = reinterpret_cast<const int8_t*>(base);
+  auto i32 = [&](size_t off, int64_t j) {
+    int32_t v;
+    std::memcpy(&v, base + off + 4 * size_t(j), 4);
+    return v;
+  };
+  auto f32 = [](const uint8_t* p) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  };
+  const size_t o_corr = size_t(n), o_d = o_corr + 4 * size_t(nb), o_h0 = o_d + 4 * size_t(nb),
+               o_h1 = o_h0 + 4 * size_t(nb);
+  const PackKind kind = pack_kind(t);
   for (int r = 0; r < kPackRows; ++r) {
     float acc = 0.f;
     for (int64_t j = 0; j < nb; ++j) {
-      int32_t s = corr[j];
+      const float da = f32(base + o_d + 4 * size_t(j));
+      const uint8_t* q;
+      if (kind == PackKind::kQ8) {
+        q = group + packed_scale_bytes(n) + size_t(j) * 512;
+      } else {
+        q = group + size_t(j) * 640 + 128;
+      }
+      int32_t s[2] = {0, 0};
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
-          s += int32_t(q[size_t(j) * 512 + size_t(c) * 64 + size_t(r) * 4 + size_t(k)]) *
-               int32_t(qs[j * kQK + c * 4 + k]);
-      const float dd = fp16_to_fp32(scales[j * kPackRows + r]) * da[j];
-      acc = std::fma(float(s), dd, acc);
+          s[c / 4] += int32_t(q[c * 64 + r * 4 + k]) * int32_t(qs[j * kQK + c * 4 + k]);
+      if (kind == PackKind::kQ8) {
+        uint16_t dh;
+        std::memcpy(&dh, group + 2 * size_t(j * kPackRows + r), 2);
+        const int32_t sum = (i32(o_corr, j) + s[0]) + s[1];
+        acc = std::fma(float(sum), fp16_to_fp32(dh) * da, acc);
+      } else {
+        const uint8_t* blk = group + size_t(j) * 640;
+        const float x = f32(blk + 4 * r), y = f32(blk + 64 + 4 * r);
+        const int32_t h0 = i32(o_h0, j), h1 = i32(o_h1, j);
+        if (kind == PackKind::kKMin) {
+          acc = std::fma(float(s[0] + s[1]), x * da, acc);
+          acc = std::fma(-y, da * float(h0 + h1), acc);
+        } else {
+          acc = std::fma(float(-32 * h0 + s[0]), x * da, acc);
+          acc = std::fma(float(-32 * h1 + s[1]), y * da, acc);
+        }
+      }
     }
     out[r] = acc;
   }

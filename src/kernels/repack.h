@@ -8,14 +8,18 @@
 // adds them into 16 row lanes, and one convert/multiply/FMA per block applies 16 rows'
 // scales at once. Outputs come out as 16 finished row values, with no horizontal sums.
 //
-// Group layout (16 rows, nb = in / 32 blocks), 64-byte aligned:
-//   uint16 d[nb][16]     fp16 block scales, padded to a multiple of 64 bytes
-//   uint8  q[nb][8][64]  for block j and 4-quant chunk c: 16 rows x 4 quants, each stored
-//                        as value + 128 (unsigned, for vpdpbusd's unsigned operand)
-// Q8_0 packs at the same size as its source; Q5_0 and Q4_0 widen to 8 bits per weight.
-// Integer block sums equal the stored format's exactly; only the float accumulation order
-// changes (one FMA per block per row, in block order). Activations use their own prepared
-// layout: int8 qs[in] | int32 corr[nb] = -128 * sum(qs of the block) | float d[nb].
+// Group layouts (16 rows, nb = in / 32 blocks), 64-byte aligned. Quants q[8][64] of a block:
+// for 4-quant chunk c, 16 rows x 4 quants, unsigned (vpdpbusd's unsigned operand).
+//   kQ8 (Q8_0, Q5_0, Q4_0): uint16 d[nb][16] fp16 scales (padded to 64 bytes), then
+//        q[nb] holding value + 128. Q8_0 keeps its size; Q5_0/Q4_0 widen to 8 bits.
+//   kKMin (Q4_K): per block float S[16], float M[16], q (0..15): w = S q - M, where
+//        S = d * scale and M = dmin * min of the 32-element sub-block (exact in float).
+//   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
+//        q (0..63): w = S (q - 32).
+// Integer sums equal the stored format's products exactly; only the float accumulation
+// order changes. K-quants take Q8_0-style activations here (a scale per 32 elements, finer
+// than llama.cpp's Q8_K per 256). Activation layout: int8 qs[in] | int32 corr[nb] = -128 *
+// sum(block qs) | float d[nb] | int32 h0[nb], h1[nb] = sums of the block's two 16-halves.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,12 +32,15 @@ namespace g4 {
 
 constexpr int kPackRows = 16;
 
-// Bytes of one 16-row group of an R16 matrix with `in` columns.
-size_t packed_group_bytes(int64_t in);
-// Offset of the quants inside a group (the padded scale area).
+// Bytes of one 16-row group of an R16 matrix of type t with `in` columns.
+size_t packed_group_bytes(DType t, int64_t in);
+// kQ8 groups: offset of the quants (the padded scale area).
 size_t packed_scale_bytes(int64_t in);
 
-// Whether w can be packed: Q8_0, Q5_0 or Q4_0 with rows a multiple of 16.
+enum class PackKind { kNone, kQ8, kKMin, kKTwo };
+PackKind pack_kind(DType t);
+
+// Whether w can be packed: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K with rows a multiple of 16.
 bool can_pack(const WeightView& w);
 
 // Owner of packed and copied weights: one arena, reserved up front, on transparent huge
@@ -69,7 +76,8 @@ size_t packed_bytes(const WeightView& w);
 // Scalar references of the R16 arithmetic (tests compare the AVX-512 kernels bit for bit).
 size_t packed_act_bytes(int64_t n);
 void prepare_packed_ref(const float* x, void* dst, int64_t n);
-// out[r] for the group's 16 rows, one activation row.
-void packed_group_ref(int64_t n, const uint8_t* group, const void* act, float out[kPackRows]);
+// out[r] for the group's 16 rows of a type-t matrix, one activation row.
+void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
+                      float out[kPackRows]);
 
 }  // namespace g4

@@ -175,7 +175,7 @@ std::shared_ptr<PackedStore> pack_matrices(
   const char* env = std::getenv("G4_PACK");
   const bool off = env != nullptr && std::strcmp(env, "0") == 0;
   const bool q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
-  if (off || best_isa() != Isa::kAvx512 || packed_kernels_avx512().group1 == nullptr) return {};
+  if (off || best_isa() != Isa::kAvx512 || packed_kernels_avx512().prepare == nullptr) return {};
   // Packable matrices get an R16 copy; the others, when the file is mapped, a plain copy in the
   // same huge-page arena (the mapped pages are then released, so RSS does not double). The
   // per-layer embedding table is only ever looked up by row and stays mapped.

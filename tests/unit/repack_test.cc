@@ -45,7 +45,7 @@ TEST(Repack, CanPackOnlyBlockTypesWithWholeGroups) {
   w.out = 17;
   EXPECT_FALSE(can_pack(w));
   w.out = 16;
-  w.type = DType::kQ4_K;
+  w.type = DType::kQ4_K;  // 64 columns: not whole 256-element super-blocks
   EXPECT_FALSE(can_pack(w));
   w.type = DType::kF16;
   EXPECT_FALSE(can_pack(w));
@@ -64,6 +64,7 @@ TEST(Repack, PreparedActivationsAreQ8_0) {
   const PackedKernels pk = packed_kernels_avx512();
   if (pk.prepare == nullptr) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(3);
+  int32_t h[2];
   const int64_t n = 9 * 32;
   auto x = random_x(n, rng);
   for (int j = 64; j < 96; ++j) x[size_t(j)] = 0.f;                        // an all-zero block
@@ -79,6 +80,12 @@ TEST(Repack, PreparedActivationsAreQ8_0) {
     float d;
     std::memcpy(&d, want.data() + n + 4 * (n / 32) + 4 * i, 4);
     EXPECT_EQ(d, fp16_to_fp32(q[size_t(i)].d));
+    int32_t want_h[2] = {0, 0};
+    for (int j = 0; j < 32; ++j) want_h[j / 16] += q[size_t(i)].qs[j];
+    std::memcpy(&h[0], want.data() + n + 8 * (n / 32) + 4 * i, 4);
+    std::memcpy(&h[1], want.data() + n + 12 * (n / 32) + 4 * i, 4);
+    EXPECT_EQ(h[0], want_h[0]);
+    EXPECT_EQ(h[1], want_h[1]);
   }
 }
 
@@ -90,45 +97,59 @@ std::string packed_type_name(const ::testing::TestParamInfo<DType>& p) {
 TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
   const DType t = GetParam();
   const PackedKernels pk = packed_kernels_avx512();
+  const PackKind kind = pack_kind(t);
+  const int li = kind == PackKind::kQ8 ? 0 : kind == PackKind::kKMin ? 1 : 2;
+  const int block = info(t).block;
   std::mt19937 rng(17);
-  for (int64_t nb : {1, 3, 7, 20, 64}) {
-    const int64_t n = nb * 32, rows = 32;
+  for (int64_t units : {1, 3, 7, 20}) {
+    const int64_t n = units * block, rows = 32, nb = n / 32;
     const auto m = random_matrix(t, n, rows, rng);
     WeightView w{t, m.data(), n, rows, row_bytes(t, n)};
     PackedStore store;
     pack_weight(w, store, 2);
     ASSERT_NE(w.packed, nullptr);
     std::vector<std::vector<uint8_t>> acts(8, std::vector<uint8_t>(packed_act_bytes(n)));
-    std::vector<std::vector<uint8_t>> q8(8, std::vector<uint8_t>(row_bytes(DType::kQ8_0, n)));
+    std::vector<std::vector<float>> xq(8, std::vector<float>(static_cast<size_t>(n)));
     const void* a[8];
     for (int k = 0; k < 8; ++k) {
       const auto x = random_x(n, rng);
       prepare_packed_ref(x.data(), acts[size_t(k)].data(), n);
-      quantize_activation(DType::kQ8_0, x.data(), q8[size_t(k)].data(), n);
+      // The activation values the kernels see: int8 quants times the block scale.
+      std::vector<BlockQ8_0> q(static_cast<size_t>(nb));
+      quantize_activation(DType::kQ8_0, x.data(), q.data(), n);
+      dequantize_row(DType::kQ8_0, q.data(), xq[size_t(k)].data(), n);
       a[k] = acts[size_t(k)].data();
     }
+    std::vector<float> wr(static_cast<size_t>(n));
     for (int64_t g = 0; g < rows / kPackRows; ++g) {
-      const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(n);
+      const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
       for (int k = 0; k < 8; ++k) {
         float ref[kPackRows];
-        packed_group_ref(n, grp, a[k], ref);
+        packed_group_ref(t, n, grp, a[k], ref);
         for (int r = 0; r < kPackRows; ++r) {
-          // The stored format's scalar dot: same integer block sums, another float order.
-          const uint8_t* row = w.row(g * kPackRows + r);
-          const float stored = vec_dot_ref(t, n, row, q8[size_t(k)].data());
-          const double abs_sum = test::abs_dot(t, row, q8[size_t(k)].data(), n);
-          EXPECT_NEAR(ref[r], stored, 2.0 * double(nb + 16) * FLT_EPSILON * abs_sum + 1e-30)
-              << info(t).name << " nb=" << nb << " row=" << g * kPackRows + r;
+          // Against the stored weights, dequantised independently (dequantize_row), in double:
+          // the packed sum has the same exact integer parts and rounds at most twice per
+          // 16-element half (scale product, FMA), so it is within 4 (nb + 1) eps sum |w a|.
+          dequantize_row(t, w.row(g * kPackRows + r), wr.data(), n);
+          double exact = 0, abs_sum = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            exact += double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]);
+            abs_sum += std::fabs(double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]));
+          }
+          // (Q4_K sums S q a and M a separately; their magnitudes can exceed |w a| when they
+          // cancel, which the factor 8 instead of 4 covers for these scales.)
+          EXPECT_NEAR(ref[r], exact, 8.0 * double(nb + 1) * FLT_EPSILON * abs_sum)
+              << info(t).name << " n=" << n << " row=" << g * kPackRows + r;
         }
-        if (pk.group1 == nullptr) continue;
+        if (pk.prepare == nullptr) continue;
         float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
-        pk.group1(n, grp, &a[k], o1, 0);
-        EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " nb=" << nb;
+        pk.group[li][0](n, grp, &a[k], o1, 0);
+        EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " n=" << n;
         if (k < 4) {
-          pk.group4(n, grp, a, o4, kPackRows);
+          pk.group[li][1](n, grp, a, o4, kPackRows);
           EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 4";
         }
-        pk.group8(n, grp, a, o8, kPackRows);
+        pk.group[li][2](n, grp, a, o8, kPackRows);
         EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
       }
     }
@@ -136,14 +157,15 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockTypes, PackedKernel,
-                         ::testing::Values(DType::kQ8_0, DType::kQ5_0, DType::kQ4_0),
+                         ::testing::Values(DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K,
+                                           DType::kQ6_K),
                          packed_type_name);
 
 // Through matmul: each token's row of y is the same whether it is computed alone or in a
 // batch of 13 (tiles of 8, 4 and 1), and agrees with the unpacked matmul within the
 // reordering bound.
 TEST(Repack, MatmulBatchInvariantAndCloseToUnpacked) {
-  if (packed_kernels_avx512().group1 == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
+  if (packed_kernels_avx512().prepare == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
   std::mt19937 rng(5);
   const int64_t n = 640, rows = 96, T = 13;
   const auto m = random_matrix(DType::kQ5_0, n, rows, rng);
