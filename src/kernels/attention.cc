@@ -91,6 +91,89 @@ G4_AVX512_ATT void axpy_f32_avx512(float* y, float a, const float* x, int n) {
     _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, vx, _mm512_maskz_loadu_ps(m, y + i)));
   }
 }
+// Register-blocked versions of the per-key loops of attend_group_f16, bit-identical to them:
+// every q.k dot is the same 8-lane FMA chain and reduction as dot_f32_f16_avx2 (the chains of
+// up to 4 heads x 2 keys run side by side instead of one after another), and every output
+// element receives the same FMAs in key order as axpy_f16_avx512, but accumulates in registers
+// instead of a load and a store per key.
+G4_AVX512_ATT inline float red(__m256 acc) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+
+template <int NH>
+G4_AVX512_ATT void qk_block(const float* q, int hd, const uint16_t* k0, const uint16_t* k1,
+                            float* s0, float* s1) {
+  __m256 a0[NH], a1[NH];
+  for (int h = 0; h < NH; ++h) a0[h] = a1[h] = _mm256_setzero_ps();
+  for (int i = 0; i < hd; i += 8) {
+    const __m256 v0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k0 + i)));
+    const __m256 v1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k1 + i)));
+    for (int h = 0; h < NH; ++h) {
+      const __m256 vq = _mm256_loadu_ps(q + size_t(h) * size_t(hd) + size_t(i));
+      a0[h] = _mm256_fmadd_ps(vq, v0, a0[h]);
+      a1[h] = _mm256_fmadd_ps(vq, v1, a1[h]);
+    }
+  }
+  for (int h = 0; h < NH; ++h) {
+    s0[h] = red(a0[h]);
+    s1[h] = red(a1[h]);
+  }
+}
+
+// scores[h][j] (raw q.k) for heads [0, nh) against keys j < n of one KV head; key j at row(j).
+template <typename RowFn>
+G4_AVX512_ATT void qk_scores_avx512(const float* q, int nh, int hd, int64_t n, RowFn row,
+                                    float* scores) {
+  for (int64_t j = 0; j < n; j += 2) {
+    const uint16_t* k0 = row(j);
+    const uint16_t* k1 = j + 1 < n ? row(j + 1) : k0;  // odd tail: computed twice, kept once
+    for (int h = 0; h < nh; h += 4) {
+      float s0[4], s1[4];
+      const float* qh = q + size_t(h) * size_t(hd);
+      const int m = std::min(4, nh - h);
+      if (m == 4) qk_block<4>(qh, hd, k0, k1, s0, s1);
+      if (m == 3) qk_block<3>(qh, hd, k0, k1, s0, s1);
+      if (m == 2) qk_block<2>(qh, hd, k0, k1, s0, s1);
+      if (m == 1) qk_block<1>(qh, hd, k0, k1, s0, s1);
+      for (int i = 0; i < m; ++i) {
+        scores[size_t(h + i) * size_t(n) + size_t(j)] = s0[i];
+        if (j + 1 < n) scores[size_t(h + i) * size_t(n) + size_t(j + 1)] = s1[i];
+      }
+    }
+  }
+}
+
+// out[h][0, hd) = sum over j of p[h][j] * V_j for heads [0, nh), two heads and 128 columns
+// (8 registers each) at a time.
+template <typename RowFn>
+G4_AVX512_ATT void pv_avx512(const float* p, int nh, int hd, int64_t n, RowFn row, float* out) {
+  for (int h = 0; h < nh; h += 2) {
+    const bool two = h + 1 < nh;
+    for (int c0 = 0; c0 < hd; c0 += 128) {
+      const int nc = std::min(8, (hd - c0) / 16);
+      __m512 a[8], b[8];
+      for (int c = 0; c < 8; ++c) a[c] = b[c] = _mm512_setzero_ps();
+      for (int64_t j = 0; j < n; ++j) {
+        const uint16_t* vr = row(j) + c0;
+        const __m512 pa = _mm512_set1_ps(p[size_t(h) * size_t(n) + size_t(j)]);
+        const __m512 pb = _mm512_set1_ps(two ? p[size_t(h + 1) * size_t(n) + size_t(j)] : 0.f);
+        for (int c = 0; c < nc; ++c) {
+          const __m512 vx =
+              _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * c)));
+          a[c] = _mm512_fmadd_ps(pa, vx, a[c]);
+          if (two) b[c] = _mm512_fmadd_ps(pb, vx, b[c]);
+        }
+      }
+      for (int c = 0; c < nc; ++c) {
+        _mm512_storeu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 16 * c), a[c]);
+        if (two) _mm512_storeu_ps(out + size_t(h + 1) * size_t(hd) + size_t(c0 + 16 * c), b[c]);
+      }
+    }
+  }
+}
 bool have_avx512() {
   static const bool ok = best_isa() == Isa::kAvx512;
   return ok;
@@ -162,6 +245,28 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
     // Heads [hs, he) read the same KV head: widen each K and V row once for all of them.
     const int kvh = hs / group;
     const int he = std::min(h1, (kvh + 1) * group);
+#if defined(__x86_64__)
+    if (have_avx512() && hd % 16 == 0) {
+      const size_t off = size_t(kvh) * size_t(hd);
+      auto krow = [&](int64_t j) {
+        return k + size_t((first + j) % a.capacity) * slot_stride + off;
+      };
+      auto vrow = [&](int64_t j) {
+        return v + size_t((first + j) % a.capacity) * slot_stride + off;
+      };
+      qk_scores_avx512(q + size_t(hs) * size_t(hd), he - hs, hd, n, krow, scores);
+      for (int h = hs; h < he; ++h) {
+        float* sc = scores + size_t(h - hs) * size_t(n);
+        if (a.softcap > 0.f) {
+          for (int64_t j = 0; j < n; ++j) sc[j] = a.softcap * std::tanh(sc[j] / a.softcap);
+        }
+        softmax(sc, n);
+      }
+      pv_avx512(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
+      hs = he;
+      continue;
+    }
+#endif
     float* row = scores + size_t(he - hs) * size_t(n);
     for (int64_t j = 0; j < n; ++j) {
       const int64_t slot = (first + j) % a.capacity;

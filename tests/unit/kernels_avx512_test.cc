@@ -287,7 +287,7 @@ TEST(Rope, SharedAnglesBitIdentical) {
 TEST(Attention, GroupedHeadsBitIdentical) {
   std::mt19937 rng(23);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (int hd : {256, 24}) {
+  for (int hd : {256, 24, 512, 48}) {
     for (float softcap : {0.f, 50.f}) {
       AttentionArgs a{8, 2, hd, 40, 16, softcap};
       const size_t stride = size_t(a.n_kv_heads) * size_t(hd);
