@@ -204,21 +204,62 @@ size_t packed_bytes(const WeightView& w) {
   return size_t(w.out / kPackRows) * packed_group_bytes(w.type, w.in);
 }
 
-void pack_weight(WeightView& w, PackedStore& store, int n_threads) {
+void pack_weight(WeightView& w, PackedStore& store, int n_threads,
+                 const std::function<void(const uint8_t*, size_t)>& consumed) {
   G4_CHECK(can_pack(w));
   const int64_t groups = w.out / kPackRows;
   uint8_t* dst = store.alloc(packed_bytes(w));
   int nt = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
   nt = int(std::min<int64_t>(nt, std::max<int64_t>(1, groups / 256)));
-  if (nt <= 1) {
-    pack_groups(w, dst, 0, groups);
-  } else {
-    std::vector<std::thread> th;
-    for (int i = 0; i < nt; ++i)
-      th.emplace_back(pack_groups, std::cref(w), dst, groups * i / nt, groups * (i + 1) / nt);
-    for (auto& t : th) t.join();
+  constexpr int64_t kSlice = 1024;  // groups per slice (16384 rows)
+  for (int64_t s0 = 0; s0 < groups; s0 += kSlice) {
+    const int64_t s1 = std::min(groups, s0 + kSlice);
+    if (nt <= 1) {
+      pack_groups(w, dst, s0, s1);
+    } else {
+      std::vector<std::thread> th;
+      for (int i = 0; i < nt; ++i)
+        th.emplace_back(pack_groups, std::cref(w), dst, s0 + (s1 - s0) * i / nt,
+                        s0 + (s1 - s0) * (i + 1) / nt);
+      for (auto& t : th) t.join();
+    }
+    if (consumed) {
+      consumed(w.row(s0 * kPackRows), w.row_bytes * size_t((s1 - s0) * kPackRows));
+    }
   }
   w.packed = dst;
+}
+
+void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
+  const int64_t nb = w.in / kQK, lane = r % kPackRows;
+  const uint8_t* grp = w.packed + size_t(r / kPackRows) * packed_group_bytes(w.type, w.in);
+  const PackKind kind = pack_kind(w.type);
+  for (int64_t j = 0; j < nb; ++j, dst += kQK) {
+    if (kind == PackKind::kQ8) {
+      uint16_t dh;
+      std::memcpy(&dh, grp + 2 * size_t(j * kPackRows + lane), 2);
+      const float d = fp16_to_fp32(dh);
+      const uint8_t* q = grp + packed_scale_bytes(w.in) + size_t(j) * 512 + size_t(lane) * 4;
+      for (int c = 0; c < 8; ++c)
+        for (int k = 0; k < 4; ++k) dst[c * 4 + k] = d * float(int(q[c * 64 + k]) - 128);
+      continue;
+    }
+    const uint8_t* blk = grp + size_t(j) * 640;
+    float x, y;
+    std::memcpy(&x, blk + 4 * lane, 4);
+    std::memcpy(&y, blk + 64 + 4 * lane, 4);
+    const uint8_t* q = blk + 128 + size_t(lane) * 4;
+    for (int c = 0; c < 8; ++c) {
+      for (int k = 0; k < 4; ++k) {
+        const int v = q[c * 64 + k];
+        if (kind == PackKind::kKMin) {
+          dst[c * 4 + k] = x * float(v) - y;
+        } else {
+          dst[c * 4 + k] = (c < 4 ? x : y) * float(v - 32);
+        }
+      }
+    }
+  }
 }
 
 size_t packed_act_bytes(int64_t n) {

@@ -23,6 +23,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -69,9 +70,16 @@ class PackedStore {
 };
 
 // Packs w (can_pack(w) must hold) into store and sets w.packed. Threads: 0 = hardware.
-void pack_weight(WeightView& w, PackedStore& store, int n_threads = 0);
+// consumed(src, bytes), if given, is called as each slice of the source rows has been read
+// (the loader hands those mapped pages back, so peak RSS never holds both copies in full).
+void pack_weight(WeightView& w, PackedStore& store, int n_threads = 0,
+                 const std::function<void(const uint8_t*, size_t)>& consumed = {});
 // Bytes pack_weight takes from the store for w.
 size_t packed_bytes(const WeightView& w);
+
+// Row r of a packed matrix as floats: the same values dequantize_row gives for the stored
+// row (row lookups then never touch the source mapping again).
+void dequantize_packed_row(const WeightView& w, int64_t r, float* dst);
 
 // Scalar references of the R16 arithmetic (tests compare the AVX-512 kernels bit for bit).
 size_t packed_act_bytes(int64_t n);

@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -197,21 +198,24 @@ std::shared_ptr<PackedStore> pack_matrices(
   });
   if (total == 0) return {};
   auto store = std::make_shared<PackedStore>(total);
+  auto release = [&](const uint8_t* p, size_t n) { f.release_pages(p, n); };
   for_each([&](TensorSlot& s) {
     const Act a = action(s);
     if (a == Act::kSkip) return;
     WeightView& w = *s.matrix;
-    const size_t n = w.row_bytes * size_t(w.out);
     if (a == Act::kPack) {
-      pack_weight(w, *store);
-    } else {
-      uint8_t* copy = store->alloc(n);
-      std::memcpy(copy, w.data, n);
-      f.release_pages(w.data, n);
-      w.data = copy;
+      pack_weight(w, *store, 0, release);
       return;
     }
-    f.release_pages(w.data, n);
+    const size_t n = w.row_bytes * size_t(w.out);
+    uint8_t* copy = store->alloc(n);
+    constexpr size_t kSlice = size_t(16) << 20;
+    for (size_t o = 0; o < n; o += kSlice) {
+      const size_t m = std::min(kSlice, n - o);
+      std::memcpy(copy + o, w.data + o, m);
+      f.release_pages(w.data + o, m);
+    }
+    w.data = copy;
   });
   return store;
 }

@@ -120,7 +120,12 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
       dequantize_row(DType::kQ8_0, q.data(), xq[size_t(k)].data(), n);
       a[k] = acts[size_t(k)].data();
     }
-    std::vector<float> wr(static_cast<size_t>(n));
+    std::vector<float> wr(static_cast<size_t>(n)), wp(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r) {  // row lookups from the packed copy: same values
+      dequantize_row(t, w.row(r), wr.data(), n);
+      dequantize_packed_row(w, r, wp.data());
+      ASSERT_EQ(wr, wp) << info(t).name << " row " << r;
+    }
     for (int64_t g = 0; g < rows / kPackRows; ++g) {
       const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
       for (int k = 0; k < 8; ++k) {
