@@ -32,13 +32,13 @@ KernelSet kernels_for(DType w, Isa isa);
 
 // Kernels for R16-packed weights (kernels/repack.h), AVX-512 VNNI only: one 16-row group
 // against N = 1, 4 or 8 prepared activation rows, out[t * ostride + r] for r < 16. Indexed by
-// layout (0: kQ8, 1: kKMin, 2: kKTwo) and tile (0: 1 token, 1: 4, 2: 8).
+// layout (PackKind - 1: kQ8, kKMin, kKTwo, kQ5, kQ4) and tile (0: 1 token, 1: 4, 2: 8).
 using PackedGroupFn = void (*)(int64_t n, const uint8_t* group, const void* const* arows,
                                float* out, size_t ostride);
 struct PackedKernels {
   void (*prepare)(const float* x, void* dst, int64_t n) = nullptr;
   size_t (*act_bytes)(int64_t n) = nullptr;
-  PackedGroupFn group[3][3] = {};
+  PackedGroupFn group[5][3] = {};
 };
 PackedKernels packed_kernels_avx512();  // all nullptr without AVX-512 VNNI
 KernelSet kernels_avx512(DType w);      // .dot1 == nullptr if the type has no AVX-512 kernel

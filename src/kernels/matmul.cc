@@ -167,7 +167,7 @@ void compute_packed(const PackedKernels& pk, const WeightView& w, const uint8_t*
                     int64_t n_tokens, float* y, size_t b, size_t e) {
   const size_t gbytes = packed_group_bytes(w.type, w.in), out = size_t(w.out);
   const PackKind kind = pack_kind(w.type);
-  const PackedGroupFn* fn = pk.group[kind == PackKind::kQ8 ? 0 : kind == PackKind::kKMin ? 1 : 2];
+  const PackedGroupFn* fn = pk.group[int(kind) - 1];
   for (size_t r0 = b; r0 < e; r0 += kPackRows) {
     const uint8_t* g = w.packed + (r0 / kPackRows) * gbytes;
     int64_t t = 0;

@@ -51,11 +51,14 @@ G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
   }
 }
 
-// One 16-row group against N prepared activation rows: out[t * ostride + r].
-template <int N>
+// One 16-row group of a 32-block kind (kQ8, kQ5, kQ4) against N prepared activation rows:
+// out[t * ostride + r]. kQ5/kQ4 unpack nibbles (and fifth bits) once per block for all N.
+template <int N, PackKind KIND>
 G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, float* out,
                        size_t ostride) {
   const int64_t nb = n / kQK;
+  constexpr int kBlock = KIND == PackKind::kQ8 ? 512 : KIND == PackKind::kQ5 ? 320 : 256;
+  constexpr int kShift = KIND == PackKind::kQ8 ? 0 : KIND == PackKind::kQ5 ? 3 : 4;
   const auto* scales = reinterpret_cast<const uint16_t*>(grp);
   const uint8_t* q = grp + packed_scale_bytes(n);
   const int32_t* qs[N];
@@ -69,14 +72,31 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
     da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
     acc[t] = _mm512_setzero_ps();
   }
-  for (int64_t j = 0; j < nb; ++j, q += 512) {
+  const __m512i lo4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
+  for (int64_t j = 0; j < nb; ++j, q += kBlock) {
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + j * kPackRows)));
     __m512i w[8];
-    for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
+    if constexpr (KIND == PackKind::kQ8) {
+      for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
+    } else {
+      for (int m = 0; m < 4; ++m) {
+        const __m512i p = _mm512_load_si512(q + 64 * m);
+        w[2 * m] = _mm512_and_si512(p, lo4);
+        w[2 * m + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+      }
+      if constexpr (KIND == PackKind::kQ5) {
+        for (int c = 0; c < 8; ++c) {
+          uint64_t bits;
+          std::memcpy(&bits, q + 256 + 8 * c, 8);
+          w[c] = _mm512_mask_add_epi8(w[c], _cvtu64_mask64(bits), w[c], b16);
+        }
+      }
+    }
     for (int t = 0; t < N; ++t) {
       const int32_t* x = qs[t] + 8 * j;
-      __m512i s0 = _mm512_set1_epi32(corr[t][j]);
+      // corr = -128 * sum(a); value + K operands need -K * sum(a) (an exact shift).
+      __m512i s0 = _mm512_set1_epi32(corr[t][j] >> kShift);
       __m512i s1 = _mm512_setzero_si512();
       s0 = _mm512_dpbusd_epi32(s0, w[0], _mm512_set1_epi32(x[0]));
       s1 = _mm512_dpbusd_epi32(s1, w[1], _mm512_set1_epi32(x[1]));
@@ -150,9 +170,15 @@ PackedKernels packed_kernels_avx512() {
   PackedKernels k;
   k.prepare = prepare_packed_avx512;
   k.act_bytes = packed_act_bytes;
-  k.group[0][0] = group_n<1>;
-  k.group[0][1] = group_n<4>;
-  k.group[0][2] = group_n<8>;
+  k.group[0][0] = group_n<1, PackKind::kQ8>;
+  k.group[0][1] = group_n<4, PackKind::kQ8>;
+  k.group[0][2] = group_n<8, PackKind::kQ8>;
+  k.group[3][0] = group_n<1, PackKind::kQ5>;
+  k.group[3][1] = group_n<4, PackKind::kQ5>;
+  k.group[3][2] = group_n<8, PackKind::kQ5>;
+  k.group[4][0] = group_n<1, PackKind::kQ4>;
+  k.group[4][1] = group_n<4, PackKind::kQ4>;
+  k.group[4][2] = group_n<8, PackKind::kQ4>;
   k.group[1][0] = group_k<1, true>;
   k.group[1][1] = group_k<4, true>;
   k.group[1][2] = group_k<8, true>;

@@ -23,9 +23,11 @@ size_t packed_scale_bytes(int64_t in) {
 PackKind pack_kind(DType t) {
   switch (t) {
     case DType::kQ8_0:
-    case DType::kQ5_0:
-    case DType::kQ4_0:
       return PackKind::kQ8;
+    case DType::kQ5_0:
+      return PackKind::kQ5;
+    case DType::kQ4_0:
+      return PackKind::kQ4;
     case DType::kQ4_K:
       return PackKind::kKMin;
     case DType::kQ6_K:
@@ -37,13 +39,21 @@ PackKind pack_kind(DType t) {
 
 size_t packed_group_bytes(DType t, int64_t in) {
   const size_t nb = size_t(in / kQK);
-  if (pack_kind(t) == PackKind::kQ8) return packed_scale_bytes(in) + nb * kQK * kPackRows;
-  return nb * (128 + kQK * kPackRows);
+  switch (pack_kind(t)) {
+    case PackKind::kQ8:
+      return packed_scale_bytes(in) + nb * 512;
+    case PackKind::kQ5:
+      return packed_scale_bytes(in) + nb * 320;
+    case PackKind::kQ4:
+      return packed_scale_bytes(in) + nb * 256;
+    default:
+      return nb * 640;
+  }
 }
 
 bool can_pack(const WeightView& w) {
   const PackKind k = pack_kind(w.type);
-  const int64_t block = k == PackKind::kQ8 ? kQK : kQKK;
+  const int64_t block = k == PackKind::kKMin || k == PackKind::kKTwo ? kQKK : kQK;
   return k != PackKind::kNone && w.data != nullptr && w.in > 0 && w.in % block == 0 && w.out > 0 &&
          w.out % kPackRows == 0;
 }
@@ -173,14 +183,51 @@ void pack_groups_k(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   }
 }
 
+// Block bytes after the scale area for the 32-block kinds.
+size_t q_block_bytes(PackKind k) {
+  return k == PackKind::kQ8 ? 512 : k == PackKind::kQ5 ? 320 : 256;
+}
+
+// Stores unsigned value u (the kernel's operand) of chunk c, lane r, byte k of a block.
+void put_u(PackKind kind, uint8_t* blk, int c, int r, int k, int u) {
+  const int i = r * 4 + k;
+  if (kind == PackKind::kQ8) {
+    blk[c * 64 + i] = uint8_t(u);
+    return;
+  }
+  uint8_t& b = blk[(c / 2) * 64 + i];
+  b = uint8_t(c % 2 == 0 ? (b & 0xF0) | (u & 0xF) : (b & 0x0F) | ((u & 0xF) << 4));
+  if (kind == PackKind::kQ5 && (u & 16) != 0) blk[256 + c * 8 + i / 8] |= uint8_t(1u << (i % 8));
+}
+
+}  // namespace
+
+// The unsigned operand of chunk c, lane r, byte k of a 32-block kind's block, and its offset.
+int packed_u(PackKind kind, const uint8_t* blk, int c, int r, int k) {
+  const int i = r * 4 + k;
+  if (kind == PackKind::kQ8) return blk[c * 64 + i];
+  const uint8_t b = blk[(c / 2) * 64 + i];
+  int u = c % 2 == 0 ? (b & 0xF) : (b >> 4);
+  if (kind == PackKind::kQ5 && ((blk[256 + c * 8 + i / 8] >> (i % 8)) & 1) != 0) u += 16;
+  return u;
+}
+int packed_offset(PackKind kind) {
+  return kind == PackKind::kQ8 ? 128 : kind == PackKind::kQ5 ? 16 : 8;
+}
+
+namespace {
+
 void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
-  if (pack_kind(w.type) != PackKind::kQ8) return pack_groups_k(w, dst, g0, g1);
+  const PackKind kind = pack_kind(w.type);
+  if (kind == PackKind::kKMin || kind == PackKind::kKTwo) return pack_groups_k(w, dst, g0, g1);
+  const size_t qb = q_block_bytes(kind);
+  const int off = packed_offset(kind);
   const int64_t nb = w.in / kQK;
   const size_t gbytes = packed_group_bytes(w.type, w.in), sbytes = packed_scale_bytes(w.in);
   int8_t v[kQK];
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* grp = dst + size_t(g) * gbytes;
-    std::memset(grp, 0, sbytes);
+    std::memset(grp, 0, gbytes);
     auto* scales = reinterpret_cast<uint16_t*>(grp);
     uint8_t* q = grp + sbytes;
     for (int r = 0; r < kPackRows; ++r) {
@@ -190,9 +237,7 @@ void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
         block_values(w.type, row, j, v, d);
         scales[j * kPackRows + r] = d;
         for (int c = 0; c < 8; ++c)
-          for (int k = 0; k < 4; ++k)
-            q[size_t(j) * 512 + size_t(c) * 64 + size_t(r) * 4 + size_t(k)] =
-                uint8_t(int(v[c * 4 + k]) + 128);
+          for (int k = 0; k < 4; ++k) put_u(kind, q + size_t(j) * qb, c, r, k, v[c * 4 + k] + off);
       }
     }
   }
@@ -235,13 +280,15 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
   const uint8_t* grp = w.packed + size_t(r / kPackRows) * packed_group_bytes(w.type, w.in);
   const PackKind kind = pack_kind(w.type);
   for (int64_t j = 0; j < nb; ++j, dst += kQK) {
-    if (kind == PackKind::kQ8) {
+    if (kind != PackKind::kKMin && kind != PackKind::kKTwo) {
       uint16_t dh;
       std::memcpy(&dh, grp + 2 * size_t(j * kPackRows + lane), 2);
       const float d = fp16_to_fp32(dh);
-      const uint8_t* q = grp + packed_scale_bytes(w.in) + size_t(j) * 512 + size_t(lane) * 4;
+      const uint8_t* blk = grp + packed_scale_bytes(w.in) + size_t(j) * q_block_bytes(kind);
+      const int off = packed_offset(kind);
       for (int c = 0; c < 8; ++c)
-        for (int k = 0; k < 4; ++k) dst[c * 4 + k] = d * float(int(q[c * 64 + k]) - 128);
+        for (int k = 0; k < 4; ++k)
+          dst[c * 4 + k] = d * float(packed_u(kind, blk, c, int(lane), k) - off);
       continue;
     }
     const uint8_t* blk = grp + size_t(j) * 640;
@@ -313,20 +360,21 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
     float acc = 0.f;
     for (int64_t j = 0; j < nb; ++j) {
       const float da = f32(base + o_d + 4 * size_t(j));
-      const uint8_t* q;
-      if (kind == PackKind::kQ8) {
-        q = group + packed_scale_bytes(n) + size_t(j) * 512;
-      } else {
-        q = group + size_t(j) * 640 + 128;
-      }
+      const bool k_quant = kind == PackKind::kKMin || kind == PackKind::kKTwo;
+      const uint8_t* blk = k_quant
+                               ? group + size_t(j) * 640 + 128
+                               : group + packed_scale_bytes(n) + size_t(j) * q_block_bytes(kind);
       int32_t s[2] = {0, 0};
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
-          s[c / 4] += int32_t(q[c * 64 + r * 4 + k]) * int32_t(qs[j * kQK + c * 4 + k]);
-      if (kind == PackKind::kQ8) {
+          s[c / 4] += int32_t(k_quant ? blk[c * 64 + r * 4 + k] : packed_u(kind, blk, c, r, k)) *
+                      int32_t(qs[j * kQK + c * 4 + k]);
+      if (!k_quant) {
         uint16_t dh;
         std::memcpy(&dh, group + 2 * size_t(j * kPackRows + r), 2);
-        const int32_t sum = (i32(o_corr, j) + s[0]) + s[1];
+        // corr = -128 * sum(a); the offset-K kinds need -K * sum(a) = corr / (128 / K).
+        const int32_t corr = i32(o_corr, j) / (128 / packed_offset(kind));
+        const int32_t sum = (corr + s[0]) + s[1];
         acc = std::fma(float(sum), fp16_to_fp32(dh) * da, acc);
       } else {
         const uint8_t* blk = group + size_t(j) * 640;

@@ -10,8 +10,12 @@
 //
 // Group layouts (16 rows, nb = in / 32 blocks), 64-byte aligned. Quants q[8][64] of a block:
 // for 4-quant chunk c, 16 rows x 4 quants, unsigned (vpdpbusd's unsigned operand).
-//   kQ8 (Q8_0, Q5_0, Q4_0): uint16 d[nb][16] fp16 scales (padded to 64 bytes), then
-//        q[nb] holding value + 128. Q8_0 keeps its size; Q5_0/Q4_0 widen to 8 bits.
+//   kQ8 (Q8_0): uint16 d[nb][16] fp16 scales (padded to 64 bytes), then q[nb] holding
+//        value + 128 (the size of the source).
+//   kQ5 (Q5_0), kQ4 (Q4_0): the same scales, then per block 4 x 64 bytes of nibbles (byte
+//        r*4+k of vector m: chunk 2m in the low nibble, chunk 2m+1 in the high one) and, for
+//        kQ5, 8 x 64-bit masks of the fifth bits (bit r*4+k of mask c). Unpacked values are
+//        value + 16 (kQ5) or value + 8 (kQ4); the source's 5.5 or 4.5 bits per weight stay.
 //   kKMin (Q4_K): per block float S[16], float M[16], q (0..15): w = S q - M, where
 //        S = d * scale and M = dmin * min of the 32-element sub-block (exact in float).
 //   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
@@ -38,7 +42,7 @@ size_t packed_group_bytes(DType t, int64_t in);
 // kQ8 groups: offset of the quants (the padded scale area).
 size_t packed_scale_bytes(int64_t in);
 
-enum class PackKind { kNone, kQ8, kKMin, kKTwo };
+enum class PackKind { kNone, kQ8, kKMin, kKTwo, kQ5, kQ4 };  // kernel index: kind - 1
 PackKind pack_kind(DType t);
 
 // Whether w can be packed: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K with rows a multiple of 16.

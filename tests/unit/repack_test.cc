@@ -98,7 +98,7 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
   const DType t = GetParam();
   const PackedKernels pk = packed_kernels_avx512();
   const PackKind kind = pack_kind(t);
-  const int li = kind == PackKind::kQ8 ? 0 : kind == PackKind::kKMin ? 1 : 2;
+  const int li = int(kind) - 1;
   const int block = info(t).block;
   std::mt19937 rng(17);
   for (int64_t units : {1, 3, 7, 20}) {
