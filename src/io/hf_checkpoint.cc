@@ -590,11 +590,25 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   Status s =
       arch == "gemma3" ? gemma3_meta(c, b, name) : gemma4_meta(c, b, name, &rope_pairs, &hd_g);
   if (!s.ok()) return Status::error(dir + "/" + s.message());
-  if (want)
-    b.u32("general.file_type", *want == DType::kF32    ? 0
-                               : *want == DType::kF16  ? 1
-                               : *want == DType::kBF16 ? 32
-                                                       : 7);
+  auto ck = SafetensorsCheckpoint::open_dir(dir);
+  if (!ck.ok()) return ck.status();
+  // general.file_type as llama.cpp names the matrices' type (for "auto": the checkpoint's, when
+  // all its matrices share one float type).
+  std::optional<DType> ftype = want;
+  bool mixed = false;
+  if (!want) {
+    for (const StTensor* t : ck.value()->tensors()) {
+      if (t->shape.size() < 2) continue;
+      if (!ftype) ftype = t->type;
+      mixed = mixed || *ftype != t->type;
+    }
+  }
+  if (ftype && !mixed) {
+    b.u32("general.file_type", *ftype == DType::kF32    ? 0
+                               : *ftype == DType::kF16  ? 1
+                               : *ftype == DType::kBF16 ? 32
+                                                        : 7);
+  }
   int64_t vocab_rows = -1;  // token_embd rows to keep (the tokenizer's size)
   if (opts.tokenizer) {
     auto v = read_hf_vocab(dir, arch);
@@ -617,8 +631,6 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
       vocab_rows = int64_t(hv.tokens.size());
     }
   }
-  auto ck = SafetensorsCheckpoint::open_dir(dir);
-  if (!ck.ok()) return ck.status();
   const StTensor *lm_head = nullptr, *embed = nullptr;
   for (const StTensor* t : ck.value()->tensors()) {
     auto g = gguf_name(t->name);
