@@ -203,8 +203,12 @@ TEST(Convert, BadInputs) {
     std::ofstream(tmp / "bad/tokenizer.json") << j.dump();
   }
   expect_fail("convert " + (tmp / "bad") + " " + out + " --type f32", "273 tokens");
-  // An output that cannot be written: a read-only directory (skipped when running as root,
-  // who may write anyway).
+  // An output that cannot be written: /proc takes no new files, even from root; a read-only
+  // directory (skipped when running as root, who may write anyway).
+  EXPECT_EQ(g4("convert " + ok_dir + " /proc/g4_convert_test.gguf --type f32", &err), 1);
+  EXPECT_NE(err.find("cannot create /proc/g4_convert_test.gguf.tmp"), std::string::npos) << err;
+  EXPECT_EQ(g4("convert " + ok_dir + " /proc/g4_convert_test.gguf --type q8_0", &err), 1);
+  EXPECT_NE(err.find("/proc/g4_convert_test.gguf"), std::string::npos) << err;
   fs::create_directories(tmp / "ro");
   fs::permissions(tmp / "ro", fs::perms::owner_read | fs::perms::owner_exec);
   if (::geteuid() != 0) {
