@@ -1,12 +1,15 @@
 // g4 convert: a Hugging Face checkpoint directory -> a GGUF file that g4 and llama.cpp load.
 // The directory is converted in memory exactly as `g4 run -m DIR` loads it
 // (src/io/hf_checkpoint.h: llama.cpp's tensor names and converter transformations), plus the
-// tokenizer.ggml.* metadata from tokenizer.json (src/io/hf_tokenizer.h). --type f32 writes that
-// image as is; every other type re-encodes the image (kept in the checkpoint's own float type,
-// which is lossless) with the quantizer's per-tensor rules (src/model/quantize.h), so
-// `g4 convert DIR X --type T` equals `g4 quantize` of the f32 conversion. The output appears
-// under its name only when complete (written to OUT.tmp, then renamed).
+// tokenizer.ggml.* metadata from tokenizer.json (src/io/hf_tokenizer.h).
+//  - f32, f16, bf16: the image with matrices in that type, written as is: what llama.cpp's
+//    convert_hf_to_gguf.py --outtype writes (scripts/check_convert_vs_llamacpp.py);
+//  - q8_0, q4_0, q5_0, q4_k, q6_k: the image in the checkpoint's own float type (lossless),
+//    re-encoded with the quantizer's per-tensor rules (src/model/quantize.h), i.e. exactly
+//    `g4 quantize` of the f32 conversion.
+// The output appears under its name only when complete (written to OUT.tmp, then renamed).
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -61,9 +64,11 @@ Status write_atomic(const std::string& path, const uint8_t* data, size_t n) {
 
 int convert(const ConvertArgs& a) {
   namespace fs = std::filesystem;
-  const bool keep_f32 = a.type == "f32" || a.type == "F32";
+  std::string lower = a.type;
+  for (auto& ch : lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  const bool plain = lower == "f32" || lower == "f16" || lower == "bf16";
   DType target = DType::kF32;
-  if (!keep_f32) {
+  if (!plain) {
     auto t = parse_quant_type(a.type);
     if (!t.ok()) return fail(t.error() + " or f32");
     target = t.value();
@@ -79,7 +84,7 @@ int convert(const ConvertArgs& a) {
 
   const auto t0 = std::chrono::steady_clock::now();
   HfLoadOptions ho;
-  ho.dtype = keep_f32 ? "f32" : "auto";
+  ho.dtype = plain ? lower : "auto";
   ho.tokenizer = true;
   ho.progress = [](uint64_t done, uint64_t total) {
     progress("convert", total ? double(done) / double(total) : 1.0, done == total);
@@ -88,7 +93,7 @@ int convert(const ConvertArgs& a) {
   if (!img.ok()) return fail(img.error());
   const HfImage& im = img.value();
   uint64_t bytes = im.size;
-  if (keep_f32) {
+  if (plain) {
     if (Status s = write_atomic(a.out, im.data.get(), im.size); !s.ok()) return fail(s.message());
   } else {
     auto f = GgufFile::parse_owned(im.data, im.size, a.in);

@@ -520,9 +520,16 @@ Status gemma4_meta(Cfg& c, ImageBuilder& b, const std::string& name, int* rope_p
   b.u32(p + "context_length", uint32_t(ctx));
   b.u32(p + "embedding_length", uint32_t(d));
   b.u32(p + "block_count", uint32_t(L));
-  b.arr_i32(p + "feed_forward_length", ffs);
+  // Per-layer values as an array only where they differ, as llama.cpp's converter writes them.
+  const auto per_layer = [&](const std::string& k, const std::vector<int>& v) {
+    if (std::all_of(v.begin(), v.end(), [&](int x) { return x == v[0]; }))
+      b.u32(k, uint32_t(v[0]));
+    else
+      b.arr_i32(k, v);
+  };
+  per_layer(p + "feed_forward_length", ffs);
   b.u32(p + "attention.head_count", uint32_t(H));
-  b.arr_i32(p + "attention.head_count_kv", kvh);
+  per_layer(p + "attention.head_count_kv", kvh);
   b.u32(p + "attention.key_length", uint32_t(hd_g));
   b.u32(p + "attention.value_length", uint32_t(hd_g));
   b.u32(p + "attention.key_length_swa", uint32_t(hd_s));
@@ -609,7 +616,8 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
                                : *ftype == DType::kBF16 ? 32
                                                         : 7);
   }
-  int64_t vocab_rows = -1;  // token_embd rows to keep (the tokenizer's size)
+  b.u32("general.quantization_version", 2);  // GGML_QNT_VERSION, as llama.cpp's converter
+  int64_t vocab_rows = -1;                   // token_embd rows to keep (the tokenizer's size)
   if (opts.tokenizer) {
     auto v = read_hf_vocab(dir, arch);
     if (!v.ok()) return v.status();

@@ -1,10 +1,11 @@
 // `g4 convert` (src/cli/cmd_convert.cc) on the tiny HF fixtures of scripts/gen_tiny_hf.py:
 // the converted GGUF gives transformers' float32 logits (max |Δ| <= 1e-3, the bound of
 // hf_checkpoint_test.cc) and exactly the logits of the directory loaded directly; its
-// tokenizer metadata tokenizes like the `tokenizers` package; every --type equals `g4 quantize`
-// of the f32 conversion byte for byte; `--dtype q4_k` etc. on a directory equals loading that
-// quantized file; bad inputs fail with one clear line and leave no file behind.
-// (llama.cpp loading the same files: tests/cli/convert_llamacpp_test.py.)
+// tokenizer metadata tokenizes like the `tokenizers` package; f16/bf16 give the weights of
+// `--dtype f16/bf16` on the directory; the block types equal `g4 quantize` of the f32
+// conversion byte for byte, and `--dtype q4_k` etc. on a directory equals loading that file; bad
+// inputs fail with one clear line and leave no file behind. (llama.cpp loading the same files:
+// tests/cli/convert_llamacpp_test.py.)
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -137,15 +138,23 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Convert,
                          ::testing::Values("gemma4_e2b_like", "gemma4_31b_like", "gemma4_26b_like",
                                            "gemma3_4b_like"));
 
-// Other types: the f32 conversion re-encoded by the quantizer, identical to `g4 quantize` of
-// the f32 file; and a directory loaded with that --dtype holds exactly those weights.
+// f16/bf16: the same weights as loading the directory with that --dtype. Block types: the
+// conversion re-encoded by the quantizer, identical to `g4 quantize` of the f32 file; and a
+// directory loaded with that --dtype holds exactly those weights.
 TEST(Convert, TypesEqualQuantizeOfF32) {
   Tmp tmp;
   for (const char* sub : {"gemma4_26b_like", "gemma4_e2b_like"}) {
     const std::string dir = kHf + sub, f32 = tmp / (std::string(sub) + ".f32.gguf");
     ASSERT_EQ(g4("convert " + dir + " " + f32 + " --type f32"), 0);
     const auto fx = expected(sub);
-    for (const char* t : {"f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"}) {
+    for (const char* t : {"f16", "bf16"}) {  // the image in that type: = --dtype on load
+      const std::string a = tmp / "a.gguf";
+      ASSERT_EQ(g4("convert " + dir + " " + a + " --type " + t), 0) << sub << " " << t;
+      auto o = exact_options(dir);
+      o.hf_dtype = t;
+      EXPECT_TRUE(run(o, fx) == run(exact_options(a), fx)) << sub << " " << t;
+    }
+    for (const char* t : {"q8_0", "q4_0", "q5_0", "q4_k", "q6_k"}) {
       const std::string a = tmp / "a.gguf", b = tmp / "b.gguf";
       ASSERT_EQ(g4("convert " + dir + " " + a + " --type " + t), 0) << sub << " " << t;
       ASSERT_EQ(g4("quantize " + f32 + " " + b + " --type " + t), 0) << sub << " " << t;
