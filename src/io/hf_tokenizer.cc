@@ -13,6 +13,7 @@ namespace g4 {
 namespace {
 
 using json = nlohmann::json;
+const char kSpace[] = "\xE2\x96\x81";  // U+2581
 
 Result<std::string> slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -68,18 +69,23 @@ Result<std::optional<HfVocab>> read_hf_vocab(const std::string& dir, const std::
     v.scores.assign(n, -1000.0f);
     v.merges = std::move(merges);
   } else {
-    v.scores.assign(n, -1e9f);
-    for (size_t r = 0; r < merges.size(); ++r) {
-      const std::string& m = merges[r];
-      const size_t sp = m.find(' ', 1);
-      if (sp == std::string::npos) return Status::error(path + ": merge '" + m + "' has no space");
-      auto it = id_of.find(m.substr(0, sp) + m.substr(sp + 1));
-      if (it != id_of.end() && v.scores[size_t(it->second)] == -1e9f)
-        v.scores[size_t(it->second)] = -float(r);
-    }
-    if (model.contains("unk_token") && model["unk_token"].is_string()) {
-      auto it = id_of.find(model["unk_token"].get<std::string>());
-      if (it != id_of.end()) v.types[size_t(it->second)] = int32_t(TokenType::kUnknown);
+    // SentencePiece order: a learned piece's score is minus its position after the first
+    // NORMAL piece, so merging by score follows the vocabulary order (real Gemma 3: exactly
+    // llama.cpp's scores for every merged piece); bytes 0; added tokens -1000 and, when not
+    // special, written with spaces for U+2581 (what llama.cpp's converter does with them).
+    v.scores.assign(n, -1000.0f);
+    int64_t first_normal = -1;
+    for (size_t i = 0; i < n; ++i) {
+      const auto ty = TokenType(v.types[i]);
+      if (ty == TokenType::kByte) {
+        v.scores[i] = 0.0f;
+      } else if (ty == TokenType::kNormal) {
+        if (first_normal < 0) first_normal = int64_t(i);
+        v.scores[i] = -float(int64_t(i) - first_normal);
+      } else if (ty == TokenType::kUserDefined) {
+        std::string& tk = v.tokens[i];
+        for (size_t at; (at = tk.find(kSpace)) != std::string::npos;) tk.replace(at, 3, " ");
+      }
     }
   }
 

@@ -5,9 +5,13 @@
 //    tokens CONTROL, other added tokens and the seven chat markers USER_DEFINED), the merges,
 //    add_bos_token = true, add_space_prefix = false;
 //  - gemma3: tokenizer.ggml.model "llama" (SentencePiece-style BPE). llama.cpp's converter
-//    reads scores from tokenizer.model; g4 reads only tokenizer.json and derives them from the
-//    merges (a token made by merge r scores -r, so the score order is the merge order; tokens
-//    no merge makes score -1e9), <unk> is UNKNOWN.
+//    reads tokenizer.model; g4 reads only tokenizer.json: learned pieces score minus their
+//    position after the first NORMAL piece (SentencePiece's order; on the real Gemma 3
+//    vocabulary this equals llama.cpp's score for every merged piece), bytes 0, added tokens
+//    -1000, non-special added tokens with U+2581 written as spaces as llama.cpp does. Types
+//    from tokenizer.json cannot tell which non-special added tokens tokenizer.model marks
+//    CONTROL: on the real Gemma 3 vocabulary 6243 of them (<unusedN>, <mask>, markup) are
+//    USER_DEFINED here but CONTROL in llama.cpp's file.
 // Special ids from tokenizer_config.json (bos/eos/unk/pad_token) when present, else the Gemma
 // texts <bos> <eos> <unk> <pad>; the chat template from tokenizer_config.json or
 // chat_template.jinja. The vocabulary is first loaded by Tokenizer::from_hf_json, so a
