@@ -43,12 +43,16 @@ Status write_atomic(const std::string& path, const uint8_t* data, size_t n) {
   if (f == nullptr) return Status::error("cannot create " + tmp + ": " + std::strerror(errno));
   const size_t kChunk = size_t(64) << 20;
   bool ok = true;
+  int err = 0;
   for (size_t off = 0; off < n && ok; off += kChunk) {
     ok = std::fwrite(data + off, 1, std::min(kChunk, n - off), f) == std::min(kChunk, n - off);
+    if (!ok) err = errno;
     progress("write", n ? double(std::min(n, off + kChunk)) / double(n) : 1.0, off + kChunk >= n);
   }
-  const int err = errno;
-  ok = (std::fclose(f) == 0) && ok;
+  if (std::fclose(f) != 0 && ok) {
+    ok = false;
+    err = errno;
+  }
   std::error_code ec;
   if (!ok) {
     fs::remove(tmp, ec);
