@@ -6,13 +6,24 @@ them) for g4's HF loader, with transformers float32 logits. Regenerate with:
                     scripts/gen_tiny_gemma4.py (PLE, KV sharing, double-wide MLP), so the weights
                     are exactly those of tests/golden/tiny_gemma4/tiny_e2b_like.gguf; one
                     model.safetensors. The script checks its logits against that fixture's JSON.
+  gemma4_31b_like/  the tiny_31b_like shape and seed of gen_tiny_gemma4.py (K=V global layers with
+                    their own KV-head count, 16/32 head sizes); one model.safetensors.
+  gemma4_26b_like/  the tiny_26b_like shape and seed (MoE: 16 experts, top-4, shared dense MLP,
+                    K=V globals; matrices rounded to f16 values, stored f32); saved in 100 KB
+                    shards with model.safetensors.index.json.
   gemma3_4b_like/   Gemma3ForCausalLM holding the weights of
                     tests/golden/tiny/tiny_4b_like.gguf (read with gguf-py; GGUF norm multipliers
                     w become HF's w - 1, exact in float32 for w in [0.5, 2]), GQA, linear x8
                     RoPE scaling on global layers; saved in 100 KB shards with
                     model.safetensors.index.json.
 Each directory's expected.json holds transformers float32 logits (eager attention, no cache,
-whole prompt in one forward) for three prompts of token ids.
+whole prompt in one forward) for three prompts of token ids (Gemma 4: gen_tiny_gemma4.py's
+prompts: short, longer than the window 8, and long enough that every layer, the KV-shared ones
+included, sees wrapped windows), and "tokens": the ids `tokenizers` gives for a few strings.
+Every directory also gets a toy 272-token tokenizer.json (a BPE model made with the
+`tokenizers` package in Gemma's configuration: byte fallback, ' ' -> U+2581, Gemma 4 also the
+newline-run split; <pad> <eos> <bos> <unk>, 256 <0xXX> byte tokens, 12 learned pieces) and a
+tokenizer_config.json, so `g4 convert` has a vocabulary to write.
 """
 import argparse
 import json
@@ -22,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gguf import GGUFReader
+from tokenizers import Tokenizer
 from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, Gemma4ForCausalLM,
                           Gemma4TextConfig)
 
@@ -39,11 +51,52 @@ def logits_for(model, ids):
         return model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float().numpy()
 
 
-def save(model, d, prompts, **kw):
+SPACE = "\u2581"
+PIECES = [SPACE, "t", "h", "e", "a", "n", "th", "the", SPACE + "the", SPACE + "a", SPACE + "an",
+          "an"]
+# Merge order chosen so that merging by rank (HF BPE) and by score = -rank over all pairs whose
+# concatenation is a token (llama.cpp's SentencePiece-style "llama" model) agree.
+MERGES = [["t", "h"], ["th", "e"], [SPACE, "the"], [SPACE, "a"], [SPACE + "a", "n"], ["a", "n"]]
+TOKEN_TESTS = ["the", " the an than", "then a nan\n\nthe  end", "ha\U0001F600 \u00fcber the\n",
+               "\n\n\n a\tb"]
+
+
+def write_tokenizer(d, gemma4):
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    toks = specials + [f"<0x{b:02X}>" for b in range(256)] + PIECES
+    assert len(toks) == VOCAB
+    tj = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": i, "content": t, "single_word": False, "lstrip": False,
+                          "rstrip": False, "normalized": False, "special": True}
+                         for i, t in enumerate(specials)],
+        "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": SPACE},
+        "pre_tokenizer": ({"type": "Split", "pattern": {"Regex": "\n+"}, "behavior": "Isolated",
+                           "invert": False} if gemma4 else None),
+        "post_processor": None,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": SPACE}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": {t: i for i, t in enumerate(toks)}, "merges": MERGES},
+    }
+    tok = Tokenizer.from_str(json.dumps(tj))
+    tok.save(str(d / "tokenizer.json"))
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>",
+        "unk_token": "<unk>", "pad_token": "<pad>", "add_bos_token": True,
+        "add_eos_token": False}, indent=1))
+    return [{"text": t, "ids": tok.encode(t, add_special_tokens=False).ids} for t in TOKEN_TESTS]
+
+
+def save(model, d, prompts, gemma4=True, **kw):
     d.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(d), safe_serialization=True, **kw)
     fx = {"command": COMMAND, "torch": torch.__version__,
-          "transformers": __import__("transformers").__version__, "prompts": []}
+          "transformers": __import__("transformers").__version__, "prompts": [],
+          "tokens": write_tokenizer(d, gemma4)}
     for ids in prompts:
         lg = logits_for(model, ids)
         fx["prompts"].append({"ids": ids, "logits": [[float(f"{v:.6g}") for v in r] for r in lg]})
@@ -61,7 +114,7 @@ E2B = dict(
     use_double_wide_mlp=True, attention_k_eq_v=False, final_logit_softcapping=30.0)
 
 
-def randomise(model, seed):  # gen_tiny_gemma4.py's randomise() for f16=False
+def randomise(model, seed, f16=False):  # gen_tiny_gemma4.py's randomise()
     g = torch.Generator().manual_seed(seed)
     for name, t in model.state_dict().items():
         if name == "lm_head.weight":
@@ -76,23 +129,46 @@ def randomise(model, seed):  # gen_tiny_gemma4.py's randomise() for f16=False
             new = 0.5 + torch.rand(t.shape, generator=g)
         else:
             new = 1 + 0.2 * torch.randn(t.shape, generator=g)
+        if f16 and new.ndim >= 2 and not name.endswith("router.proj.weight"):
+            new = new.half().float()  # gen_tiny_gemma4.py's F16_MODELS rounding
         with torch.no_grad():
             t.copy_(new)
 
 
-torch.manual_seed(100)
-cfg = Gemma4TextConfig(vocab_size=VOCAB, max_position_embeddings=256, rms_norm_eps=1e-6,
-                       tie_word_embeddings=True, **E2B)
-cfg._attn_implementation = "eager"
-m4 = Gemma4ForCausalLM(cfg).eval()
-randomise(m4, 1000)
-ref = json.loads((ROOT / "tests/golden/tiny_gemma4/tiny_e2b_like.json").read_text())
-fx = save(m4, out / "gemma4_e2b_like", [p["ids"] for p in ref["prompts"]])
-worst = max(np.abs(np.array(a["logits"]) - np.array(b["logits"])).max()
-            for a, b in zip(fx["prompts"], ref["prompts"]))
-print(f"gemma4_e2b_like: max |logit - tiny_e2b_like.json| = {worst:.2e}")
-if worst > 1e-4:
-    sys.exit("weights differ from gen_tiny_gemma4.py's tiny_e2b_like")
+# 31B-like and 26B-A4B-like: gen_tiny_gemma4.py's SHAPES entries 1 and 2 (copied; that script
+# runs on import), its seeds 100 + i / 1000 + i and its f16 rounding of the 26B-like matrices.
+S31 = dict(
+    num_hidden_layers=7, hidden_size=32, intermediate_size=64, num_attention_heads=8,
+    num_key_value_heads=4, num_global_key_value_heads=2, head_dim=16, global_head_dim=32,
+    sliding_window=8, layer_types=["sliding_attention"] * 5 + ["full_attention"] * 2,
+    hidden_size_per_layer_input=0, attention_k_eq_v=True, final_logit_softcapping=30.0)
+S26 = dict(
+    num_hidden_layers=6, hidden_size=32, intermediate_size=24, num_attention_heads=4,
+    num_key_value_heads=2, num_global_key_value_heads=1, head_dim=16, global_head_dim=32,
+    sliding_window=8, layer_types=["sliding_attention"] * 5 + ["full_attention"],
+    hidden_size_per_layer_input=0, attention_k_eq_v=True, enable_moe_block=True,
+    num_experts=16, top_k_experts=4, moe_intermediate_size=8, final_logit_softcapping=10.0)
+
+
+def gemma4_fixture(sub, ref_name, shape, i, f16=False, **kw):
+    torch.manual_seed(100 + i)
+    c = Gemma4TextConfig(vocab_size=VOCAB, max_position_embeddings=256, rms_norm_eps=1e-6,
+                         tie_word_embeddings=True, **shape)
+    c._attn_implementation = "eager"
+    m = Gemma4ForCausalLM(c).eval()
+    randomise(m, 1000 + i, f16)
+    ref = json.loads((ROOT / f"tests/golden/tiny_gemma4/{ref_name}.json").read_text())
+    fx = save(m, out / sub, [p["ids"] for p in ref["prompts"]], **kw)
+    worst = max(np.abs(np.array(a["logits"]) - np.array(b["logits"])).max()
+                for a, b in zip(fx["prompts"], ref["prompts"]))
+    print(f"{sub}: max |logit - {ref_name}.json| = {worst:.2e}")
+    if worst > 1e-4:
+        sys.exit(f"weights differ from gen_tiny_gemma4.py's {ref_name}")
+
+
+gemma4_fixture("gemma4_e2b_like", "tiny_e2b_like", E2B, 0)
+gemma4_fixture("gemma4_31b_like", "tiny_31b_like", S31, 1)
+gemma4_fixture("gemma4_26b_like", "tiny_26b_like", S26, 2, f16=True, max_shard_size="100KB")
 
 # ---- Gemma 3, 4B-like: the weights of tiny_4b_like.gguf ----
 r = GGUFReader(str(ROOT / "tests/golden/tiny/tiny_4b_like.gguf"))
@@ -133,7 +209,7 @@ for n, a in gw.items():
 m3.tie_weights()
 rng = np.random.default_rng(7)
 p3 = [[2] + [int(x) for x in rng.integers(4, VOCAB, n - 1)] for n in (5, W + 7, 3 * W + 2)]
-save(m3, out / "gemma3_4b_like", p3, max_shard_size="100KB")
-for sub in ("gemma4_e2b_like", "gemma3_4b_like"):
+save(m3, out / "gemma3_4b_like", p3, gemma4=False, max_shard_size="100KB")
+for sub in ("gemma4_e2b_like", "gemma4_31b_like", "gemma4_26b_like", "gemma3_4b_like"):
     for f in sorted((out / sub).iterdir()):
         print(sub, f.name, f.stat().st_size)

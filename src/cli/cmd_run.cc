@@ -188,7 +188,8 @@ Runner add_run(CLI::App& app) {
   app.add_flag("-v,--verbose", a->verbose, "Print model details");
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0"}));
+      ->check(
+          CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"}));
   return [a] { return run(*a); };
 }
 

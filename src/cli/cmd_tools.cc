@@ -158,7 +158,8 @@ Runner add_logits(CLI::App& app) {
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model or HF checkpoint directory")->required();
   app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")
-      ->check(CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0"}));
+      ->check(
+          CLI::IsMember({"auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q5_0", "q4_k", "q6_k"}));
   auto* p = app.add_option("--prompt", a->prompt, "Prompt text (tokenized with <bos>)");
   auto* i = app.add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,105,2364");
   p->excludes(i);

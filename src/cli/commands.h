@@ -18,6 +18,7 @@ Runner add_pull(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_convert(CLI::App& app);
 
 // ~/.cache/g4 (or $G4_HOME).
 std::string cache_dir();

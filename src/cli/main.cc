@@ -50,6 +50,10 @@ int main(int argc, char** argv) {
     auto* s = app.add_subcommand("quantize", "Re-encode a GGUF model's weights to another type");
     add(s, g4::cli::add_quantize(*s));
   }
+  {
+    auto* s = app.add_subcommand("convert", "Write a Hugging Face checkpoint directory as GGUF");
+    add(s, g4::cli::add_convert(*s));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,8 @@
 #include "io/hf_checkpoint.h"
 
+#include <unistd.h>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -13,8 +15,10 @@
 
 #include "core/fp16.h"
 #include "io/gguf.h"
+#include "io/hf_tokenizer.h"
 #include "io/safetensors.h"
 #include "kernels/quant.h"
+#include "model/quantize.h"
 
 namespace g4 {
 
@@ -46,7 +50,17 @@ class ImageBuilder {
     key(k, 9), put<uint32_t>(7), put<uint64_t>(v.size());
     for (bool x : v) put<uint8_t>(x ? 1 : 0);
   }
+  void boolean(const std::string& k, bool v) { key(k, 7), put<uint8_t>(v ? 1 : 0); }
+  void arr_f32(const std::string& k, const std::vector<float>& v) {
+    key(k, 9), put<uint32_t>(6), put<uint64_t>(v.size());
+    for (float x : v) put<float>(x);
+  }
+  void arr_str(const std::string& k, const std::vector<std::string>& v) {
+    key(k, 9), put<uint32_t>(8), put<uint64_t>(v.size());
+    for (const std::string& x : v) put_str(x);
+  }
   void tensor(ImageTensor t) { tensors_.push_back(std::move(t)); }
+  void on_progress(std::function<void(uint64_t, uint64_t)> f) { progress_ = std::move(f); }
 
   HfImage build(const std::string& arch) {
     const auto align = [](size_t n) { return (n + 31) / 32 * 32; };
@@ -75,9 +89,13 @@ class ImageBuilder {
     std::memset(p, 0, total);
     std::memcpy(p, kv_.data(), kv_.size());
     off = data_start;
+    uint64_t done = 0, payload = 0;
+    for (const ImageTensor& t : tensors_) payload += t.nbytes;
     for (const ImageTensor& t : tensors_) {
       if (t.nbytes > 0) t.fill(p + off);
       off += align(t.nbytes);
+      done += t.nbytes;
+      if (progress_) progress_(done, payload);
     }
     HfImage img;
     img.data = std::shared_ptr<const uint8_t[]>(
@@ -108,6 +126,7 @@ class ImageBuilder {
   std::vector<uint8_t> kv_;
   int64_t n_kv_ = 0;
   std::vector<ImageTensor> tensors_;
+  std::function<void(uint64_t, uint64_t)> progress_;
 };
 
 Result<json> read_json(const std::string& path) {
@@ -280,20 +299,25 @@ Result<DType> parse_dtype(const std::string& s) {
   if (s == "f16") return DType::kF16;
   if (s == "bf16") return DType::kBF16;
   if (s == "q8_0") return DType::kQ8_0;
-  return Status::error("unsupported --dtype '" + s + "' (auto, f32, f16, bf16, q8_0)");
+  return Status::error("unsupported --dtype '" + s +
+                       "' (auto, f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q6_k)");
 }
 
 // Converts one checkpoint tensor: to f32, `add_one` for Gemma 3 norms, then to `target`.
-ImageTensor convert(const StTensor& t, const std::string& name, DType target, bool add_one) {
+// `keep_rows` >= 0 keeps only the first rows of a matrix (the embedding cut to the tokenizer).
+ImageTensor convert(const StTensor& t, const std::string& name, DType target, bool add_one,
+                    int64_t keep_rows = -1) {
   ImageTensor o;
   o.name = name;
   for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) o.ne.push_back(*it);
   if (o.ne.empty()) o.ne.push_back(1);
   o.type = target;
-  const int64_t n = t.n_elements();
+  if (keep_rows >= 0 && o.ne.size() == 2 && keep_rows < o.ne[1]) o.ne[1] = keep_rows;
+  int64_t n = 1;
+  for (int64_t x : o.ne) n *= x;
   const StTensor* src = &t;
   if (target == DType::kQ8_0) {  // row by row (ne0 % 32 == 0, checked by the caller)
-    const int64_t ne0 = o.ne[0], rows = ne0 > 0 ? n / ne0 : 0;
+    const int64_t ne0 = o.ne[0], rows = ne0 > 0 ? n / ne0 : 0;  // n: the kept elements
     const size_t rb = row_bytes(DType::kQ8_0, ne0), in_es = src->type == DType::kF32 ? 4 : 2;
     o.nbytes = size_t(rows) * rb;
     o.fill = [src, ne0, rows, rb, in_es](uint8_t* dst) {
@@ -308,7 +332,7 @@ ImageTensor convert(const StTensor& t, const std::string& name, DType target, bo
   o.nbytes = size_t(n) * (target == DType::kF32 ? 4 : 2);
   o.fill = [src, n, target, add_one](uint8_t* dst) {
     if (src->type == target && !add_one) {
-      std::memcpy(dst, src->data, src->nbytes);
+      std::memcpy(dst, src->data, size_t(n) * (target == DType::kF32 ? 4 : 2));
       return;
     }
     constexpr int64_t kChunk = 4096;  // bounded scratch
@@ -496,9 +520,16 @@ Status gemma4_meta(Cfg& c, ImageBuilder& b, const std::string& name, int* rope_p
   b.u32(p + "context_length", uint32_t(ctx));
   b.u32(p + "embedding_length", uint32_t(d));
   b.u32(p + "block_count", uint32_t(L));
-  b.arr_i32(p + "feed_forward_length", ffs);
+  // Per-layer values as an array only where they differ, as llama.cpp's converter writes them.
+  const auto per_layer = [&](const std::string& k, const std::vector<int>& v) {
+    if (std::all_of(v.begin(), v.end(), [&](int x) { return x == v[0]; }))
+      b.u32(k, uint32_t(v[0]));
+    else
+      b.arr_i32(k, v);
+  };
+  per_layer(p + "feed_forward_length", ffs);
   b.u32(p + "attention.head_count", uint32_t(H));
-  b.arr_i32(p + "attention.head_count_kv", kvh);
+  per_layer(p + "attention.head_count_kv", kvh);
   b.u32(p + "attention.key_length", uint32_t(hd_g));
   b.u32(p + "attention.value_length", uint32_t(hd_g));
   b.u32(p + "attention.key_length_swa", uint32_t(hd_s));
@@ -561,12 +592,53 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   }
   const std::string name = std::filesystem::path(dir).filename().string();
   ImageBuilder b;
+  b.on_progress(opts.progress);
   int rope_pairs = 0, hd_g = 0;
   Status s =
       arch == "gemma3" ? gemma3_meta(c, b, name) : gemma4_meta(c, b, name, &rope_pairs, &hd_g);
   if (!s.ok()) return Status::error(dir + "/" + s.message());
   auto ck = SafetensorsCheckpoint::open_dir(dir);
   if (!ck.ok()) return ck.status();
+  // general.file_type as llama.cpp names the matrices' type (for "auto": the checkpoint's, when
+  // all its matrices share one float type).
+  std::optional<DType> ftype = want;
+  bool mixed = false;
+  if (!want) {
+    for (const StTensor* t : ck.value()->tensors()) {
+      if (t->shape.size() < 2) continue;
+      if (!ftype) ftype = t->type;
+      mixed = mixed || *ftype != t->type;
+    }
+  }
+  if (ftype && !mixed) {
+    b.u32("general.file_type", *ftype == DType::kF32    ? 0
+                               : *ftype == DType::kF16  ? 1
+                               : *ftype == DType::kBF16 ? 32
+                                                        : 7);
+  }
+  b.u32("general.quantization_version", 2);  // GGML_QNT_VERSION, as llama.cpp's converter
+  int64_t vocab_rows = -1;                   // token_embd rows to keep (the tokenizer's size)
+  if (opts.tokenizer) {
+    auto v = read_hf_vocab(dir, arch);
+    if (!v.ok()) return v.status();
+    if (v.value()) {
+      const HfVocab& hv = *v.value();
+      b.str("tokenizer.ggml.model", hv.model);
+      b.arr_str("tokenizer.ggml.tokens", hv.tokens);
+      b.arr_f32("tokenizer.ggml.scores", hv.scores);
+      b.arr_i32("tokenizer.ggml.token_type", hv.types);
+      if (!hv.merges.empty()) b.arr_str("tokenizer.ggml.merges", hv.merges);
+      b.u32("tokenizer.ggml.bos_token_id", uint32_t(hv.bos));
+      b.u32("tokenizer.ggml.eos_token_id", uint32_t(hv.eos));
+      if (hv.unk >= 0) b.u32("tokenizer.ggml.unknown_token_id", uint32_t(hv.unk));
+      if (hv.pad >= 0) b.u32("tokenizer.ggml.padding_token_id", uint32_t(hv.pad));
+      b.boolean("tokenizer.ggml.add_bos_token", hv.add_bos);
+      b.boolean("tokenizer.ggml.add_eos_token", hv.add_eos);
+      b.boolean("tokenizer.ggml.add_space_prefix", false);
+      if (!hv.chat_template.empty()) b.str("tokenizer.chat_template", hv.chat_template);
+      vocab_rows = int64_t(hv.tokens.size());
+    }
+  }
   const StTensor *lm_head = nullptr, *embed = nullptr;
   for (const StTensor* t : ck.value()->tensors()) {
     auto g = gguf_name(t->name);
@@ -580,7 +652,14 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
     DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
     // Q8_0 blocks need rows of whole 32-element blocks; other matrices fall back to f16.
     if (target == DType::kQ8_0 && t->shape.back() % 32 != 0) target = DType::kF16;
-    b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value())));
+    const bool is_embd = g.value() == "token_embd.weight";
+    if (is_embd && vocab_rows >= 0 && t->shape.size() == 2 && vocab_rows > t->shape[0]) {
+      return Status::error(dir + ": tokenizer.json has " + std::to_string(vocab_rows) +
+                           " tokens but the embedding only " + std::to_string(t->shape[0]) +
+                           " rows");
+    }
+    b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value()),
+                     is_embd ? vocab_rows : -1));
   }
   // The engine ties the LM head to the embedding (all Gemma models do): a stored head must be
   // a copy of it.
@@ -603,8 +682,35 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   return b.build(arch);
 }
 
+bool is_quantizer_dtype(const std::string& s) {
+  return s == "q4_0" || s == "q5_0" || s == "q4_k" || s == "q6_k";
+}
+
 Result<std::unique_ptr<GgufFile>> load_hf_checkpoint(const std::string& dir,
                                                      const HfLoadOptions& opts) {
+  if (is_quantizer_dtype(opts.dtype)) {
+    // The block types g4 quantize writes: the checkpoint as stored (lossless), re-encoded by
+    // the quantizer (src/model/quantize.h) into a temporary GGUF that is mapped and unlinked,
+    // so the weights are exactly those of `g4 quantize` on the converted file.
+    HfLoadOptions o = opts;
+    o.dtype = "auto";
+    auto img = load_hf_checkpoint(dir, o);
+    if (!img.ok()) return img.status();
+    static std::atomic<int> counter{0};
+    const std::string tmp =
+        (std::filesystem::temp_directory_path() /
+         ("g4_hf_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".gguf"))
+            .string();
+    QuantizeOptions q;
+    q.target = parse_quant_type(opts.dtype).value();
+    auto r = quantize_gguf(*img.value(), dir, tmp, q);
+    if (!r.ok()) return r.status();
+    auto f = GgufFile::open(tmp);
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    if (!f.ok()) return f.status();
+    return f;
+  }
   auto img = convert_hf_checkpoint(dir, opts);
   if (!img.ok()) return img.status();
   const size_t n = img.value().size;

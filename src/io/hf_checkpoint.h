@@ -7,8 +7,10 @@
 // has to write `HfImage::data` to disk.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "core/status.h"
 
@@ -17,10 +19,19 @@ namespace g4 {
 class GgufFile;
 
 struct HfLoadOptions {
+  HfLoadOptions(std::string dt = "auto") : dtype(std::move(dt)) {}  // NOLINT: {"f16"} reads well
   // Matrix storage type: "auto" (as stored in the checkpoint), "f32", "f16", "bf16", or
-  // "q8_0" (matrices whose rows are not whole 32-element blocks become f16 instead).
+  // "q8_0" (matrices whose rows are not whole 32-element blocks become f16 instead); for
+  // load_hf_checkpoint also "q4_0", "q5_0", "q4_k", "q6_k": the checkpoint as stored,
+  // re-encoded by g4 quantize's rules (src/model/quantize.h) through a temporary file.
   // 1-D tensors (norms, scales) and the MoE router are always float32, as llama.cpp keeps them.
-  std::string dtype = "auto";
+  std::string dtype;
+  // Also write the tokenizer.ggml.* metadata from tokenizer.json (src/io/hf_tokenizer.h), as a
+  // GGUF file on disk needs (`g4 convert`); token_embd then keeps only the tokenizer's rows, as
+  // llama.cpp's converter does. Off for `g4 run -m DIR`, which reads tokenizer.json itself.
+  bool tokenizer = false;
+  // Called after each tensor is converted: bytes done, total bytes of tensor data.
+  std::function<void(uint64_t, uint64_t)> progress;
 };
 
 struct HfImage {

@@ -83,7 +83,10 @@ std::vector<TensorPlan> plan_quantization(const GgufFile& in, DType target) {
   for (const auto& t : in.tensors()) {
     TensorPlan p{t.name, t.type, t.type};
     const bool quantize = ends_with(t.name, "weight") && t.n_dims >= 2 &&
-                          t.name.find("_norm.weight") == std::string::npos;
+                          t.name.find("_norm.weight") == std::string::npos &&
+                          // llama-quant keeps the MoE router and the PLE projection as they are
+                          t.name.find("ffn_gate_inp.weight") == std::string::npos &&
+                          t.name.find("per_layer_model_proj") == std::string::npos;
     if (quantize) {
       DType to = target;
       const int64_t nx = t.ne[0];
@@ -118,7 +121,13 @@ Result<QuantizeReport> quantize_model(const std::string& in_path, const std::str
     return Status::error("input and output are the same file ('" + out_path + "')");
   auto inr = GgufFile::open(in_path);
   if (!inr.ok()) return inr.status();
-  const GgufFile& in = *inr.value();
+  return quantize_gguf(*inr.value(), in_path, out_path, opt);
+}
+
+Result<QuantizeReport> quantize_gguf(const GgufFile& in, const std::string& in_path,
+                                     const std::string& out_path, const QuantizeOptions& opt) {
+  if (!can_quantize(opt.target) || opt.target == DType::kF32)
+    return Status::error(std::string("cannot quantize to ") + info(opt.target).name);
   if (auto sc = in.get_uint("split.count"); sc.ok() && sc.value() && *sc.value() > 1)
     return Status::error(in_path + ": split GGUF files are not supported; merge them first");
 

@@ -1,7 +1,8 @@
 // `g4 quantize`: re-encode a GGUF model's weight matrices into one target type, following
 // llama-quantize's per-tensor rules that matter for Gemma (src/llama-quant.cpp):
 //  - only tensors named "*weight" with 2+ dimensions are converted; 1-D tensors and norms
-//    are copied unchanged (F32 in every Gemma file);
+//    are copied unchanged (F32 in every Gemma file), and so are the MoE router
+//    (ffn_gate_inp) and the Gemma 4 PLE projection (per_layer_model_proj);
 //  - the tied token embedding (no output.weight) takes the output-tensor rule of a quantised
 //    request: Q8_0 if its rows are not a multiple of the target's block, else Q6_K unless the
 //    target is Q8_0;
@@ -57,5 +58,9 @@ struct QuantizeReport {
 
 Result<QuantizeReport> quantize_model(const std::string& in_path, const std::string& out_path,
                                       const QuantizeOptions& opt);
+// The same from a GGUF already open (e.g. a converted Hugging Face image); `in_name` names it
+// in errors.
+Result<QuantizeReport> quantize_gguf(const GgufFile& in, const std::string& in_name,
+                                     const std::string& out_path, const QuantizeOptions& opt);
 
 }  // namespace g4

@@ -92,11 +92,13 @@ TEST_P(TinyHf, MatchesTransformersAndGguf) {
   for (size_t i = 0; i < hf.size(); ++i) EXPECT_TRUE(hf[i] == gg[i]) << "prompt " << i;
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TinyHf,
-                         ::testing::Values(Case{"gemma4_e2b_like",
-                                                "tiny_gemma4/tiny_e2b_like.gguf"},
-                                           Case{"gemma3_4b_like", "tiny/tiny_4b_like.gguf"}),
-                         [](const auto& info) { return std::string(info.param.dir); });
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, TinyHf,
+    ::testing::Values(Case{"gemma4_e2b_like", "tiny_gemma4/tiny_e2b_like.gguf"},
+                      Case{"gemma3_4b_like", "tiny/tiny_4b_like.gguf"},
+                      Case{"gemma4_31b_like", "tiny_gemma4/tiny_31b_like.gguf"},
+                      Case{"gemma4_26b_like", "tiny_gemma4/tiny_26b_like.gguf"}),
+    [](const auto& info) { return std::string(info.param.dir); });
 
 TEST(HfCheckpoint, MetadataAndConversions) {
   auto f = load_hf_checkpoint(kDir + "tiny_hf/gemma3_4b_like", {});
