@@ -2,6 +2,11 @@
 alternating the two engines each repetition. Prints a markdown table with ratios.
 
     .venv/bin/python bench/compare_llamacpp.py [--model M] [--threads 2] [--reps 5] [-p 512] [-n 128]
+        [--llama-bench ~/.cache/g4/llama.cpp/bin/llama-bench]
+
+With --llama-bench (built by scripts/build_llama_server.sh) the llama.cpp side is llama-bench
+itself instead of llama-cpp-python. Either way each process's peak RSS (wait4 ru_maxrss) is
+reported beside its speed, so memory is compared in the same run too.
 
 Needs `scripts/setup.sh --dev` (llama-cpp-python). Note: llama-cpp-python's eval() samples
 nothing but copies logits for the last token each call, a small per-token overhead that
@@ -23,18 +28,46 @@ ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("-p", type=int, default=512)
 ap.add_argument("-n", type=int, default=128)
 ap.add_argument("--g4", default=str(root / "build/release/g4"))
+ap.add_argument("--llama-bench", default=None)
 a = ap.parse_args()
+
+
+def run_rss(cmd):
+    """stdout and peak RSS (MiB) of one child process."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed with {p.returncode}")
+    return out, ru.ru_maxrss / 1024.0
+
+
+def llama_side():
+    if a.llama_bench:
+        out, rss = run_rss([a.llama_bench, "-m", a.model, "-p", str(a.p), "-n", str(a.n), "-r", "1",
+                            "-t", str(a.threads), "-o", "json"])
+        rows = json.loads(out)
+        pp = [r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0]
+        tg = [r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0]
+        return {"pp": pp, "tg": tg}, rss
+    out, rss = run_rss([sys.executable, str(root / "bench/llamacpp_bench.py"), a.model, "-p", str(a.p),
+                        "-n", str(a.n), "-t", str(a.threads)])
+    return json.loads(out), rss
+
+
+g4_rss, ll_rss = [], []
 
 g4_pp, g4_tg, ll_pp, ll_tg = [], [], [], []
 for r in range(a.reps):
-    g = json.loads(subprocess.run([a.g4, "bench", a.model, "-p", str(a.p), "-n", str(a.n), "-r", "1",
-                                   "-t", str(a.threads), "--json"], check=True, capture_output=True,
-                                  text=True).stdout)
+    out, rss = run_rss([a.g4, "bench", a.model, "-p", str(a.p), "-n", str(a.n), "-r", "1", "-t",
+                        str(a.threads), "--json"])
+    g = json.loads(out)
+    g4_rss.append(rss)
     g4_pp.append(g["pp"]["tokens_per_s"])
     g4_tg.append(g["tg"]["tokens_per_s"])
-    l = json.loads(subprocess.run([sys.executable, str(root / "bench/llamacpp_bench.py"), a.model, "-p",
-                                   str(a.p), "-n", str(a.n), "-t", str(a.threads)], check=True,
-                                  capture_output=True, text=True).stdout)
+    l, rss = llama_side()
+    ll_rss.append(rss)
     ll_pp += l["pp"]
     ll_tg += l["tg"]
     print(f"rep {r + 1}/{a.reps}: g4 pp {g4_pp[-1]:.1f} tg {g4_tg[-1]:.1f} | llama.cpp pp {ll_pp[-1]:.1f} "
@@ -43,8 +76,12 @@ for r in range(a.reps):
 def ms(v):
     return f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}"
 
-print(f"model: {a.model}, threads: {a.threads}, repetitions: {a.reps} (alternating)\n")
+side = "llama-bench" if a.llama_bench else "llama-cpp-python"
+print(f"model: {a.model}, threads: {a.threads}, repetitions: {a.reps} (alternating), "
+      f"llama.cpp via {side}\n")
 print("| test | g4 tok/s | llama.cpp tok/s | g4 / llama.cpp |")
 print("|---|---|---|---|")
 print(f"| pp{a.p} | {ms(g4_pp)} | {ms(ll_pp)} | {statistics.mean(g4_pp) / statistics.mean(ll_pp):.2f}x |")
 print(f"| tg{a.n} | {ms(g4_tg)} | {ms(ll_tg)} | {statistics.mean(g4_tg) / statistics.mean(ll_tg):.2f}x |")
+print(f"| peak RSS MiB (pp{a.p} + tg{a.n} process) | {max(g4_rss):.0f} | {max(ll_rss):.0f} | "
+      f"{max(g4_rss) / max(ll_rss):.2f}x |")

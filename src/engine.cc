@@ -64,6 +64,10 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
   e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));
   e->exec_->exact = opts.exact;
+  // Loading read the metadata and the tensors that were packed or copied; hand the mapped pages
+  // back (whatever is still read from the file re-faults on demand), so RSS is the arena, the KV
+  // cache and scratch.
+  e->file_->release_all();
   return e;
 }
 

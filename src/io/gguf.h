@@ -100,6 +100,7 @@ class GgufFile {
   // re-fault from the file if touched again); a no-op for in-memory images.
   void release_pages(const void* p, size_t n) const;
   bool is_mapped() const { return map_ != nullptr; }
+  void release_all() const { release_pages(base_, size_); }
 
  private:
   GgufFile() = default;

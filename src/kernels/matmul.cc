@@ -111,7 +111,7 @@ void matmul_exact(ThreadPool& pool, const WeightView& w, const float* x, int64_t
   pool.parallel_for(size_t(w.out), 16, [&](size_t b, size_t e, int ti) {
     float* row = scratch.rows.data() + size_t(ti) * size_t(w.in);
     for (size_t r = b; r < e; ++r) {
-      get_row(w, int64_t(r), row);  // from the packed copy when there is one: same values
+      dequantize_row(w.type, w.row(int64_t(r)), row, w.in);  // the file's rows (re-faulted)
       for (int64_t t = 0; t < n_tokens; ++t) {
         y[size_t(t) * size_t(w.out) + r] = dot32(w.in, row, x + size_t(t) * size_t(w.in));
       }
