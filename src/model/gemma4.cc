@@ -68,7 +68,10 @@ class Gemma4 final : public Model {
                  StepOutput& out) const override;
 
   std::vector<std::vector<uint64_t>> expert_load() const override {
-    return c_.n_experts > 0 ? counters_.snapshot() : std::vector<std::vector<uint64_t>>{};
+    return c_.n_experts > 0 ? counters_.tokens() : std::vector<std::vector<uint64_t>>{};
+  }
+  std::vector<std::vector<uint64_t>> expert_weight_reads() const override {
+    return c_.n_experts > 0 ? counters_.reads() : std::vector<std::vector<uint64_t>>{};
   }
 
  private:

@@ -80,9 +80,91 @@ void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, floa
   }
 }
 
+namespace {
+
+float act(bool swiglu, float g) {
+  return swiglu ? silu(g) : gelu_tanh(g);
+}
+
+// Views of expert e's gate and up rows [ff, d] in either layout.
+void gate_up_of(const MoeLayerView& m, int e, WeightView& gate, WeightView& up) {
+  if (m.gate_up != nullptr) {
+    gate = rows_of(*m.gate_up, int64_t(e) * 2 * m.ff, m.ff);
+    up = rows_of(*m.gate_up, int64_t(e) * 2 * m.ff + m.ff, m.ff);
+  } else {
+    gate = rows_of(*m.gate, int64_t(e) * m.ff, m.ff);
+    up = rows_of(*m.up, int64_t(e) * m.ff, m.ff);
+  }
+}
+
+// One token, default numerics: out[d] = Σ_j w_j · down_j(act(gate_j·xn) ⊙ up_j·xn) over the
+// token's k experts in index order (as the grouped path sums). Two pool jobs in all: every
+// expert's gate/up rows with the activation, then every expert's down rows with the sum. The
+// dot products are the 1-token kernels, which the grouped path's 4/8-token kernels equal
+// bit for bit.
+void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecContext& ctx,
+                       float* out, MoeLayerCounters counters) {
+  MoeScratch& s = ctx.moe;
+  const int k = m.n_used;
+  const int64_t ff = m.ff;
+  // The token's experts in index order, with their weights.
+  s.tok.assign(s.experts.begin(), s.experts.begin() + k);
+  s.tok_w.assign(s.weights.begin(), s.weights.begin() + k);
+  for (int i = 1; i < k; ++i)  // insertion sort, k is small
+    for (int j = i; j > 0 && s.tok[size_t(j - 1)] > s.tok[size_t(j)]; --j) {
+      std::swap(s.tok[size_t(j - 1)], s.tok[size_t(j)]);
+      std::swap(s.tok_w[size_t(j - 1)], s.tok_w[size_t(j)]);
+    }
+  const WeightView& gu0 = m.gate_up != nullptr ? *m.gate_up : *m.gate;
+  const KernelSet kg = kernels_for(gu0.type, ctx.isa), kd = kernels_for(m.down->type, ctx.isa);
+  G4_CHECK(kg.dot1 != nullptr && kd.dot1 != nullptr);
+  const size_t ag = kg.act_bytes(d), ad = kd.act_bytes(ff);
+  if (s.acts.size() < ag + size_t(k) * ad) s.acts.resize(ag + size_t(k) * ad);
+  uint8_t* a_in = s.acts.data();
+  uint8_t* a_act = a_in + ag;
+  kg.prepare(xn, a_in, d);
+  float* a = grow(ctx.buf[16], size_t(k) * size_t(ff));  // [k, ff] activation products
+  ctx.pool.parallel_for(size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
+    for (int j = 0; j < k; ++j) {
+      const size_t lo = std::max(b, size_t(j) * size_t(ff));
+      const size_t hi = std::min(e, size_t(j + 1) * size_t(ff));
+      if (lo >= hi) continue;
+      WeightView g, u;
+      gate_up_of(m, s.tok[size_t(j)], g, u);
+      for (size_t r = lo; r < hi; ++r) {
+        const int64_t row = int64_t(r) - int64_t(j) * ff;
+        a[r] = act(m.swiglu, kg.dot1(d, g.row(row), a_in)) * kg.dot1(d, u.row(row), a_in);
+      }
+    }
+  });
+  for (int j = 0; j < k; ++j) kd.prepare(a + size_t(j) * size_t(ff), a_act + size_t(j) * ad, ff);
+  ctx.pool.parallel_for(size_t(d), 16, [&](size_t b, size_t e, int) {
+    for (size_t r = b; r < e; ++r) {
+      float o = 0;
+      for (int j = 0; j < k; ++j) {
+        const int64_t row = int64_t(s.tok[size_t(j)]) * d + int64_t(r);
+        o += s.tok_w[size_t(j)] * kd.dot1(ff, m.down->row(row), a_act + size_t(j) * ad);
+      }
+      out[r] = o;
+    }
+  });
+  for (int j = 0; j < k; ++j) {
+    const int e = s.tok[size_t(j)];
+    if (counters.tokens) counters.tokens[e].fetch_add(1, std::memory_order_relaxed);
+    if (counters.reads)
+      counters.reads[e].fetch_add(uint64_t(moe_matrices_per_expert(m)), std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
-                 float eps, ExecContext& ctx, float* out, std::atomic<uint64_t>* counts) {
+                 float eps, ExecContext& ctx, float* out, MoeLayerCounters counters) {
   route(m, x, T, d, eps, ctx);
+  if (T == 1 && !ctx.exact) {
+    forward_one_token(m, xn, d, ctx, out, counters);
+    return;
+  }
   const int E = m.n_experts;
   const int64_t ff = m.ff, TK = T * m.n_used;
   // Group (token, weight) pairs by expert with a counting sort, tokens ascending per expert.
@@ -99,34 +181,33 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
     s.tok_w[at] = s.weights[size_t(i)];
   }
   std::memset(out, 0, sizeof(float) * size_t(T * d));
-  float* xs = grow(ctx.buf[14], size_t(T * d));       // gathered expert inputs
-  float* gu = grow(ctx.buf[15], size_t(T * 2 * ff));  // gate | up (fused) or gate
-  float* up = grow(ctx.buf[16], size_t(T * ff));      // up (unfused) / activation product
-  float* ys = grow(ctx.buf[17], size_t(T * d));       // expert outputs
+  float* xs = grow(ctx.buf[14], size_t(T * d));   // gathered expert inputs
+  float* gs = grow(ctx.buf[15], size_t(T * ff));  // gate
+  float* up = grow(ctx.buf[16], size_t(T * ff));  // up, then the activation product
+  float* ys = grow(ctx.buf[17], size_t(T * d));   // expert outputs
   for (int e = 0; e < E; ++e) {
     const int64_t b = s.start[size_t(e)], n = s.start[size_t(e) + 1] - b;
     if (n == 0) continue;
-    if (counts) counts[e].fetch_add(uint64_t(n), std::memory_order_relaxed);
+    if (counters.tokens) counters.tokens[e].fetch_add(uint64_t(n), std::memory_order_relaxed);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(xs + i * d, xn + int64_t(s.tok[size_t(b + i)]) * d, sizeof(float) * size_t(d));
-    // act[i] = act(gate·x) ⊙ (up·x), packed [n, ff] in `up`.
-    if (m.gate_up != nullptr) {
-      const WeightView w = rows_of(*m.gate_up, int64_t(e) * 2 * ff, 2 * ff);
-      matmul(ctx.pool, w, xs, n, gu, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t i = 0; i < n; ++i) {
-        const float* g = gu + i * 2 * ff;
-        const float* u = g + ff;
-        float* a = up + i * ff;
-        for (int64_t j = 0; j < ff; ++j) a[j] = (m.swiglu ? silu(g[j]) : gelu_tanh(g[j])) * u[j];
-      }
-    } else {
-      matmul(ctx.pool, rows_of(*m.gate, int64_t(e) * ff, ff), xs, n, gu, ctx.mm, ctx.isa,
-             ctx.exact);
-      matmul(ctx.pool, rows_of(*m.up, int64_t(e) * ff, ff), xs, n, up, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t i = 0; i < n * ff; ++i)
-        up[i] = (m.swiglu ? silu(gu[i]) : gelu_tanh(gu[i])) * up[i];
-    }
+    // up[i] = act(gate·x) ⊙ (up·x): gate and up in one job (one pass over each matrix),
+    // the activation fused as the job's epilogue on each thread's rows.
+    WeightView gw, uw;
+    gate_up_of(m, e, gw, uw);
+    const MatmulOut outs[2] = {{&gw, gs}, {&uw, up}};
+    const auto act_rows = [&](size_t r0, size_t r1, int) {
+      for (int64_t i = 0; i < n; ++i)
+        for (size_t j = r0; j < r1; ++j) {
+          const size_t at = size_t(i * ff) + j;
+          up[at] = act(m.swiglu, gs[at]) * up[at];
+        }
+    };
+    const RowEpilogue epi = act_rows;  // a reference: act_rows must outlive it
+    matmul_multi(ctx.pool, outs, 2, xs, n, ctx.mm, ctx.isa, ctx.exact, &epi);
     matmul(ctx.pool, rows_of(*m.down, int64_t(e) * d, d), up, n, ys, ctx.mm, ctx.isa, ctx.exact);
+    if (counters.reads)
+      counters.reads[e].fetch_add(uint64_t(moe_matrices_per_expert(m)), std::memory_order_relaxed);
     for (int64_t i = 0; i < n; ++i) {
       float* o = out + int64_t(s.tok[size_t(b + i)]) * d;
       const float w = s.tok_w[size_t(b + i)];
@@ -136,17 +217,42 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
   }
 }
 
-std::vector<std::vector<uint64_t>> MoeCounters::snapshot() const {
+std::vector<std::vector<uint64_t>> MoeCounters::snapshot(int which) const {
+  const size_t base = size_t(which) * size_t(n_layers_) * size_t(n_experts_);
   std::vector<std::vector<uint64_t>> s(static_cast<size_t>(n_layers_));
   for (auto& row : s) row.resize(static_cast<size_t>(n_experts_));
   for (int l = 0; l < n_layers_; ++l)
     for (int e = 0; e < n_experts_; ++e)
-      s[size_t(l)][size_t(e)] = layer(l)[e].load(std::memory_order_relaxed);
+      s[size_t(l)][size_t(e)] =
+          c_[base + size_t(l) * size_t(n_experts_) + size_t(e)].load(std::memory_order_relaxed);
   return s;
 }
 
 void MoeCounters::reset() {
-  for (size_t i = 0; i < size_t(n_layers_) * size_t(n_experts_); ++i) c_[i].store(0);
+  for (size_t i = 0; i < 2 * size_t(n_layers_) * size_t(n_experts_); ++i) c_[i].store(0);
+}
+
+MoeLoadSummary summarize_expert_load(const std::vector<uint64_t>& counts) {
+  MoeLoadSummary r;
+  if (counts.empty()) return r;
+  r.min = counts[0];
+  for (uint64_t c : counts) {
+    r.total += c;
+    r.max = std::max(r.max, c);
+    r.min = std::min(r.min, c);
+    if (c == 0) ++r.unused;
+  }
+  const double E = double(counts.size());
+  r.mean = double(r.total) / E;
+  if (r.total == 0) return r;
+  r.max_over_mean = double(r.max) / r.mean;
+  for (uint64_t c : counts) {
+    if (c == 0) continue;
+    const double p = double(c) / double(r.total);
+    r.entropy -= p * std::log2(p);
+  }
+  r.entropy_norm = counts.size() > 1 ? r.entropy / std::log2(E) : 1.0;
+  return r;
 }
 
 }  // namespace g4
