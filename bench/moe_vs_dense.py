@@ -32,6 +32,7 @@ ap.add_argument("--g4", default="build/release/g4")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--reps", type=int, default=5)
 ap.add_argument("--check", action="store_true", help="exit 1 if MoE / dense-active > 1.3")
+ap.add_argument("--baseline-g4", help="another g4 binary: its MoE decode joins the same run")
 ap.add_argument("--n-gen", type=int, default=64)
 ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "g4_moe_bench"))
 a = ap.parse_args()
@@ -127,16 +128,21 @@ for label, (fname, ff, moe) in models.items():
     if not (out / fname).exists():
         write(out / fname, ff, moe)
 load_before = load_avg()
+binaries = {label: a.g4 for label in models}
+if a.baseline_g4:
+    base_label = next(iter(models)) + " (baseline binary)"
+    models[base_label] = next(iter(models.values()))
+    binaries[base_label] = a.baseline_g4
 runs = {label: [] for label in models}
 for rep in range(a.reps):
     for label, (fname, ff, moe) in models.items():
-        r = subprocess.run([a.g4, "bench", str(out / fname), "-p", "0", "-n", str(a.n_gen), "-r",
+        r = subprocess.run([binaries[label], "bench", str(out / fname), "-p", "0", "-n", str(a.n_gen), "-r",
                             "1", "-t", str(a.threads), "--json"],
                            check=True, capture_output=True, text=True)
         runs[label].append(1000.0 / json.loads(r.stdout)["tg"]["tokens_per_s"])  # ms/token
 load_after = load_avg()
 best = {label: min(ms) for label, ms in runs.items()}
-moe_label, active_label, total_label = list(models)
+moe_label, active_label = list(models)[:2]
 print(f"load average (1/5/15 min) before: {load_before}, after: {load_after}")
 print(f"| model (d={D}, {L} layers, Q8_0) | file MiB | tg{a.n_gen} ms/token, best of {a.reps} "
       f"({a.threads} threads) | median | vs MoE |")
