@@ -97,16 +97,25 @@ void gate_up_of(const MoeLayerView& m, int e, WeightView& gate, WeightView& up) 
   }
 }
 
+// One activation row prepared for one weight's dot kernel (at one token the preparation is
+// cheap, so each weight gets its own even when layouts coincide).
+struct Prepared {
+  KernelSet ks;
+  const uint8_t* a = nullptr;
+  float dot(const WeightView& w, int64_t row) const { return ks.dot1(w.in, w.row(row), a); }
+};
+
 // One token, default numerics: out[d] = Σ_j w_j · down_j(act(gate_j·xn) ⊙ up_j·xn) over the
-// token's k experts in index order (as the grouped path sums). Two pool jobs in all: every
-// expert's gate/up rows with the activation, then every expert's down rows with the sum. The
-// dot products are the 1-token kernels, which the grouped path's 4/8-token kernels equal
-// bit for bit.
+// token's k experts in index order (as the grouped path sums), and, when given, the layer's
+// shared GeGLU MLP. Two pool jobs in all: every gate/up row with its activation, then every
+// down row with the expert sum. The dot products are the 1-token kernels, which the grouped
+// path's 4/8-token kernels equal bit for bit, and the shared MLP's arithmetic is dense
+// GeGLU's (gelu_tanh(g) * u), so the result equals the multi-token path exactly.
 void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecContext& ctx,
-                       float* out, MoeLayerCounters counters) {
+                       float* out, MoeLayerCounters counters, const MoeSharedMlp* sh) {
   MoeScratch& s = ctx.moe;
   const int k = m.n_used;
-  const int64_t ff = m.ff;
+  const int64_t ff = m.ff, ffs = sh != nullptr ? sh->gate->out : 0;
   // The token's experts in index order, with their weights.
   s.tok.assign(s.experts.begin(), s.experts.begin() + k);
   s.tok_w.assign(s.weights.begin(), s.weights.begin() + k);
@@ -115,36 +124,62 @@ void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecCo
       std::swap(s.tok[size_t(j - 1)], s.tok[size_t(j)]);
       std::swap(s.tok_w[size_t(j - 1)], s.tok_w[size_t(j)]);
     }
-  const WeightView& gu0 = m.gate_up != nullptr ? *m.gate_up : *m.gate;
-  const KernelSet kg = kernels_for(gu0.type, ctx.isa), kd = kernels_for(m.down->type, ctx.isa);
-  G4_CHECK(kg.dot1 != nullptr && kd.dot1 != nullptr);
-  const size_t ag = kg.act_bytes(d), ad = kd.act_bytes(ff);
-  if (s.acts.size() < ag + size_t(k) * ad) s.acts.resize(ag + size_t(k) * ad);
-  uint8_t* a_in = s.acts.data();
-  uint8_t* a_act = a_in + ag;
-  kg.prepare(xn, a_in, d);
-  float* a = grow(ctx.buf[16], size_t(k) * size_t(ff));  // [k, ff] activation products
-  ctx.pool.parallel_for(size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
+  WeightView g0, u0;
+  gate_up_of(m, s.tok[0], g0, u0);  // layout and types are the same for every expert
+  // Activation buffers: [0] expert gate, [1] expert up, [2] shared gate, [3] shared up,
+  // [4] shared down, [5 + j] expert j's down input.
+  const WeightView* ws[5] = {&g0, &u0, sh ? sh->gate : nullptr, sh ? sh->up : nullptr,
+                             sh ? sh->down : nullptr};
+  const int64_t ins[5] = {d, d, d, d, ffs};
+  G4_CHECK(k <= 8);
+  Prepared pre[5 + 8];
+  size_t total = 0, offs[5 + 8];
+  const int n_act = 5 + k;
+  for (int i = 0; i < n_act; ++i) {
+    const WeightView* w = i < 5 ? ws[i] : m.down;
+    if (w == nullptr) continue;
+    pre[i].ks = kernels_for(w->type, ctx.isa);
+    G4_CHECK(pre[i].ks.dot1 != nullptr);
+    offs[i] = total;
+    total += pre[i].ks.act_bytes(i < 5 ? ins[i] : ff);
+  }
+  if (s.acts.size() < total) s.acts.resize(total);
+  for (int i = 0; i < n_act; ++i) pre[i].a = s.acts.data() + offs[i];
+  pre[0].ks.prepare(xn, s.acts.data() + offs[0], d);
+  pre[1].ks.prepare(xn, s.acts.data() + offs[1], d);
+  if (sh != nullptr) {
+    pre[2].ks.prepare(sh->in, s.acts.data() + offs[2], d);
+    pre[3].ks.prepare(sh->in, s.acts.data() + offs[3], d);
+  }
+  // Job 1 over [shared rows | expert 0 rows | expert 1 rows | ...].
+  float* hs = grow(ctx.buf[15], size_t(ffs));            // shared GeGLU product
+  float* a = grow(ctx.buf[16], size_t(k) * size_t(ff));  // [k, ff] expert activation products
+  ctx.pool.parallel_for(size_t(ffs) + size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
+    for (size_t r = b; r < std::min(e, size_t(ffs)); ++r)
+      hs[r] = gelu_tanh(pre[2].dot(*sh->gate, int64_t(r))) * pre[3].dot(*sh->up, int64_t(r));
     for (int j = 0; j < k; ++j) {
-      const size_t lo = std::max(b, size_t(j) * size_t(ff));
-      const size_t hi = std::min(e, size_t(j + 1) * size_t(ff));
+      const size_t base = size_t(ffs) + size_t(j) * size_t(ff);
+      const size_t lo = std::max(b, base), hi = std::min(e, base + size_t(ff));
       if (lo >= hi) continue;
       WeightView g, u;
       gate_up_of(m, s.tok[size_t(j)], g, u);
       for (size_t r = lo; r < hi; ++r) {
-        const int64_t row = int64_t(r) - int64_t(j) * ff;
-        a[r] = act(m.swiglu, kg.dot1(d, g.row(row), a_in)) * kg.dot1(d, u.row(row), a_in);
+        const int64_t row = int64_t(r - base);
+        a[r - size_t(ffs)] = act(m.swiglu, pre[0].dot(g, row)) * pre[1].dot(u, row);
       }
     }
   });
-  for (int j = 0; j < k; ++j) kd.prepare(a + size_t(j) * size_t(ff), a_act + size_t(j) * ad, ff);
+  if (sh != nullptr) pre[4].ks.prepare(hs, s.acts.data() + offs[4], ffs);
+  for (int j = 0; j < k; ++j)
+    pre[5 + j].ks.prepare(a + size_t(j) * size_t(ff), s.acts.data() + offs[5 + j], ff);
+  // Job 2 over the d output rows: shared down, and the experts' down rows with their sum.
   ctx.pool.parallel_for(size_t(d), 16, [&](size_t b, size_t e, int) {
     for (size_t r = b; r < e; ++r) {
+      if (sh != nullptr) sh->out[r] = pre[4].dot(*sh->down, int64_t(r));
       float o = 0;
-      for (int j = 0; j < k; ++j) {
-        const int64_t row = int64_t(s.tok[size_t(j)]) * d + int64_t(r);
-        o += s.tok_w[size_t(j)] * kd.dot1(ff, m.down->row(row), a_act + size_t(j) * ad);
-      }
+      for (int j = 0; j < k; ++j)
+        o += s.tok_w[size_t(j)] *
+             pre[5 + j].dot(*m.down, int64_t(s.tok[size_t(j)]) * d + int64_t(r));
       out[r] = o;
     }
   });
@@ -158,11 +193,23 @@ void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecCo
 
 }  // namespace
 
+bool moe_one_token_path(int64_t T, const ExecContext& ctx, const MoeLayerView& m) {
+  return T == 1 && !ctx.exact && m.n_used <= 8;
+}
+
+void moe_forward_one_token(const MoeLayerView& m, const float* x, const float* xn, int64_t d,
+                           float eps, ExecContext& ctx, float* out, MoeLayerCounters counters,
+                           const MoeSharedMlp& shared) {
+  G4_CHECK(moe_one_token_path(1, ctx, m));
+  route(m, x, 1, d, eps, ctx);
+  forward_one_token(m, xn, d, ctx, out, counters, &shared);
+}
+
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
                  float eps, ExecContext& ctx, float* out, MoeLayerCounters counters) {
   route(m, x, T, d, eps, ctx);
-  if (T == 1 && !ctx.exact) {
-    forward_one_token(m, xn, d, ctx, out, counters);
+  if (moe_one_token_path(T, ctx, m)) {
+    forward_one_token(m, xn, d, ctx, out, counters, nullptr);
     return;
   }
   const int E = m.n_experts;

@@ -7,9 +7,10 @@
 // x is the router input (the residual stream), xn the experts' input (pre_ffw_norm_2(x)).
 // Tokens are grouped per expert so each expert's weights are streamed once per step; each
 // token's sum runs over its experts in index order, so results do not depend on the batch.
-// One token (decode): the chosen experts' gate/up rows run in one thread-pool job and their
-// down rows plus the weighted sum in a second, so a step pays two hand-offs whatever k is
-// (the same dot products as the grouped path, bit-identical).
+// One token (decode): the chosen experts' gate/up rows (and the shared MLP's, see
+// moe_forward_one_token) run in one thread-pool job and their down rows plus the weighted sum
+// in a second, so a step pays two hand-offs whatever k is (the same dot products as the
+// grouped path, bit-identical).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -64,6 +65,24 @@ void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, floa
 // or gate, up and down).
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
                  float eps, ExecContext& ctx, float* out, MoeLayerCounters counters = {});
+
+// The layer's shared dense GeGLU MLP, for the one-token path below:
+// out = down(gelu_tanh(gate·in) ⊙ up·in).
+struct MoeSharedMlp {
+  const WeightView* gate = nullptr;  // [ffs, d]
+  const WeightView* up = nullptr;    // [ffs, d]
+  const WeightView* down = nullptr;  // [d, ffs]
+  const float* in = nullptr;         // [d]
+  float* out = nullptr;              // [d]
+};
+// Whether a step of T tokens takes the one-token path (default numerics, k <= 8).
+bool moe_one_token_path(int64_t T, const ExecContext& ctx, const MoeLayerView& m);
+// One token: the experts (out, as moe_forward) and the shared MLP (shared.out) together, in two
+// thread-pool jobs for the whole FFN; results equal the separate multi-token computations bit
+// for bit. Only when moe_one_token_path(1, ...).
+void moe_forward_one_token(const MoeLayerView& m, const float* x, const float* xn, int64_t d,
+                           float eps, ExecContext& ctx, float* out, MoeLayerCounters counters,
+                           const MoeSharedMlp& shared);
 
 // Weight matrices an expert has in this layout (2 fused gate_up + down, else 3).
 inline int moe_matrices_per_expert(const MoeLayerView& m) {
