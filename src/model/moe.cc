@@ -113,6 +113,7 @@ struct Prepared {
 // GeGLU's (gelu_tanh(g) * u), so the result equals the multi-token path exactly.
 void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecContext& ctx,
                        float* out, MoeLayerCounters counters, const MoeSharedMlp* sh) {
+  G4_CHECK(sh != nullptr && sh->gate != nullptr && sh->up != nullptr && sh->down != nullptr);
   MoeScratch& s = ctx.moe;
   const int k = m.n_used;
   const int64_t ff = m.ff, ffs = sh != nullptr ? sh->gate->out : 0;
@@ -133,7 +134,7 @@ void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecCo
   const int64_t ins[5] = {d, d, d, d, ffs};
   G4_CHECK(k <= 8);
   Prepared pre[5 + 8];
-  size_t total = 0, offs[5 + 8];
+  size_t total = 0, offs[5 + 8] = {};
   const int n_act = 5 + k;
   for (int i = 0; i < n_act; ++i) {
     const WeightView* w = i < 5 ? ws[i] : m.down;
@@ -207,11 +208,7 @@ void moe_forward_one_token(const MoeLayerView& m, const float* x, const float* x
 
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
                  float eps, ExecContext& ctx, float* out, MoeLayerCounters counters) {
-  route(m, x, T, d, eps, ctx);
-  if (moe_one_token_path(T, ctx, m)) {
-    forward_one_token(m, xn, d, ctx, out, counters, nullptr);
-    return;
-  }
+  route(m, x, T, d, eps, ctx);  // grouped path for any T (decoding uses moe_forward_one_token)
   const int E = m.n_experts;
   const int64_t ff = m.ff, TK = T * m.n_used;
   // Group (token, weight) pairs by expert with a counting sort, tokens ascending per expert.

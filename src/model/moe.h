@@ -7,10 +7,10 @@
 // x is the router input (the residual stream), xn the experts' input (pre_ffw_norm_2(x)).
 // Tokens are grouped per expert so each expert's weights are streamed once per step; each
 // token's sum runs over its experts in index order, so results do not depend on the batch.
-// One token (decode): the chosen experts' gate/up rows (and the shared MLP's, see
-// moe_forward_one_token) run in one thread-pool job and their down rows plus the weighted sum
-// in a second, so a step pays two hand-offs whatever k is (the same dot products as the
-// grouped path, bit-identical).
+// One token (decode, moe_forward_one_token): the shared MLP's and the chosen experts' gate/up
+// rows run in one thread-pool job and all down rows plus the weighted sum in a second, so a
+// step pays two hand-offs whatever k is (the same dot products as the grouped path,
+// bit-identical).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -60,9 +60,9 @@ struct MoeLayerCounters {
 void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
                ExecContext& ctx, std::vector<MoeRoute>& routes);
 
-// Full block: out[T, d] = Σ experts. Counters are incremented where tokens are routed and
-// where an expert's matrices are streamed (one read per matrix pass: fused gate_up and down,
-// or gate, up and down).
+// Full block, grouped path (any T): out[T, d] = Σ experts. Counters are incremented where tokens
+// are routed and where an expert's matrices are streamed (one read per matrix pass: fused gate_up
+// and down, or gate, up and down).
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
                  float eps, ExecContext& ctx, float* out, MoeLayerCounters counters = {});
 
