@@ -22,7 +22,9 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
-Result<std::vector<int32_t>> parse_ids(const std::string& s) {
+}  // namespace
+
+Result<std::vector<int32_t>> parse_token_ids(const std::string& s) {
   std::vector<int32_t> ids;
   std::stringstream ss(s);
   std::string item;
@@ -40,15 +42,29 @@ Result<std::vector<int32_t>> parse_ids(const std::string& s) {
   return ids;
 }
 
-}  // namespace
-
 Runner add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto all = std::make_shared<bool>(false);
+  auto moe = std::make_shared<MoeStatsArgs>();
+  auto moe_stats = std::make_shared<bool>(false);
   app.add_option("file", *path, "GGUF file or HF checkpoint directory (shown as converted)")
       ->required();
   app.add_flag("--all", *all, "Print whole arrays' first items and every tensor");
-  return [path, all] {
+  app.add_flag("--moe-stats", *moe_stats,
+               "MoE models: prefill a prompt and print per-layer, per-expert routed-token counts");
+  app.add_option("--prompt", moe->prompt, "--moe-stats: prompt text (tokenized with <bos>)");
+  app.add_option("--file", moe->file, "--moe-stats: read the prompt text from a file");
+  app.add_option("--ids", moe->ids, "--moe-stats: comma-separated token ids instead of text");
+  app.add_flag("--json", moe->json, "--moe-stats: JSON output");
+  app.add_flag("--exact", moe->exact, "--moe-stats: f32 activations and f32 KV cache");
+  app.add_option("-t,--threads", moe->threads, "--moe-stats: threads (0 = all cores)");
+  return [path, all, moe, moe_stats] {
+    if (*moe_stats) {
+      moe->model = *path;
+      return run_moe_stats(*moe);
+    }
+    if (!moe->prompt.empty() || !moe->file.empty() || !moe->ids.empty() || moe->json || moe->exact)
+      return fail("--prompt, --file, --ids, --json and --exact go with --moe-stats", 2);
     auto f = is_hf_checkpoint_dir(*path) ? load_hf_checkpoint(*path, {}) : GgufFile::open(*path);
     if (!f.ok()) return fail(f.error());
     const GgufFile& g = *f.value();
@@ -186,7 +202,7 @@ Runner add_logits(CLI::App& app) {
     Engine& e = *eng.value();
     std::vector<int32_t> ids;
     if (!a->ids.empty()) {
-      auto r = parse_ids(a->ids);
+      auto r = parse_token_ids(a->ids);
       if (!r.ok()) return fail(r.error(), 2);
       ids = r.value();
     } else {

@@ -4,6 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "core/status.h"
 
 namespace g4::cli {
 
@@ -19,6 +22,16 @@ Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_convert(CLI::App& app);
+
+// g4 inspect MODEL --moe-stats (cmd_moe_stats.cc).
+struct MoeStatsArgs {
+  std::string model, prompt, file, ids;
+  bool json = false, exact = false;
+  int threads = 0;
+};
+int run_moe_stats(const MoeStatsArgs& a);
+// "2,105,2364" -> ids (for --ids options).
+Result<std::vector<int32_t>> parse_token_ids(const std::string& s);
 
 // ~/.cache/g4 (or $G4_HOME).
 std::string cache_dir();

@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
     add(s, g4::cli::add_run(*s));
   }
   {
-    auto* s = app.add_subcommand("inspect", "Print a GGUF file's metadata and tensor table");
+    auto* s = app.add_subcommand(
+        "inspect",
+        "Print a GGUF file's metadata and tensor table (or, --moe-stats, MoE router load)");
     add(s, g4::cli::add_inspect(*s));
   }
   {

@@ -68,7 +68,10 @@ class Gemma4 final : public Model {
                  StepOutput& out) const override;
 
   std::vector<std::vector<uint64_t>> expert_load() const override {
-    return c_.n_experts > 0 ? counters_.snapshot() : std::vector<std::vector<uint64_t>>{};
+    return c_.n_experts > 0 ? counters_.tokens() : std::vector<std::vector<uint64_t>>{};
+  }
+  std::vector<std::vector<uint64_t>> expert_weight_reads() const override {
+    return c_.n_experts > 0 ? counters_.reads() : std::vector<std::vector<uint64_t>>{};
   }
 
  private:
@@ -185,15 +188,15 @@ void Gemma4::dense_mlp(const Gemma4Layer& B, int64_t ff, const float* hin, ExecC
 void Gemma4::ffn_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* f,
                        int64_t T) const {
   const int64_t d = c_.model_dim;
-  float* hin = grow(ctx.buf[9], size_t(T * d));
+  float* hin = grow(ctx.buf[9], size_t(2 * T * d));  // ffn_norm(x), then pre_ffw_norm_2(x)
   for (int64_t t = 0; t < T; ++t) rmsnorm(x + t * d, B.ffn_norm.data(), hin + t * d, d, c_.rms_eps);
-  dense_mlp(B, c_.layer_ff_dim[size_t(layer)], hin, ctx, f, T);
-  if (c_.n_experts > 0) {
+  if (c_.n_experts == 0) {
+    dense_mlp(B, c_.layer_ff_dim[size_t(layer)], hin, ctx, f, T);
+  } else {
     float* m2 = grow(ctx.buf[18], size_t(T * d));
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(f + t * d, B.post_ffw_norm_1.data(), f + t * d, d, c_.rms_eps);
-      rmsnorm(x + t * d, B.pre_ffw_norm_2.data(), hin + t * d, d, c_.rms_eps);
-    }
+    float* xn = hin + T * d;
+    for (int64_t t = 0; t < T; ++t)
+      rmsnorm(x + t * d, B.pre_ffw_norm_2.data(), xn + t * d, d, c_.rms_eps);
     MoeLayerView m;
     m.router = &B.router;
     m.router_scale = B.router_scale.data();
@@ -206,8 +209,15 @@ void Gemma4::ffn_block(const Gemma4Layer& B, int layer, const float* x, ExecCont
     m.n_used = c_.n_experts_used;
     m.ff = c_.expert_ff_dim;
     m.swiglu = c_.expert_swiglu;
-    moe_forward(m, x, hin, T, d, c_.rms_eps, ctx, m2, counters_.layer(layer));
+    if (moe_one_token_path(T, ctx, m)) {  // decode: shared MLP and experts in two pool jobs
+      const MoeSharedMlp sh{&B.gate, &B.up, &B.down, hin, f};
+      moe_forward_one_token(m, x, xn, d, c_.rms_eps, ctx, m2, counters_.layer(layer), sh);
+    } else {
+      dense_mlp(B, c_.layer_ff_dim[size_t(layer)], hin, ctx, f, T);
+      moe_forward(m, x, xn, T, d, c_.rms_eps, ctx, m2, counters_.layer(layer));
+    }
     for (int64_t t = 0; t < T; ++t) {
+      rmsnorm(f + t * d, B.post_ffw_norm_1.data(), f + t * d, d, c_.rms_eps);
       rmsnorm(m2 + t * d, B.post_ffw_norm_2.data(), m2 + t * d, d, c_.rms_eps);
       for (int64_t i = 0; i < d; ++i) f[t * d + i] += m2[t * d + i];
     }

@@ -48,6 +48,9 @@ class Model {
                          StepOutput& out) const = 0;
   // MoE models: tokens routed to each expert so far, [n_layers][n_experts]; else empty.
   virtual std::vector<std::vector<uint64_t>> expert_load() const { return {}; }
+  // MoE models: passes over each expert's weight matrices so far (fused gate_up and down count
+  // one each; unfused gate, up, down one each), [n_layers][n_experts]; else empty.
+  virtual std::vector<std::vector<uint64_t>> expert_weight_reads() const { return {}; }
 };
 
 Result<std::unique_ptr<Model>> load_gemma3(const GgufFile& f, const ModelOptions& opts);

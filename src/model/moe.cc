@@ -80,9 +80,135 @@ void moe_route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, floa
   }
 }
 
+namespace {
+
+float act(bool swiglu, float g) {
+  return swiglu ? silu(g) : gelu_tanh(g);
+}
+
+// Views of expert e's gate and up rows [ff, d] in either layout.
+void gate_up_of(const MoeLayerView& m, int e, WeightView& gate, WeightView& up) {
+  if (m.gate_up != nullptr) {
+    gate = rows_of(*m.gate_up, int64_t(e) * 2 * m.ff, m.ff);
+    up = rows_of(*m.gate_up, int64_t(e) * 2 * m.ff + m.ff, m.ff);
+  } else {
+    gate = rows_of(*m.gate, int64_t(e) * m.ff, m.ff);
+    up = rows_of(*m.up, int64_t(e) * m.ff, m.ff);
+  }
+}
+
+// One activation row prepared for one weight's dot kernel (at one token the preparation is
+// cheap, so each weight gets its own even when layouts coincide).
+struct Prepared {
+  KernelSet ks;
+  const uint8_t* a = nullptr;
+  float dot(const WeightView& w, int64_t row) const { return ks.dot1(w.in, w.row(row), a); }
+};
+
+// One token, default numerics: out[d] = Σ_j w_j · down_j(act(gate_j·xn) ⊙ up_j·xn) over the
+// token's k experts in index order (as the grouped path sums), and, when given, the layer's
+// shared GeGLU MLP. Two pool jobs in all: every gate/up row with its activation, then every
+// down row with the expert sum. The dot products are the 1-token kernels, which the grouped
+// path's 4/8-token kernels equal bit for bit, and the shared MLP's arithmetic is dense
+// GeGLU's (gelu_tanh(g) * u), so the result equals the multi-token path exactly.
+void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecContext& ctx,
+                       float* out, MoeLayerCounters counters, const MoeSharedMlp* sh) {
+  G4_CHECK(sh != nullptr && sh->gate != nullptr && sh->up != nullptr && sh->down != nullptr);
+  MoeScratch& s = ctx.moe;
+  const int k = m.n_used;
+  const int64_t ff = m.ff, ffs = sh != nullptr ? sh->gate->out : 0;
+  // The token's experts in index order, with their weights.
+  s.tok.assign(s.experts.begin(), s.experts.begin() + k);
+  s.tok_w.assign(s.weights.begin(), s.weights.begin() + k);
+  for (int i = 1; i < k; ++i)  // insertion sort, k is small
+    for (int j = i; j > 0 && s.tok[size_t(j - 1)] > s.tok[size_t(j)]; --j) {
+      std::swap(s.tok[size_t(j - 1)], s.tok[size_t(j)]);
+      std::swap(s.tok_w[size_t(j - 1)], s.tok_w[size_t(j)]);
+    }
+  WeightView g0, u0;
+  gate_up_of(m, s.tok[0], g0, u0);  // layout and types are the same for every expert
+  // Activation buffers: [0] expert gate, [1] expert up, [2] shared gate, [3] shared up,
+  // [4] shared down, [5 + j] expert j's down input.
+  const WeightView* ws[5] = {&g0, &u0, sh ? sh->gate : nullptr, sh ? sh->up : nullptr,
+                             sh ? sh->down : nullptr};
+  const int64_t ins[5] = {d, d, d, d, ffs};
+  G4_CHECK(k <= 8);
+  Prepared pre[5 + 8];
+  size_t total = 0, offs[5 + 8] = {};
+  const int n_act = 5 + k;
+  for (int i = 0; i < n_act; ++i) {
+    const WeightView* w = i < 5 ? ws[i] : m.down;
+    if (w == nullptr) continue;
+    pre[i].ks = kernels_for(w->type, ctx.isa);
+    G4_CHECK(pre[i].ks.dot1 != nullptr);
+    offs[i] = total;
+    total += pre[i].ks.act_bytes(i < 5 ? ins[i] : ff);
+  }
+  if (s.acts.size() < total) s.acts.resize(total);
+  for (int i = 0; i < n_act; ++i) pre[i].a = s.acts.data() + offs[i];
+  pre[0].ks.prepare(xn, s.acts.data() + offs[0], d);
+  pre[1].ks.prepare(xn, s.acts.data() + offs[1], d);
+  if (sh != nullptr) {
+    pre[2].ks.prepare(sh->in, s.acts.data() + offs[2], d);
+    pre[3].ks.prepare(sh->in, s.acts.data() + offs[3], d);
+  }
+  // Job 1 over [shared rows | expert 0 rows | expert 1 rows | ...].
+  float* hs = grow(ctx.buf[15], size_t(ffs));            // shared GeGLU product
+  float* a = grow(ctx.buf[16], size_t(k) * size_t(ff));  // [k, ff] expert activation products
+  ctx.pool.parallel_for(size_t(ffs) + size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
+    for (size_t r = b; r < std::min(e, size_t(ffs)); ++r)
+      hs[r] = gelu_tanh(pre[2].dot(*sh->gate, int64_t(r))) * pre[3].dot(*sh->up, int64_t(r));
+    for (int j = 0; j < k; ++j) {
+      const size_t base = size_t(ffs) + size_t(j) * size_t(ff);
+      const size_t lo = std::max(b, base), hi = std::min(e, base + size_t(ff));
+      if (lo >= hi) continue;
+      WeightView g, u;
+      gate_up_of(m, s.tok[size_t(j)], g, u);
+      for (size_t r = lo; r < hi; ++r) {
+        const int64_t row = int64_t(r - base);
+        a[r - size_t(ffs)] = act(m.swiglu, pre[0].dot(g, row)) * pre[1].dot(u, row);
+      }
+    }
+  });
+  if (sh != nullptr) pre[4].ks.prepare(hs, s.acts.data() + offs[4], ffs);
+  for (int j = 0; j < k; ++j)
+    pre[5 + j].ks.prepare(a + size_t(j) * size_t(ff), s.acts.data() + offs[5 + j], ff);
+  // Job 2 over the d output rows: shared down, and the experts' down rows with their sum.
+  ctx.pool.parallel_for(size_t(d), 16, [&](size_t b, size_t e, int) {
+    for (size_t r = b; r < e; ++r) {
+      if (sh != nullptr) sh->out[r] = pre[4].dot(*sh->down, int64_t(r));
+      float o = 0;
+      for (int j = 0; j < k; ++j)
+        o += s.tok_w[size_t(j)] *
+             pre[5 + j].dot(*m.down, int64_t(s.tok[size_t(j)]) * d + int64_t(r));
+      out[r] = o;
+    }
+  });
+  for (int j = 0; j < k; ++j) {
+    const int e = s.tok[size_t(j)];
+    if (counters.tokens) counters.tokens[e].fetch_add(1, std::memory_order_relaxed);
+    if (counters.reads)
+      counters.reads[e].fetch_add(uint64_t(moe_matrices_per_expert(m)), std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+bool moe_one_token_path(int64_t T, const ExecContext& ctx, const MoeLayerView& m) {
+  return T == 1 && !ctx.exact && m.n_used <= 8;
+}
+
+void moe_forward_one_token(const MoeLayerView& m, const float* x, const float* xn, int64_t d,
+                           float eps, ExecContext& ctx, float* out, MoeLayerCounters counters,
+                           const MoeSharedMlp& shared) {
+  G4_CHECK(moe_one_token_path(1, ctx, m));
+  route(m, x, 1, d, eps, ctx);
+  forward_one_token(m, xn, d, ctx, out, counters, &shared);
+}
+
 void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t T, int64_t d,
-                 float eps, ExecContext& ctx, float* out, std::atomic<uint64_t>* counts) {
-  route(m, x, T, d, eps, ctx);
+                 float eps, ExecContext& ctx, float* out, MoeLayerCounters counters) {
+  route(m, x, T, d, eps, ctx);  // grouped path for any T (decoding uses moe_forward_one_token)
   const int E = m.n_experts;
   const int64_t ff = m.ff, TK = T * m.n_used;
   // Group (token, weight) pairs by expert with a counting sort, tokens ascending per expert.
@@ -99,34 +225,33 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
     s.tok_w[at] = s.weights[size_t(i)];
   }
   std::memset(out, 0, sizeof(float) * size_t(T * d));
-  float* xs = grow(ctx.buf[14], size_t(T * d));       // gathered expert inputs
-  float* gu = grow(ctx.buf[15], size_t(T * 2 * ff));  // gate | up (fused) or gate
-  float* up = grow(ctx.buf[16], size_t(T * ff));      // up (unfused) / activation product
-  float* ys = grow(ctx.buf[17], size_t(T * d));       // expert outputs
+  float* xs = grow(ctx.buf[14], size_t(T * d));   // gathered expert inputs
+  float* gs = grow(ctx.buf[15], size_t(T * ff));  // gate
+  float* up = grow(ctx.buf[16], size_t(T * ff));  // up, then the activation product
+  float* ys = grow(ctx.buf[17], size_t(T * d));   // expert outputs
   for (int e = 0; e < E; ++e) {
     const int64_t b = s.start[size_t(e)], n = s.start[size_t(e) + 1] - b;
     if (n == 0) continue;
-    if (counts) counts[e].fetch_add(uint64_t(n), std::memory_order_relaxed);
+    if (counters.tokens) counters.tokens[e].fetch_add(uint64_t(n), std::memory_order_relaxed);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(xs + i * d, xn + int64_t(s.tok[size_t(b + i)]) * d, sizeof(float) * size_t(d));
-    // act[i] = act(gate·x) ⊙ (up·x), packed [n, ff] in `up`.
-    if (m.gate_up != nullptr) {
-      const WeightView w = rows_of(*m.gate_up, int64_t(e) * 2 * ff, 2 * ff);
-      matmul(ctx.pool, w, xs, n, gu, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t i = 0; i < n; ++i) {
-        const float* g = gu + i * 2 * ff;
-        const float* u = g + ff;
-        float* a = up + i * ff;
-        for (int64_t j = 0; j < ff; ++j) a[j] = (m.swiglu ? silu(g[j]) : gelu_tanh(g[j])) * u[j];
-      }
-    } else {
-      matmul(ctx.pool, rows_of(*m.gate, int64_t(e) * ff, ff), xs, n, gu, ctx.mm, ctx.isa,
-             ctx.exact);
-      matmul(ctx.pool, rows_of(*m.up, int64_t(e) * ff, ff), xs, n, up, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t i = 0; i < n * ff; ++i)
-        up[i] = (m.swiglu ? silu(gu[i]) : gelu_tanh(gu[i])) * up[i];
-    }
+    // up[i] = act(gate·x) ⊙ (up·x): gate and up in one job (one pass over each matrix),
+    // the activation fused as the job's epilogue on each thread's rows.
+    WeightView gw, uw;
+    gate_up_of(m, e, gw, uw);
+    const MatmulOut outs[2] = {{&gw, gs}, {&uw, up}};
+    const auto act_rows = [&](size_t r0, size_t r1, int) {
+      for (int64_t i = 0; i < n; ++i)
+        for (size_t j = r0; j < r1; ++j) {
+          const size_t at = size_t(i * ff) + j;
+          up[at] = act(m.swiglu, gs[at]) * up[at];
+        }
+    };
+    const RowEpilogue epi = act_rows;  // a reference: act_rows must outlive it
+    matmul_multi(ctx.pool, outs, 2, xs, n, ctx.mm, ctx.isa, ctx.exact, &epi);
     matmul(ctx.pool, rows_of(*m.down, int64_t(e) * d, d), up, n, ys, ctx.mm, ctx.isa, ctx.exact);
+    if (counters.reads)
+      counters.reads[e].fetch_add(uint64_t(moe_matrices_per_expert(m)), std::memory_order_relaxed);
     for (int64_t i = 0; i < n; ++i) {
       float* o = out + int64_t(s.tok[size_t(b + i)]) * d;
       const float w = s.tok_w[size_t(b + i)];
@@ -136,17 +261,42 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
   }
 }
 
-std::vector<std::vector<uint64_t>> MoeCounters::snapshot() const {
+std::vector<std::vector<uint64_t>> MoeCounters::snapshot(int which) const {
+  const size_t base = size_t(which) * size_t(n_layers_) * size_t(n_experts_);
   std::vector<std::vector<uint64_t>> s(static_cast<size_t>(n_layers_));
   for (auto& row : s) row.resize(static_cast<size_t>(n_experts_));
   for (int l = 0; l < n_layers_; ++l)
     for (int e = 0; e < n_experts_; ++e)
-      s[size_t(l)][size_t(e)] = layer(l)[e].load(std::memory_order_relaxed);
+      s[size_t(l)][size_t(e)] =
+          c_[base + size_t(l) * size_t(n_experts_) + size_t(e)].load(std::memory_order_relaxed);
   return s;
 }
 
 void MoeCounters::reset() {
-  for (size_t i = 0; i < size_t(n_layers_) * size_t(n_experts_); ++i) c_[i].store(0);
+  for (size_t i = 0; i < 2 * size_t(n_layers_) * size_t(n_experts_); ++i) c_[i].store(0);
+}
+
+MoeLoadSummary summarize_expert_load(const std::vector<uint64_t>& counts) {
+  MoeLoadSummary r;
+  if (counts.empty()) return r;
+  r.min = counts[0];
+  for (uint64_t c : counts) {
+    r.total += c;
+    r.max = std::max(r.max, c);
+    r.min = std::min(r.min, c);
+    if (c == 0) ++r.unused;
+  }
+  const double E = double(counts.size());
+  r.mean = double(r.total) / E;
+  if (r.total == 0) return r;
+  r.max_over_mean = double(r.max) / r.mean;
+  for (uint64_t c : counts) {
+    if (c == 0) continue;
+    const double p = double(c) / double(r.total);
+    r.entropy -= p * std::log2(p);
+  }
+  r.entropy_norm = counts.size() > 1 ? r.entropy / std::log2(E) : 1.0;
+  return r;
 }
 
 }  // namespace g4

@@ -59,6 +59,32 @@ check "a truncated file is one clear error, exit 1" bash -c \
 check "a missing file is an error" bash -c "! '$G4' run -m /nonexistent.gguf hi 2>/dev/null"
 check "a non-GGUF file is an error" bash -c "'$G4' inspect /etc/hostname 2>&1 | grep -q 'not a GGUF file'"
 
+# g4 inspect --moe-stats on the tiny 26B-A4B-like MoE: per-layer counts sum to tokens x top-k and
+# equal the routing of transformers' own router (tiny_26b_like_routes.json, made by
+# scripts/gen_tiny_gemma4_routes.py; --exact = the float32 function the reference computes).
+TINY4=$(cd "$(dirname "$0")/../golden/tiny_gemma4" && pwd)
+check "inspect --moe-stats counts equal transformers' router choices" python3 -c "
+import json, subprocess
+ref = json.load(open('$TINY4/tiny_26b_like_routes.json'))
+for p in ref['prompts']:
+    out = subprocess.run(['$G4', 'inspect', '$TINY4/tiny_26b_like.gguf', '--moe-stats', '--json',
+                          '--exact', '-t', '2', '--ids', ','.join(map(str, p['ids']))],
+                         capture_output=True, text=True, check=True).stdout
+    g = json.loads(out)
+    assert g['n_tokens'] == len(p['ids']) and len(g['layers']) == len(p['layers'])
+    for gl, rl in zip(g['layers'], p['layers']):
+        assert sum(gl['counts']) == len(p['ids']) * ref['n_experts_used'], gl
+        assert gl['counts'] == rl['counts'], (gl['counts'], rl['counts'])
+"
+check "inspect --moe-stats prints a load table" bash -c \
+  "'$G4' inspect '$TINY4/tiny_26b_like.gguf' --moe-stats --ids 2,40,50,60 -t 2 > '$tmp/moe.txt' &&
+   grep -q 'max/mean' '$tmp/moe.txt' && grep -q '16 experts, top-4' '$tmp/moe.txt' &&
+   [ \$(grep -cE '^ +[0-9]+ +[0-9.]+ ' '$tmp/moe.txt') = 6 ]"
+check "inspect --moe-stats on a dense model is one clear error" bash -c \
+  "'$G4' inspect '$MODEL' --moe-stats --ids 2,3 2> '$tmp/e'; rc=\$?; [ \$rc = 1 ] && grep -q 'dense model' '$tmp/e'"
+check "inspect --ids without --moe-stats is a usage error" bash -c \
+  "'$G4' inspect '$TINY4/tiny_26b_like.gguf' --ids 2 2> '$tmp/e'; [ \$? = 2 ] && grep -q 'moe-stats' '$tmp/e'"
+
 # g4 quantize and perplexity --kld.
 check "quantize writes a q8_0 file and prints the type summary" bash -c \
   "'$G4' quantize '$MODEL' '$tmp/q8.gguf' --type q8_0 -t 2 2>/dev/null | grep -q '127 Q8_0' &&

@@ -78,35 +78,37 @@ TEST(NoAlloc, DecodeStepAfterWarmUp) {
 #if defined(G4_NO_NEW_REPLACEMENT)
   GTEST_SKIP() << "allocation counting needs the plain allocator (runs in the Release suite)";
 #endif
-  for (int threads : {1, 2}) {
-    EngineOptions o;
-    o.model_path = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/tiny_1b_like.gguf";
-    o.n_threads = threads;
-    o.n_ctx = 64;
-    o.max_chunk = 16;
-    auto e = Engine::load(o);
-    ASSERT_TRUE(e.ok()) << e.error();
-    const Model& m = e.value()->model();
-    KvCache kv(m.kv_geometry(), 64, 16);
-    ASSERT_TRUE(kv.add_sequence(0).ok());
-    std::vector<int32_t> ids = {2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
-    StepBatch b;
-    b.seqs.push_back({0, std::span<const int32_t>(ids.data(), 4), 0, false});
-    StepOutput out;
-    ASSERT_TRUE(m.forward(b, kv, e.value()->exec(), out).ok());
-    for (int64_t pos = 4; pos < 16; ++pos) {
-      b.seqs[0] = {0, std::span<const int32_t>(ids.data() + pos, 1), pos, false};
-      const bool measure = pos >= 8;  // steps 4..7 warm up
-      g_allocs = 0;
-      g_counting = measure;
-      const Status s = m.forward(b, kv, e.value()->exec(), out);
-      g_counting = false;
-      ASSERT_TRUE(s.ok()) << s.message();
-      if (measure) {
-        EXPECT_EQ(g_allocs.load(), 0) << "threads " << threads << " position " << pos;
+  // Gemma 3, and the Gemma 4 MoE of the brief's shape (router, one-token expert path).
+  for (const char* file : {"tiny/tiny_1b_like.gguf", "tiny_gemma4/tiny_moe_swiglu.gguf"})
+    for (int threads : {1, 2}) {
+      EngineOptions o;
+      o.model_path = std::string(G4_SOURCE_DIR) + "/tests/golden/" + file;
+      o.n_threads = threads;
+      o.n_ctx = 64;
+      o.max_chunk = 16;
+      auto e = Engine::load(o);
+      ASSERT_TRUE(e.ok()) << e.error();
+      const Model& m = e.value()->model();
+      KvCache kv(m.kv_geometry(), 64, 16);
+      ASSERT_TRUE(kv.add_sequence(0).ok());
+      std::vector<int32_t> ids = {2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24};
+      StepBatch b;
+      b.seqs.push_back({0, std::span<const int32_t>(ids.data(), 4), 0, false});
+      StepOutput out;
+      ASSERT_TRUE(m.forward(b, kv, e.value()->exec(), out).ok());
+      for (int64_t pos = 4; pos < 16; ++pos) {
+        b.seqs[0] = {0, std::span<const int32_t>(ids.data() + pos, 1), pos, false};
+        const bool measure = pos >= 8;  // steps 4..7 warm up
+        g_allocs = 0;
+        g_counting = measure;
+        const Status s = m.forward(b, kv, e.value()->exec(), out);
+        g_counting = false;
+        ASSERT_TRUE(s.ok()) << s.message();
+        if (measure) {
+          EXPECT_EQ(g_allocs.load(), 0) << file << " threads " << threads << " position " << pos;
+        }
       }
     }
-  }
 }
 
 }  // namespace g4
