@@ -156,6 +156,22 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
         }
         pk.group[li][2](n, grp, a, o8, kPackRows);
         EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
+        if (kind == PackKind::kQ8 && g == 0) {  // the interleaved multi-stream decode kernel
+          // Streams at a stride of one group over the packed matrix (padded to kPackStreams).
+          const size_t gb = packed_group_bytes(t, n);
+          PackedStore aligned;  // the kernels use aligned 64-byte loads
+          uint8_t* many = aligned.alloc(gb * kPackStreams);
+          for (int u = 0; u < kPackStreams; ++u)
+            std::memcpy(many + u * gb, w.packed + size_t(u % (rows / kPackRows)) * gb, gb);
+          std::vector<float> o(size_t(kPackStreams) * kPackRows);
+          pk.q8_multi1(n, many, gb, a[k], o.data(), kPackRows);
+          for (int u = 0; u < kPackStreams; ++u) {
+            float want[kPackRows];
+            packed_group_ref(t, n, many + u * gb, a[k], want);
+            EXPECT_EQ(std::memcmp(o.data() + u * kPackRows, want, sizeof(want)), 0)
+                << "stream " << u;
+          }
+        }
       }
     }
   }
