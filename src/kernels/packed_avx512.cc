@@ -51,6 +51,15 @@ G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
   }
 }
 
+// The 8 vpdpbusd of one block: chunks 0-3 into s0, 4-7 into s1 (two dependency chains; the
+// integer sums are exact, so the split never changes a result).
+G4_AVX512 inline void block_sums(const __m512i w[8], const int32_t* x, __m512i& s0, __m512i& s1) {
+  for (int c = 0; c < 4; ++c) {
+    s0 = _mm512_dpbusd_epi32(s0, w[c], _mm512_set1_epi32(x[c]));
+    s1 = _mm512_dpbusd_epi32(s1, w[c + 4], _mm512_set1_epi32(x[c + 4]));
+  }
+}
+
 // One 16-row group of a 32-block kind (kQ8, kQ5, kQ4) against N prepared activation rows:
 // out[t * ostride + r]. kQ5/kQ4 unpack nibbles (and fifth bits) once per block for all N.
 template <int N, PackKind KIND>
@@ -98,14 +107,7 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
       // corr = -128 * sum(a); value + K operands need -K * sum(a) (an exact shift).
       __m512i s0 = _mm512_set1_epi32(corr[t][j] >> kShift);
       __m512i s1 = _mm512_setzero_si512();
-      s0 = _mm512_dpbusd_epi32(s0, w[0], _mm512_set1_epi32(x[0]));
-      s1 = _mm512_dpbusd_epi32(s1, w[1], _mm512_set1_epi32(x[1]));
-      s0 = _mm512_dpbusd_epi32(s0, w[2], _mm512_set1_epi32(x[2]));
-      s1 = _mm512_dpbusd_epi32(s1, w[3], _mm512_set1_epi32(x[3]));
-      s0 = _mm512_dpbusd_epi32(s0, w[4], _mm512_set1_epi32(x[4]));
-      s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_set1_epi32(x[5]));
-      s0 = _mm512_dpbusd_epi32(s0, w[6], _mm512_set1_epi32(x[6]));
-      s1 = _mm512_dpbusd_epi32(s1, w[7], _mm512_set1_epi32(x[7]));
+      block_sums(w, x, s0, s1);
       const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][j]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[t]);
     }
@@ -138,14 +140,9 @@ G4_AVX512 void groups_q8(int64_t n, const uint8_t* g0, size_t gstride, const voi
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + j * kPackRows)));
       __m512i s0 = _mm512_set1_epi32(corr[j]);
       __m512i s1 = _mm512_setzero_si512();
-      s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512(q), _mm512_set1_epi32(x[0]));
-      s1 = _mm512_dpbusd_epi32(s1, _mm512_load_si512(q + 64), _mm512_set1_epi32(x[1]));
-      s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512(q + 128), _mm512_set1_epi32(x[2]));
-      s1 = _mm512_dpbusd_epi32(s1, _mm512_load_si512(q + 192), _mm512_set1_epi32(x[3]));
-      s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512(q + 256), _mm512_set1_epi32(x[4]));
-      s1 = _mm512_dpbusd_epi32(s1, _mm512_load_si512(q + 320), _mm512_set1_epi32(x[5]));
-      s0 = _mm512_dpbusd_epi32(s0, _mm512_load_si512(q + 384), _mm512_set1_epi32(x[6]));
-      s1 = _mm512_dpbusd_epi32(s1, _mm512_load_si512(q + 448), _mm512_set1_epi32(x[7]));
+      __m512i w[8];
+      for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
+      block_sums(w, x, s0, s1);
       const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(da[j]));
       acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[u]);
     }
@@ -179,14 +176,7 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
       const int32_t* q = qs[t] + 8 * j;
       __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h0[t][j]);
       __m512i s1 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h1[t][j]);
-      s0 = _mm512_dpbusd_epi32(s0, w[0], _mm512_set1_epi32(q[0]));
-      s1 = _mm512_dpbusd_epi32(s1, w[4], _mm512_set1_epi32(q[4]));
-      s0 = _mm512_dpbusd_epi32(s0, w[1], _mm512_set1_epi32(q[1]));
-      s1 = _mm512_dpbusd_epi32(s1, w[5], _mm512_set1_epi32(q[5]));
-      s0 = _mm512_dpbusd_epi32(s0, w[2], _mm512_set1_epi32(q[2]));
-      s1 = _mm512_dpbusd_epi32(s1, w[6], _mm512_set1_epi32(q[6]));
-      s0 = _mm512_dpbusd_epi32(s0, w[3], _mm512_set1_epi32(q[3]));
-      s1 = _mm512_dpbusd_epi32(s1, w[7], _mm512_set1_epi32(q[7]));
+      block_sums(w, q, s0, s1);
       const float dt = da[t][j];
       const __m512 vd = _mm512_set1_ps(dt);
       if (kMin) {

@@ -200,8 +200,6 @@ void put_u(PackKind kind, uint8_t* blk, int c, int r, int k, int u) {
   if (kind == PackKind::kQ5 && (u & 16) != 0) blk[256 + c * 8 + i / 8] |= uint8_t(1u << (i % 8));
 }
 
-}  // namespace
-
 // The unsigned operand of chunk c, lane r, byte k of a 32-block kind's block, and its offset.
 int packed_u(PackKind kind, const uint8_t* blk, int c, int r, int k) {
   const int i = r * 4 + k;
@@ -214,8 +212,6 @@ int packed_u(PackKind kind, const uint8_t* blk, int c, int r, int k) {
 int packed_offset(PackKind kind) {
   return kind == PackKind::kQ8 ? 128 : kind == PackKind::kQ5 ? 16 : 8;
 }
-
-namespace {
 
 void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   const PackKind kind = pack_kind(w.type);

@@ -81,14 +81,21 @@ Status bind_slots(const GgufFile& f,
   return err;
 }
 
-Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
-  Gemma3Weights w;
-  Status err =
-      bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
+namespace {
+// Binds an architecture's tensor list, then packs its matrices (pack_matrices).
+template <typename W>
+Result<W> bind_and_pack(const GgufFile& f, const ModelConfig& c) {
+  W w;
+  auto each = [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); };
+  Status err = bind_slots(f, each);
   if (!err.ok()) return err;
-  w.packed = pack_matrices(
-      f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
+  w.packed = pack_matrices(f, each);
   return w;
+}
+}  // namespace
+
+Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
+  return bind_and_pack<Gemma3Weights>(f, c);
 }
 
 void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
@@ -161,13 +168,7 @@ void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
 }
 
 Result<Gemma4Weights> bind_gemma4(const GgufFile& f, const ModelConfig& c) {
-  Gemma4Weights w;
-  Status err =
-      bind_slots(f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
-  if (!err.ok()) return err;
-  w.packed = pack_matrices(
-      f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c, w, fn); });
-  return w;
+  return bind_and_pack<Gemma4Weights>(f, c);
 }
 
 std::shared_ptr<PackedStore> pack_matrices(
