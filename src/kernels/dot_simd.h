@@ -35,16 +35,10 @@ KernelSet kernels_for(DType w, Isa isa);
 // layout (PackKind - 1: kQ8, kKMin, kKTwo, kQ5, kQ4) and tile (0: 1 token, 1: 4, 2: 8).
 using PackedGroupFn = void (*)(int64_t n, const uint8_t* group, const void* const* arows,
                                float* out, size_t ostride);
-// Interleaved memory streams of the one-token kQ8 kernel (2: +6-11% decode, 4: about +1% more).
-constexpr int kPackStreams = 4;
 struct PackedKernels {
   void (*prepare)(const float* x, void* dst, int64_t n) = nullptr;
   size_t (*act_bytes)(int64_t n) = nullptr;
   PackedGroupFn group[5][3] = {};
-  // kPackStreams kQ8 groups (g0 + u * gstride), one token, interleaved memory streams; out +
-  // u * ostride gets group u, with the same bits as group[0][0].
-  void (*q8_multi1)(int64_t n, const uint8_t* g0, size_t gstride, const void* arow, float* out,
-                    size_t ostride) = nullptr;
 };
 PackedKernels packed_kernels_avx512();  // all nullptr without AVX-512 VNNI
 KernelSet kernels_avx512(DType w);      // .dot1 == nullptr if the type has no AVX-512 kernel

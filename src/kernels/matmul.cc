@@ -168,15 +168,6 @@ void compute_packed(const PackedKernels& pk, const WeightView& w, const uint8_t*
   const size_t gbytes = packed_group_bytes(w.type, w.in), out = size_t(w.out);
   const PackKind kind = pack_kind(w.type);
   const PackedGroupFn* fn = pk.group[int(kind) - 1];
-  if (n_tokens == 1 && kind == PackKind::kQ8 && pk.q8_multi1 != nullptr) {
-    // One token (decode): the slice split into kPackStreams parts read as interleaved streams.
-    const size_t g0 = b / kPackRows, part = (e - b) / kPackRows / kPackStreams;
-    for (size_t i = 0; i < part; ++i) {
-      pk.q8_multi1(w.in, w.packed + (g0 + i) * gbytes, part * gbytes, acts,
-                   y + (g0 + i) * kPackRows, part * kPackRows);
-    }
-    b += kPackStreams * part * kPackRows;  // leftover groups go below
-  }
   for (size_t r0 = b; r0 < e; r0 += kPackRows) {
     const uint8_t* g = w.packed + (r0 / kPackRows) * gbytes;
     int64_t t = 0;

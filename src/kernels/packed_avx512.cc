@@ -66,10 +66,7 @@ template <int N, PackKind KIND>
 G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, float* out,
                        size_t ostride) {
   const int64_t nb = n / kQK;
-  constexpr int kBlock = KIND == PackKind::kQ8 ? 512 : KIND == PackKind::kQ5 ? 320 : 256;
   constexpr int kShift = KIND == PackKind::kQ8 ? 0 : KIND == PackKind::kQ5 ? 3 : 4;
-  const auto* scales = reinterpret_cast<const uint16_t*>(grp);
-  const uint8_t* q = grp + packed_scale_bytes(n);
   const int32_t* qs[N];
   const int32_t* corr[N];
   const float* da[N];
@@ -82,9 +79,10 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
     acc[t] = _mm512_setzero_ps();
   }
   const __m512i lo4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
-  for (int64_t j = 0; j < nb; ++j, q += kBlock) {
+  for (int64_t j = 0; j < nb; ++j) {
+    const uint8_t* q = grp + packed_quants_offset(KIND, j);
     const __m512 dw = _mm512_cvtph_ps(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + j * kPackRows)));
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(grp + packed_scales_offset(KIND, j))));
     __m512i w[8];
     if constexpr (KIND == PackKind::kQ8) {
       for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
@@ -113,41 +111,6 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
     }
   }
   for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
-}
-
-// S kQ8 groups (at g0 + u * gstride) for one token, their blocks interleaved so S independent
-// memory streams are in flight (two streams: single-thread LM-head pass 14.5 -> 17.3 GB/s, an
-// experiment in g4_kernel_bench). Per group, exactly group_n<1, kQ8>'s arithmetic.
-template <int S>
-G4_AVX512 void groups_q8(int64_t n, const uint8_t* g0, size_t gstride, const void* a, float* out,
-                         size_t ostride) {
-  const int64_t nb = n / kQK;
-  const uint8_t* gg[S];
-  for (int u = 0; u < S; ++u) gg[u] = g0 + size_t(u) * gstride;
-  const auto* p = static_cast<const uint8_t*>(a);
-  const auto* qs = reinterpret_cast<const int32_t*>(p);
-  const auto* corr = reinterpret_cast<const int32_t*>(p + n);
-  const auto* da = reinterpret_cast<const float*>(p + n + 4 * nb);
-  __m512 acc[S];
-  for (int u = 0; u < S; ++u) acc[u] = _mm512_setzero_ps();
-  const size_t sb = packed_scale_bytes(n);
-  for (int64_t j = 0; j < nb; ++j) {
-    const int32_t* x = qs + 8 * j;
-    for (int u = 0; u < S; ++u) {
-      const auto* scales = reinterpret_cast<const uint16_t*>(gg[u]);
-      const uint8_t* q = gg[u] + sb + size_t(j) * 512;
-      const __m512 dw = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + j * kPackRows)));
-      __m512i s0 = _mm512_set1_epi32(corr[j]);
-      __m512i s1 = _mm512_setzero_si512();
-      __m512i w[8];
-      for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(q + 64 * c);
-      block_sums(w, x, s0, s1);
-      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(da[j]));
-      acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[u]);
-    }
-  }
-  for (int u = 0; u < S; ++u) _mm512_storeu_ps(out + size_t(u) * ostride, acc[u]);
 }
 
 // K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per block two float vectors and 512 bytes of
@@ -203,7 +166,6 @@ PackedKernels packed_kernels_avx512() {
   k.group[0][0] = group_n<1, PackKind::kQ8>;
   k.group[0][1] = group_n<4, PackKind::kQ8>;
   k.group[0][2] = group_n<8, PackKind::kQ8>;
-  k.q8_multi1 = groups_q8<kPackStreams>;
   k.group[3][0] = group_n<1, PackKind::kQ5>;
   k.group[3][1] = group_n<4, PackKind::kQ5>;
   k.group[3][2] = group_n<8, PackKind::kQ5>;

@@ -15,11 +15,6 @@
 
 namespace g4 {
 
-size_t packed_scale_bytes(int64_t in) {
-  const size_t nb = size_t(in / kQK);
-  return (nb * 2 * kPackRows + 63) / 64 * 64;
-}
-
 PackKind pack_kind(DType t) {
   switch (t) {
     case DType::kQ8_0:
@@ -38,17 +33,11 @@ PackKind pack_kind(DType t) {
 }
 
 size_t packed_group_bytes(DType t, int64_t in) {
-  const size_t nb = size_t(in / kQK);
-  switch (pack_kind(t)) {
-    case PackKind::kQ8:
-      return packed_scale_bytes(in) + nb * 512;
-    case PackKind::kQ5:
-      return packed_scale_bytes(in) + nb * 320;
-    case PackKind::kQ4:
-      return packed_scale_bytes(in) + nb * 256;
-    default:
-      return nb * 640;
-  }
+  const int64_t nb = in / kQK;
+  const PackKind k = pack_kind(t);
+  if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb) * 640;
+  // Up to the last block's quants (an odd last block has no partner after it).
+  return packed_quants_offset(k, nb - 1) + packed_q_block_bytes(k);
 }
 
 bool can_pack(const WeightView& w) {
@@ -183,11 +172,6 @@ void pack_groups_k(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   }
 }
 
-// Block bytes after the scale area for the 32-block kinds.
-size_t q_block_bytes(PackKind k) {
-  return k == PackKind::kQ8 ? 512 : k == PackKind::kQ5 ? 320 : 256;
-}
-
 // Stores unsigned value u (the kernel's operand) of chunk c, lane r, byte k of a block.
 void put_u(PackKind kind, uint8_t* blk, int c, int r, int k, int u) {
   const int i = r * 4 + k;
@@ -216,24 +200,22 @@ int packed_offset(PackKind kind) {
 void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   const PackKind kind = pack_kind(w.type);
   if (kind == PackKind::kKMin || kind == PackKind::kKTwo) return pack_groups_k(w, dst, g0, g1);
-  const size_t qb = q_block_bytes(kind);
   const int off = packed_offset(kind);
   const int64_t nb = w.in / kQK;
-  const size_t gbytes = packed_group_bytes(w.type, w.in), sbytes = packed_scale_bytes(w.in);
+  const size_t gbytes = packed_group_bytes(w.type, w.in);
   int8_t v[kQK];
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* grp = dst + size_t(g) * gbytes;
     std::memset(grp, 0, gbytes);
-    auto* scales = reinterpret_cast<uint16_t*>(grp);
-    uint8_t* q = grp + sbytes;
     for (int r = 0; r < kPackRows; ++r) {
       const uint8_t* row = w.row(g * kPackRows + r);
       for (int64_t j = 0; j < nb; ++j) {
         uint16_t d;
         block_values(w.type, row, j, v, d);
-        scales[j * kPackRows + r] = d;
+        std::memcpy(grp + packed_scales_offset(kind, j) + 2 * size_t(r), &d, 2);
+        uint8_t* q = grp + packed_quants_offset(kind, j);
         for (int c = 0; c < 8; ++c)
-          for (int k = 0; k < 4; ++k) put_u(kind, q + size_t(j) * qb, c, r, k, v[c * 4 + k] + off);
+          for (int k = 0; k < 4; ++k) put_u(kind, q, c, r, k, v[c * 4 + k] + off);
       }
     }
   }
@@ -278,9 +260,9 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
   for (int64_t j = 0; j < nb; ++j, dst += kQK) {
     if (kind != PackKind::kKMin && kind != PackKind::kKTwo) {
       uint16_t dh;
-      std::memcpy(&dh, grp + 2 * size_t(j * kPackRows + lane), 2);
+      std::memcpy(&dh, grp + packed_scales_offset(kind, j) + 2 * size_t(lane), 2);
       const float d = fp16_to_fp32(dh);
-      const uint8_t* blk = grp + packed_scale_bytes(w.in) + size_t(j) * q_block_bytes(kind);
+      const uint8_t* blk = grp + packed_quants_offset(kind, j);
       const int off = packed_offset(kind);
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
@@ -357,9 +339,8 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
     for (int64_t j = 0; j < nb; ++j) {
       const float da = f32(base + o_d + 4 * size_t(j));
       const bool k_quant = kind == PackKind::kKMin || kind == PackKind::kKTwo;
-      const uint8_t* blk = k_quant
-                               ? group + size_t(j) * 640 + 128
-                               : group + packed_scale_bytes(n) + size_t(j) * q_block_bytes(kind);
+      const uint8_t* blk =
+          k_quant ? group + size_t(j) * 640 + 128 : group + packed_quants_offset(kind, j);
       int32_t s[2] = {0, 0};
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
@@ -367,7 +348,7 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
                       int32_t(qs[j * kQK + c * 4 + k]);
       if (!k_quant) {
         uint16_t dh;
-        std::memcpy(&dh, group + 2 * size_t(j * kPackRows + r), 2);
+        std::memcpy(&dh, group + packed_scales_offset(kind, j) + 2 * size_t(r), 2);
         // corr = -128 * sum(a); the offset-K kinds need -K * sum(a) = corr / (128 / K).
         const int32_t corr = i32(o_corr, j) / (128 / packed_offset(kind));
         const int32_t sum = (corr + s[0]) + s[1];

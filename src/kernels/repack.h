@@ -10,12 +10,16 @@
 //
 // Group layouts (16 rows, nb = in / 32 blocks), 64-byte aligned. Quants q[8][64] of a block:
 // for 4-quant chunk c, 16 rows x 4 quants, unsigned (vpdpbusd's unsigned operand).
-//   kQ8 (Q8_0): uint16 d[nb][16] fp16 scales (padded to 64 bytes), then q[nb] holding
-//        value + 128 (the size of the source).
-//   kQ5 (Q5_0), kQ4 (Q4_0): the same scales, then per block 4 x 64 bytes of nibbles (byte
-//        r*4+k of vector m: chunk 2m in the low nibble, chunk 2m+1 in the high one) and, for
-//        kQ5, 8 x 64-bit masks of the fifth bits (bit r*4+k of mask c). Unpacked values are
-//        value + 16 (kQ5) or value + 8 (kQ4); the source's 5.5 or 4.5 bits per weight stay.
+//   kQ8 (Q8_0), kQ5 (Q5_0), kQ4 (Q4_0): blocks in pairs, each pair one 64-byte line of fp16
+//        scales (uint16 d[16] of block 2i, then of block 2i+1) followed by the two blocks'
+//        quants, so a group is read strictly front to back. (A separate scale area at the
+//        group's head made every group a jump back that the hardware prefetcher does not
+//        follow: one thread streamed 14.2 instead of 30.5 GB/s, `g4_stream_layout`.)
+//        kQ8 quants are value + 128 (the size of the source). kQ5/kQ4 quants are 4 x 64 bytes
+//        of nibbles (byte r*4+k of vector m: chunk 2m in the low nibble, chunk 2m+1 in the
+//        high one) and, for kQ5, 8 x 64-bit masks of the fifth bits (bit r*4+k of mask c).
+//        Unpacked values are value + 16 (kQ5) or value + 8 (kQ4); the source's 5.5 or 4.5
+//        bits per weight stay. An odd last block has its pair's line to itself.
 //   kKMin (Q4_K): per block float S[16], float M[16], q (0..15): w = S q - M, where
 //        S = d * scale and M = dmin * min of the 32-element sub-block (exact in float).
 //   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
@@ -39,19 +43,30 @@ constexpr int kPackRows = 16;
 
 // Bytes of one 16-row group of an R16 matrix of type t with `in` columns.
 size_t packed_group_bytes(DType t, int64_t in);
-// kQ8 groups: offset of the quants (the padded scale area).
-size_t packed_scale_bytes(int64_t in);
 
 enum class PackKind { kNone, kQ8, kKMin, kKTwo, kQ5, kQ4 };  // kernel index: kind - 1
 PackKind pack_kind(DType t);
+
+// The 32-block kinds' pair layout: quant bytes per block, and the offsets in a group of
+// block j's 16 fp16 scales and of its quants.
+constexpr size_t packed_q_block_bytes(PackKind k) {
+  return k == PackKind::kQ8 ? 512 : k == PackKind::kQ5 ? 320 : 256;
+}
+constexpr size_t packed_scales_offset(PackKind k, int64_t j) {
+  return size_t(j / 2) * (64 + 2 * packed_q_block_bytes(k)) + size_t(j % 2) * 32;
+}
+constexpr size_t packed_quants_offset(PackKind k, int64_t j) {
+  return size_t(j / 2) * (64 + 2 * packed_q_block_bytes(k)) + 64 +
+         size_t(j % 2) * packed_q_block_bytes(k);
+}
 
 // Whether w can be packed: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K with rows a multiple of 16.
 bool can_pack(const WeightView& w);
 
 // Owner of packed and copied weights: one arena, reserved up front, on transparent huge
 // pages where the kernel allows them. On these VMs a 4 KiB-page stream through 178 MB of LM
-// head is bound by TLB misses (`g4_read_bandwidth`: 18.3 vs 30.6 GB/s on huge pages, one thread), so
-// weights read every token belong in huge pages, not in the file's page-cache mapping.
+// head is bound by TLB misses (`g4_read_bandwidth`: 18.3 vs 30.6 GB/s on huge pages, one thread),
+// so weights read every token belong in huge pages, not in the file's page-cache mapping.
 class PackedStore {
  public:
   PackedStore() = default;

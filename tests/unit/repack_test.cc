@@ -4,6 +4,7 @@
 // and matmul over a packed view is batch-invariant.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cstring>
 #include <random>
@@ -156,23 +157,31 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
         }
         pk.group[li][2](n, grp, a, o8, kPackRows);
         EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
-        if (kind == PackKind::kQ8 && g == 0) {  // the interleaved multi-stream decode kernel
-          // Streams at a stride of one group over the packed matrix (padded to kPackStreams).
-          const size_t gb = packed_group_bytes(t, n);
-          PackedStore aligned;  // the kernels use aligned 64-byte loads
-          uint8_t* many = aligned.alloc(gb * kPackStreams);
-          for (int u = 0; u < kPackStreams; ++u)
-            std::memcpy(many + u * gb, w.packed + size_t(u % (rows / kPackRows)) * gb, gb);
-          std::vector<float> o(size_t(kPackStreams) * kPackRows);
-          pk.q8_multi1(n, many, gb, a[k], o.data(), kPackRows);
-          for (int u = 0; u < kPackStreams; ++u) {
-            float want[kPackRows];
-            packed_group_ref(t, n, many + u * gb, a[k], want);
-            EXPECT_EQ(std::memcmp(o.data() + u * kPackRows, want, sizeof(want)), 0)
-                << "stream " << u;
-          }
-        }
       }
+    }
+  }
+}
+
+// The 32-block kinds are read in one forward sweep per group (the hardware prefetcher follows
+// nothing else): in the kernels' order (block j's scales, then its quants) each access first
+// touches the cache line right after the furthest one touched so far, or only lines already
+// touched, and the sweep ends exactly at the group's end.
+TEST(PackedLayout, GroupIsReadFrontToBack) {
+  for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0}) {
+    const PackKind k = pack_kind(t);
+    for (int64_t nb : {1, 2, 3, 20, 21}) {
+      int64_t furthest = -1;  // cache line
+      auto touch = [&](size_t off, size_t bytes) {
+        const auto first = int64_t(off / 64), last = int64_t((off + bytes - 1) / 64);
+        if (last > furthest) EXPECT_LE(first, furthest + 1) << info(t).name << " nb=" << nb;
+        furthest = std::max(furthest, last);
+      };
+      for (int64_t j = 0; j < nb; ++j) {
+        touch(packed_scales_offset(k, j), 32);
+        EXPECT_EQ(packed_quants_offset(k, j) % 64, 0u);
+        touch(packed_quants_offset(k, j), packed_q_block_bytes(k));
+      }
+      EXPECT_EQ(size_t(furthest + 1) * 64, packed_group_bytes(t, nb * 32)) << info(t).name;
     }
   }
 }
