@@ -91,6 +91,42 @@ int main(int argc, char** argv) {
       }
     }
   }
+  const PackedKernels pk = packed_kernels_avx512();
+  if (pk.prepare != nullptr) {
+    std::printf("\n| R16-packed type | n | tokens per call | ns per block per row per token |\n"
+                "|---|---|---|---|\n");
+    for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+      const int64_t n = info(t).block == 256 ? 2048 : 640, rows = 64, nb = n / kQK;
+      auto src = random_weights(t, n, rows, rng);
+      WeightView v{t, src.data(), n, rows, row_bytes(t, n)};
+      PackedStore store;
+      pack_weight(v, store, 1);
+      std::vector<float> x(size_t(n) * 8);
+      for (auto& e : x) e = nd(rng);
+      const size_t ab = pk.act_bytes(n);
+      std::vector<uint8_t> acts(ab * 8 + 64);
+      const void* a[8];
+      for (int k = 0; k < 8; ++k) {
+        a[k] = acts.data() + size_t(k) * ab;
+        pk.prepare(x.data() + k * n, const_cast<void*>(a[k]), n);
+      }
+      const size_t gb = packed_group_bytes(t, n);
+      const PackedGroupFn* fn = pk.group[int(pack_kind(t)) - 1];
+      for (int i = 0; i < 3; ++i) {
+        const int N = i == 0 ? 1 : i == 1 ? 4 : 8;
+        std::vector<float> out(size_t(8) * size_t(rows));
+        double best = 1e9;
+        for (int rep = 0; rep < 300; ++rep) {
+          const double t0 = now();
+          for (int64_t g = 0; g < rows / kPackRows; ++g)
+            fn[i](n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, size_t(rows));
+          best = std::min(best, now() - t0);
+        }
+        std::printf("| %s | %lld | %d | %.3f |\n", info(t).name, (long long)n, N,
+                    best * 1e9 / double(rows * nb * N));
+      }
+    }
+  }
   if (stream) {
     const int64_t n = 640, rows = 262144;
     const auto w = random_weights(DType::kQ8_0, n, rows, rng);
@@ -112,7 +148,6 @@ int main(int argc, char** argv) {
       std::printf("\nLM-head-sized Q8_0 pass (%s, 1 thread): %.1f ms, %.2f GB/s%s\n", isa_name(isa),
                   best * 1e3, double(w.size()) / best / 1e9, sink == 12345.f ? " " : "");
     }
-    const PackedKernels pk = packed_kernels_avx512();
     if (pk.prepare != nullptr) {
       WeightView v{DType::kQ8_0, w.data(), n, rows, row_bytes(DType::kQ8_0, n)};
       PackedStore store;

@@ -24,6 +24,17 @@ struct FlatBatch {
 // context limits, token ids < vocab) before any state is touched.
 Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatBatch& fb);
 
+// Per-token norm/residual loops run on the pool from this many tokens up (below it, a
+// barrier costs more than the loop).
+constexpr size_t kNormGrain = 16;
+
+// Attention jobs in token order 0, T-1, 1, T-2, ...: causal attention work grows with the
+// position, and the thread pool cuts [0, n) into contiguous slices, so in plain order the
+// last thread got the longest rows (3x the first's in a fresh 2-thread prefill).
+inline size_t zigzag_token(size_t j, size_t T) {
+  return j % 2 == 0 ? j / 2 : T - 1 - j / 2;
+}
+
 inline float* grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();

@@ -79,14 +79,18 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   const int64_t ff = c_.ff_dim;
   for (int l = 0; l < c_.n_layers; ++l) {
     const Gemma3Layer& L = w_.layers[size_t(l)];
-    for (int64_t t = 0; t < T; ++t)
-      rmsnorm(x + t * d, L.attn_norm.data(), h + t * d, d, c_.rms_eps);
+    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+      for (size_t t = b; t < e; ++t)
+        rmsnorm(x + t * d, L.attn_norm.data(), h + t * d, d, c_.rms_eps);
+    });
     attention_block(L, l, batch, tok_seq, tok_pos, kv, ctx, h, T);  // h <- attention output [T, d]
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(h + t * d, L.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
-      for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
-      rmsnorm(x + t * d, L.ffn_norm.data(), h + t * d, d, c_.rms_eps);
-    }
+    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+      for (size_t t = b; t < e; ++t) {
+        rmsnorm(h + t * d, L.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
+        for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
+        rmsnorm(x + t * d, L.ffn_norm.data(), h + t * d, d, c_.rms_eps);
+      }
+    });
     float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
     float* u = grow(ctx.buf[3], size_t(T * ff));
     // The vectorised GELU's last-ulp differences vanish in the int8 rounding of a quantised
@@ -101,10 +105,12 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     const MatmulOut gu[2] = {{&L.gate, g}, {&L.up, u}};
     matmul_multi(ctx.pool, gu, 2, h, T, ctx.mm, ctx.isa, ctx.exact, &ep);
     matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
-      for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
-    }
+    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+      for (size_t t = b; t < e; ++t) {
+        rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
+        for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
+      }
+    });
   }
   output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, w_.tok_embd, c_.vocab_size,
               c_.final_softcap, ctx, out);
@@ -164,7 +170,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc.data() + size_t(ti) * per_thread;
     for (size_t j = b; j < e; ++j) {
-      const size_t t = j / size_t(jobs_per_token);
+      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
       attend_group(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),

@@ -282,7 +282,7 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
   ctx.pool.parallel_for(size_t(T) * size_t(H), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc.data() + size_t(ti) * per_thread;
     for (size_t j = b; j < e; ++j) {
-      const size_t t = j / size_t(H);
+      const size_t t = zigzag_token(j / size_t(H), size_t(T));
       const int hh = int(j % size_t(H));
       const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
       attend_one(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
