@@ -114,7 +114,8 @@ void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn) {
 
 void softmax(float* x, int64_t n) {
   float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  // fmax's NaN rule without the libm call (mx is never NaN): vectorises.
+  for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     x[i] = std::exp(x[i] - mx);
