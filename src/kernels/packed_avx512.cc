@@ -113,8 +113,8 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
   for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
 }
 
-// K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per block two float vectors and 512 bytes of
-// unsigned quants; the halves (chunks 0-3 and 4-7) are summed separately.
+// K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per block two float vectors and the unsigned
+// quants (kKMin nibbles, kKTwo bytes); the halves (chunks 0-3 and 4-7) are summed separately.
 template <int N, bool kMin>
 G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, float* out,
                        size_t ostride) {
@@ -131,10 +131,20 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
     h1[t] = h0[t] + nb;
     acc[t] = _mm512_setzero_ps();
   }
-  for (int64_t j = 0; j < nb; ++j, grp += 640) {
+  constexpr size_t kBlock = packed_k_block_bytes(kMin ? PackKind::kKMin : PackKind::kKTwo);
+  const __m512i lo4 = _mm512_set1_epi8(0x0F);
+  for (int64_t j = 0; j < nb; ++j, grp += kBlock) {
     const __m512 x = _mm512_load_ps(grp), y = _mm512_load_ps(grp + 64);
     __m512i w[8];
-    for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(grp + 128 + 64 * c);
+    if constexpr (kMin) {  // kQ4's nibble order
+      for (int m = 0; m < 4; ++m) {
+        const __m512i p = _mm512_load_si512(grp + 128 + 64 * m);
+        w[2 * m] = _mm512_and_si512(p, lo4);
+        w[2 * m + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+      }
+    } else {
+      for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(grp + 128 + 64 * c);
+    }
     for (int t = 0; t < N; ++t) {
       const int32_t* q = qs[t] + 8 * j;
       __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h0[t][j]);

@@ -35,7 +35,7 @@ PackKind pack_kind(DType t) {
 size_t packed_group_bytes(DType t, int64_t in) {
   const int64_t nb = in / kQK;
   const PackKind k = pack_kind(t);
-  if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb) * 640;
+  if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb) * packed_k_block_bytes(k);
   // Up to the last block's quants (an odd last block has no partner after it).
   return packed_quants_offset(k, nb - 1) + packed_q_block_bytes(k);
 }
@@ -151,22 +151,36 @@ void block_values_k(DType t, const uint8_t* row, int64_t j, uint8_t v[kQK], floa
   }
 }
 
+void put_u(PackKind kind, uint8_t* blk, int c, int r, int k, int u);
+int packed_u(PackKind kind, const uint8_t* blk, int c, int r, int k);
+
+// K-quant quants: kKMin as kQ4's nibbles, kKTwo one byte each.
+void put_k(PackKind kind, uint8_t* q, int c, int r, int k, int u) {
+  if (kind == PackKind::kKMin) return put_u(PackKind::kQ4, q, c, r, k, u);
+  q[c * 64 + r * 4 + k] = uint8_t(u);
+}
+int packed_k(PackKind kind, const uint8_t* q, int c, int r, int k) {
+  return kind == PackKind::kKMin ? packed_u(PackKind::kQ4, q, c, r, k) : q[c * 64 + r * 4 + k];
+}
+
 void pack_groups_k(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
+  const PackKind kind = pack_kind(w.type);
   const int64_t nb = w.in / kQK;
   const size_t gbytes = packed_group_bytes(w.type, w.in);
   uint8_t v[kQK];
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* grp = dst + size_t(g) * gbytes;
+    std::memset(grp, 0, gbytes);
     for (int r = 0; r < kPackRows; ++r) {
       const uint8_t* row = w.row(g * kPackRows + r);
       for (int64_t j = 0; j < nb; ++j) {
-        uint8_t* blk = grp + size_t(j) * 640;
+        uint8_t* blk = grp + size_t(j) * packed_k_block_bytes(kind);
         float x, y;
         block_values_k(w.type, row, j, v, x, y);
         std::memcpy(blk + 4 * r, &x, 4);
         std::memcpy(blk + 64 + 4 * r, &y, 4);
         for (int c = 0; c < 8; ++c)
-          for (int k = 0; k < 4; ++k) blk[128 + c * 64 + r * 4 + k] = v[c * 4 + k];
+          for (int k = 0; k < 4; ++k) put_k(kind, blk + 128, c, r, k, v[c * 4 + k]);
       }
     }
   }
@@ -269,14 +283,13 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
           dst[c * 4 + k] = d * float(packed_u(kind, blk, c, int(lane), k) - off);
       continue;
     }
-    const uint8_t* blk = grp + size_t(j) * 640;
+    const uint8_t* blk = grp + size_t(j) * packed_k_block_bytes(kind);
     float x, y;
     std::memcpy(&x, blk + 4 * lane, 4);
     std::memcpy(&y, blk + 64 + 4 * lane, 4);
-    const uint8_t* q = blk + 128 + size_t(lane) * 4;
     for (int c = 0; c < 8; ++c) {
       for (int k = 0; k < 4; ++k) {
-        const int v = q[c * 64 + k];
+        const int v = packed_k(kind, blk + 128, c, int(lane), k);
         if (kind == PackKind::kKMin) {
           dst[c * 4 + k] = x * float(v) - y;
         } else {
@@ -339,13 +352,14 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
     for (int64_t j = 0; j < nb; ++j) {
       const float da = f32(base + o_d + 4 * size_t(j));
       const bool k_quant = kind == PackKind::kKMin || kind == PackKind::kKTwo;
-      const uint8_t* blk =
-          k_quant ? group + size_t(j) * 640 + 128 : group + packed_quants_offset(kind, j);
+      const uint8_t* blk = k_quant ? group + size_t(j) * packed_k_block_bytes(kind) + 128
+                                   : group + packed_quants_offset(kind, j);
       int32_t s[2] = {0, 0};
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
-          s[c / 4] += int32_t(k_quant ? blk[c * 64 + r * 4 + k] : packed_u(kind, blk, c, r, k)) *
-                      int32_t(qs[j * kQK + c * 4 + k]);
+          s[c / 4] +=
+              int32_t(k_quant ? packed_k(kind, blk, c, r, k) : packed_u(kind, blk, c, r, k)) *
+              int32_t(qs[j * kQK + c * 4 + k]);
       if (!k_quant) {
         uint16_t dh;
         std::memcpy(&dh, group + packed_scales_offset(kind, j) + 2 * size_t(r), 2);
@@ -354,7 +368,7 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
         const int32_t sum = (corr + s[0]) + s[1];
         acc = std::fma(float(sum), fp16_to_fp32(dh) * da, acc);
       } else {
-        const uint8_t* blk = group + size_t(j) * 640;
+        const uint8_t* blk = group + size_t(j) * packed_k_block_bytes(kind);
         const float x = f32(blk + 4 * r), y = f32(blk + 64 + 4 * r);
         const int32_t h0 = i32(o_h0, j), h1 = i32(o_h1, j);
         if (kind == PackKind::kKMin) {

@@ -20,8 +20,9 @@
 //        high one) and, for kQ5, 8 x 64-bit masks of the fifth bits (bit r*4+k of mask c).
 //        Unpacked values are value + 16 (kQ5) or value + 8 (kQ4); the source's 5.5 or 4.5
 //        bits per weight stay. An odd last block has its pair's line to itself.
-//   kKMin (Q4_K): per block float S[16], float M[16], q (0..15): w = S q - M, where
-//        S = d * scale and M = dmin * min of the 32-element sub-block (exact in float).
+//   kKMin (Q4_K): per block float S[16], float M[16], then q (0..15) as 4 x 64 bytes of
+//        nibbles in kQ4's order: w = S q - M, where S = d * scale and M = dmin * min of the
+//        32-element sub-block (exact in float). 384 bytes per block, 6 bits per weight.
 //   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
 //        q (0..63): w = S (q - 32).
 // Integer sums equal the stored format's products exactly; only the float accumulation
@@ -49,6 +50,10 @@ PackKind pack_kind(DType t);
 
 // The 32-block kinds' pair layout: quant bytes per block, and the offsets in a group of
 // block j's 16 fp16 scales and of its quants.
+// K-quant kinds: bytes per 32-element block (two float vectors, then the quants).
+constexpr size_t packed_k_block_bytes(PackKind k) {
+  return k == PackKind::kKMin ? 384 : 640;
+}
 constexpr size_t packed_q_block_bytes(PackKind k) {
   return k == PackKind::kQ8 ? 512 : k == PackKind::kQ5 ? 320 : 256;
 }
