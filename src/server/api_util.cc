@@ -1,5 +1,7 @@
 #include "server/api_util.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -240,6 +242,87 @@ bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
     }
   }
   return true;
+}
+
+void respond_collected(ServerState& st, httplib::Response& res,
+                       std::vector<std::shared_ptr<SeqHandle>> hs,
+                       std::function<void(size_t, const SeqEvent&)> on_event,
+                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama) {
+  const size_t n = hs.size();
+  std::vector<SeqSummary> sums(n);
+  std::vector<bool> done(n, false);
+  std::vector<SeqEvent> evs;
+  bool failed = false;
+  for (size_t i = 0; i < n; ++i) {
+    for (bool got = false; !got && !done[i];) {
+      evs.clear();
+      done[i] = hs[i]->wait(&evs, &sums[i], 200);
+      for (const auto& e : evs) on_event(i, e);
+      got = !evs.empty();
+    }
+    failed = failed || (done[i] && sums[i].finish_reason == "error");
+  }
+  if (failed) {
+    for (auto& h : hs) h->cancel();
+    for (size_t i = 0; i < n; ++i) {
+      while (!done[i]) done[i] = hs[i]->wait(&evs, &sums[i], 200);
+    }
+  }
+  if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) {
+    send_json(res, 200, body(sums));  // throws for a failed sequence
+    return;
+  }
+  res.status = 200;
+  res.set_chunked_content_provider(
+      "application/json",
+      [&st, hs, done, sums, on_event, body, ollama](size_t, httplib::DataSink& sink) mutable {
+        std::vector<std::shared_ptr<SeqHandle>> rest;
+        std::vector<size_t> at;
+        for (size_t i = 0; i < hs.size(); ++i) {
+          if (done[i]) continue;
+          rest.push_back(hs[i]);
+          at.push_back(i);
+        }
+        auto last = std::chrono::steady_clock::now();
+        auto ping = [&] {
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last < std::chrono::seconds(1)) return true;
+          last = now;
+          return sink.write(" ", 1);
+        };
+        std::vector<SeqSummary> rs;
+        const bool ok = drain(
+            rest,
+            [&](size_t c, const SeqEvent& e) {
+              on_event(at[c], e);
+              return ping();
+            },
+            &rs, ping);
+        if (!ok) {
+          st.metrics.disconnected();
+          return false;
+        }
+        for (size_t k = 0; k < rest.size(); ++k) sums[at[k]] = rs[k];
+        json j;
+        try {
+          j = body(sums);
+        } catch (const ApiError& e) {
+          j = error_json(e, ollama);
+        }
+        const std::string s = dump(j);
+        sink.write(s.data(), s.size());
+        sink.done();
+        return true;
+      });
+}
+
+json error_json(const ApiError& e, bool ollama) {
+  if (ollama) return {{"error", e.message}};
+  return {{"error",
+           {{"message", e.message},
+            {"type", e.type},
+            {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+            {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
 }
 
 void send_json(httplib::Response& res, int status, const json& j) {

@@ -38,6 +38,20 @@ bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
            const std::function<bool(size_t, const SeqEvent&)>& on_event,
            std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle = {});
 
+// Non-streamed answers. The body exists only when every sequence has finished, and a client
+// that leaves before then would go unnoticed. So each sequence's first event (or end) is
+// awaited first (errors of admission and prefill keep their own status); if generation goes
+// on, the answer is a 200 with a chunked body that is one space per second while the
+// sequences run (JSON allows leading whitespace; a failed write cancels them), then the JSON.
+// on_event collects; body(summaries) builds the JSON and throws ApiError for a failed
+// sequence, which after the 200 can only be reported in the body (error_json).
+void respond_collected(ServerState& st, httplib::Response& res,
+                       std::vector<std::shared_ptr<SeqHandle>> hs,
+                       std::function<void(size_t, const SeqEvent&)> on_event,
+                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama);
+// An error's body: OpenAI's {"error": {message, type, param, code}} or Ollama's {"error": m}.
+json error_json(const ApiError& e, bool ollama);
+
 void send_json(httplib::Response& res, int status, const json& j);
 std::string random_id(const char* prefix);
 std::string iso_time_now();

@@ -96,20 +96,17 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
     return j;
   };
   if (!stream) {
-    std::string text;
-    std::vector<SeqSummary> sums;
-    drain(
-        hs,
-        [&](size_t, const SeqEvent& e) {
-          text += e.text;
-          return true;
+    auto text = std::make_shared<std::string>();
+    respond_collected(
+        st, res, std::move(hs), [text](size_t, const SeqEvent& e) { *text += e.text; },
+        [text, make, final_fields](const std::vector<SeqSummary>& sums) {
+          if (sums[0].finish_reason == "error")
+            throw ApiError{500, "generation failed: " + sums[0].error, ""};
+          json j = make(*text);
+          final_fields(j, sums[0]);
+          return j;
         },
-        &sums);
-    if (sums[0].finish_reason == "error")
-      throw ApiError{500, "generation failed: " + sums[0].error, ""};
-    json j = make(text);
-    final_fields(j, sums[0]);
-    send_json(res, 200, j);
+        true);
     return;
   }
   res.set_chunked_content_provider("application/x-ndjson", [&st, hs, make, final_fields](

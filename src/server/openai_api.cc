@@ -95,6 +95,9 @@ OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> pro
   }
   g.max_tokens = int(max_tokens);
   get_stop(j, "stop", &g.stop);
+  // llama.cpp's and vLLM's extra: generate through end-of-turn tokens (benchmarks).
+  bool ignore_eos = false;
+  if (get_bool(j, "ignore_eos", &ignore_eos)) g.stop_at_eog = !ignore_eos;
   if (get_int(j, "n", 1, st.opts.max_n, &i)) o.n = int(i);
   get_bool(j, "stream", &o.stream);
   if (j.contains("stream_options") && !j["stream_options"].is_null()) {
@@ -195,49 +198,55 @@ std::string finish_name(const std::string& r) {
 
 void respond(ServerState& st, const httplib::Request&, httplib::Response& res, OaiRequest o) {
   auto hs = submit_all(st, o.seqs);
-  const Tokenizer& tok = st.engine->tokenizer();
   const std::string id = random_id(o.chat ? "chatcmpl-" : "cmpl-");
   const long long created = (long long)unix_now();
   const std::string obj = o.chat ? "chat.completion" : "text_completion";
   if (!o.stream) {
-    std::vector<std::string> texts(hs.size());
-    std::vector<json> chat_lp(hs.size(), json::array());
-    std::vector<LegacyLogprobs> legacy(hs.size());
-    std::vector<SeqSummary> sums;
-    drain(
-        hs,
-        [&](size_t c, const SeqEvent& e) {
-          texts[c] += e.text;
+    struct Collected {
+      std::vector<std::string> texts;
+      std::vector<json> chat_lp;
+      std::vector<LegacyLogprobs> legacy;
+    };
+    auto acc = std::make_shared<Collected>();
+    acc->texts.resize(hs.size());
+    acc->chat_lp.assign(hs.size(), json::array());
+    acc->legacy.resize(hs.size());
+    const size_t n = hs.size();
+    respond_collected(
+        st, res, std::move(hs),
+        [acc, &st, o](size_t c, const SeqEvent& e) {
+          const Tokenizer& tok = st.engine->tokenizer();
+          acc->texts[c] += e.text;
           if (o.logprobs >= 0 && e.token >= 0) {
             if (o.chat)
-              chat_lp[c].push_back(chat_logprob(tok, e));
+              acc->chat_lp[c].push_back(chat_logprob(tok, e));
             else
-              legacy[c].add(tok, e);
+              acc->legacy[c].add(tok, e);
           }
-          return true;
         },
-        &sums);
-    check_errors(sums);
-    json choices = json::array();
-    for (size_t c = 0; c < hs.size(); ++c) {
-      json ch = {{"index", c}, {"finish_reason", finish_name(sums[c].finish_reason)}};
-      if (o.chat) {
-        ch["message"] = {{"role", "assistant"}, {"content", texts[c]}};
-        ch["logprobs"] = o.logprobs >= 0 ? json{{"content", chat_lp[c]}} : json(nullptr);
-      } else {
-        ch["text"] = texts[c];
-        ch["logprobs"] = o.logprobs >= 0 ? legacy[c].to_json() : json(nullptr);
-      }
-      choices.push_back(ch);
-    }
-    send_json(res, 200,
-              {{"id", id},
-               {"object", obj},
-               {"created", created},
-               {"model", st.model_id},
-               {"system_fingerprint", "g4-0.1.0"},
-               {"choices", choices},
-               {"usage", usage_json(sums)}});
+        [acc, &st, o, n, id, obj, created](const std::vector<SeqSummary>& sums) {
+          check_errors(sums);
+          json choices = json::array();
+          for (size_t c = 0; c < n; ++c) {
+            json ch = {{"index", c}, {"finish_reason", finish_name(sums[c].finish_reason)}};
+            if (o.chat) {
+              ch["message"] = {{"role", "assistant"}, {"content", acc->texts[c]}};
+              ch["logprobs"] = o.logprobs >= 0 ? json{{"content", acc->chat_lp[c]}} : json(nullptr);
+            } else {
+              ch["text"] = acc->texts[c];
+              ch["logprobs"] = o.logprobs >= 0 ? acc->legacy[c].to_json() : json(nullptr);
+            }
+            choices.push_back(ch);
+          }
+          return json{{"id", id},
+                      {"object", obj},
+                      {"created", created},
+                      {"model", st.model_id},
+                      {"system_fingerprint", "g4-0.1.0"},
+                      {"choices", choices},
+                      {"usage", usage_json(sums)}};
+        },
+        false);
     return;
   }
   // Streaming: Server-Sent Events, one chunk per event, then [DONE].

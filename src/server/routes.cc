@@ -28,16 +28,7 @@ bool is_ollama(const std::string& path) {
 }
 
 void send_error(httplib::Response& res, const std::string& path, const ApiError& e) {
-  if (is_ollama(path)) {
-    send_json(res, e.status, {{"error", e.message}});
-    return;
-  }
-  send_json(res, e.status,
-            {{"error",
-              {{"message", e.message},
-               {"type", e.type},
-               {"param", e.param.empty() ? json(nullptr) : json(e.param)},
-               {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}});
+  send_json(res, e.status, error_json(e, is_ollama(path)));
 }
 
 using Handler = void (*)(ServerState&, const httplib::Request&, httplib::Response&);

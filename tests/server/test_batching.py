@@ -176,3 +176,45 @@ def test_queued_stream_disconnect_is_noticed():
         assert rest.rstrip().endswith(b"data: [DONE]")
     finally:
         assert s.stop() == 0
+
+
+def _open_plain(url, path, body):
+    host, port = url.replace("http://", "").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/completions", {"model": MODEL_ID, "prompt": "Count to a thousand:", "max_tokens": 3000,
+                         "temperature": 0, "ignore_eos": True}),
+    ("/api/generate", {"model": MODEL_ID, "prompt": "1, 2, 3, 4, 5,", "stream": False,
+                       "options": {"num_predict": 3000, "temperature": 0}}),
+])
+def test_non_streamed_disconnect_frees_sequence(server, path, body):
+    # A non-streamed answer has no body until the end; the server answers 200 once the first
+    # token exists and then writes a space a second, so a client that leaves is noticed.
+    d0 = server.metric("g4_client_disconnects_total")
+    conn, resp = _open_plain(server.url, path, body)
+    assert resp.status == 200
+    assert server.metric("g4_sequences_running") >= 1
+    conn.sock.close()
+    conn.close()
+    deadline = time.time() + 20
+    while time.time() < deadline and (server.metric("g4_sequences_running") or 0) > 0:
+        time.sleep(0.1)
+    assert server.metric("g4_sequences_running") == 0
+    assert server.metric("g4_client_disconnects_total") == d0 + 1
+
+
+def test_long_non_streamed_answer_is_plain_json(server):
+    # Long enough for keep-alive spaces before the JSON: the body still parses as one JSON
+    # document and carries every token (the same text as a run with logprobs asked for).
+    n = 40 if SANITIZED else 250
+    body = {"model": MODEL_ID, "prompt": PROMPTS[1], "max_tokens": n, "temperature": 0,
+            "ignore_eos": True}
+    st, j, _ = post(server.url + "/v1/completions", body)
+    assert st == 200, j
+    assert j["usage"]["completion_tokens"] == n and j["choices"][0]["finish_reason"] == "length"
+    text, _, _, usage = complete(server.url, PROMPTS[1], max_tokens=n, ignore_eos=True)
+    assert usage["completion_tokens"] == n and text == j["choices"][0]["text"]
