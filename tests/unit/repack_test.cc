@@ -30,6 +30,17 @@ std::vector<uint8_t> random_matrix(DType t, int64_t n, int64_t rows, std::mt1993
   return m;
 }
 
+// Q4_K: the float min M = dmin * m of element i's 32-element sub-block (0 for other types).
+double k4_min(DType t, const uint8_t* row, int64_t i) {
+  if (t != DType::kQ4_K) return 0;
+  const auto* b = reinterpret_cast<const BlockQ4_K*>(row) + i / 256;
+  uint16_t mh;
+  std::memcpy(&mh, &b->dmin, 2);
+  uint8_t sc, m;
+  get_scale_min_k4(int(i % 256 / 32), b->scales, &sc, &m);
+  return double(fp16_to_fp32(mh)) * m;
+}
+
 std::vector<float> random_x(int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(static_cast<size_t>(n));
@@ -133,18 +144,23 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
         float ref[kPackRows];
         packed_group_ref(t, n, grp, a[k], ref);
         for (int r = 0; r < kPackRows; ++r) {
-          // Against the stored weights, dequantised independently (dequantize_row), in double:
-          // the packed sum has the same exact integer parts and rounds at most twice per
-          // 16-element half (scale product, FMA), so it is within 4 (nb + 1) eps sum |w a|.
-          dequantize_row(t, w.row(g * kPackRows + r), wr.data(), n);
-          double exact = 0, abs_sum = 0;
+          // Against the stored weights, dequantised independently (dequantize_row), in double.
+          // The packed sum has the same exact integer parts; per block it rounds one scale
+          // product per term and one FMA per term into the running sum, at most 2 nb + 1
+          // roundings of u = eps / 2 each, relative to the terms' magnitude: sum |w a| for
+          // the one-term kinds. Q4_K's two terms are S q a and M a (w = S q - M), whose
+          // magnitudes are at most |w a| + |M a| and |M a|, so its magnitude gets 2 sum
+          // |M a| on top; dequantize_row's own rounding of w (u |w|) is inside the margin.
+          const uint8_t* src = w.row(g * kPackRows + r);
+          dequantize_row(t, src, wr.data(), n);
+          double exact = 0, mag = 0;
           for (int64_t i = 0; i < n; ++i) {
-            exact += double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]);
-            abs_sum += std::fabs(double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]));
+            const double wa = double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]);
+            exact += wa;
+            mag +=
+                std::fabs(wa) + 2 * std::fabs(k4_min(t, src, i) * double(xq[size_t(k)][size_t(i)]));
           }
-          // (Q4_K sums S q a and M a separately; their magnitudes can exceed |w a| when they
-          // cancel, which the factor 8 instead of 4 covers for these scales.)
-          EXPECT_NEAR(ref[r], exact, 8.0 * double(nb + 1) * FLT_EPSILON * abs_sum)
+          EXPECT_NEAR(ref[r], exact, double(nb + 1) * FLT_EPSILON * mag)
               << info(t).name << " n=" << n << " row=" << g * kPackRows + r;
         }
         if (pk.prepare == nullptr) continue;
