@@ -62,13 +62,21 @@ bool use_avx512_ops() {
 #endif
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  // Sum of squares in 8 double lanes (element i into lane i % 8; each square is exact in
+  // double), then a fixed pairwise order: the same bits on every CPU, and no serial chain of
+  // n dependent adds (which made this 3.6% of a prefill).
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += double(x[i + k]) * double(x[i + k]);
+  for (int k = 0; i < n; ++i, ++k) lane[k] += double(x[i]) * double(x[i]);
+  const double ss =
+      ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
   const float scale = 1.0f / std::sqrt(float(ss / double(n)) + eps);
   if (w != nullptr) {
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+    for (i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
   } else {
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale;
+    for (i = 0; i < n; ++i) y[i] = x[i] * scale;
   }
 }
 

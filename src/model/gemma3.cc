@@ -76,6 +76,20 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     for (int64_t i = 0; i < d; ++i) x[t * d + i] *= embed_scale_;
   }
 
+  // RoPE angles of every token for the local and the global frequencies, once per step
+  // instead of once per layer: [2][T][cos (hd/2) | sin (hd/2)] in ctx.buf[10].
+  const int64_t hd = c_.head_dim;
+  float* ang = grow(ctx.buf[10], size_t(2 * T * hd));
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      for (int g = 0; g < 2; ++g) {
+        float* cs = ang + (size_t(g) * size_t(T) + t) * size_t(hd);
+        rope_angles(int(hd), g == 0 ? inv_freq_local_.data() : inv_freq_global_.data(),
+                    double(tok_pos[t]), cs, cs + hd / 2);
+      }
+    }
+  });
+
   const int64_t ff = c_.ff_dim;
   for (int l = 0; l < c_.n_layers; ++l) {
     const Gemma3Layer& L = w_.layers[size_t(l)];
@@ -130,14 +144,13 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   matmul_multi(ctx.pool, qkv, 3, h, T, ctx.mm, ctx.isa, ctx.exact);
 
   const bool sliding = c_.layer_sliding[size_t(layer)];
-  const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
+  const float* ang = ctx.buf[10].data() + (sliding ? 0 : size_t(T) * size_t(hd));  // forward()
   const int64_t cap = kv.capacity(layer);
   // Per token: QK-norm, RoPE, query scale; write K/V to the cache slot for its position.
-  G4_CHECK(hd <= 512);
   ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
-    float cs[256], sn[256];  // this token's RoPE angles, shared by its q and k heads
     for (size_t t = b; t < e; ++t) {
-      rope_angles(hd, inv_freq, double(tok_pos[t]), cs, sn);
+      const float* cs = ang + t * size_t(hd);  // this token's angles, shared by q and k heads
+      const float* sn = cs + hd / 2;
       for (int hh = 0; hh < H; ++hh) {
         float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
         rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
