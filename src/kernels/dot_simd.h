@@ -38,7 +38,7 @@ using PackedGroupFn = void (*)(int64_t n, const uint8_t* group, const void* cons
 struct PackedKernels {
   void (*prepare)(const float* x, void* dst, int64_t n) = nullptr;
   size_t (*act_bytes)(int64_t n) = nullptr;
-  PackedGroupFn group[5][3] = {};
+  PackedGroupFn group[7][3] = {};  // [PackKind - 1][tile of 1, 4, 8 tokens]
 };
 PackedKernels packed_kernels_avx512();  // all nullptr without AVX-512 VNNI
 KernelSet kernels_avx512(DType w);      // .dot1 == nullptr if the type has no AVX-512 kernel

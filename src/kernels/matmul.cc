@@ -237,7 +237,10 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
     start[i + 1] = start[i] + size_t(w.out);
     k[i].packed = w.packed != nullptr && isa == Isa::kAvx512 && pk.prepare != nullptr &&
                   start[i] % kPackRows == 0 && w.out % kPackRows == 0;
-    if (k[i].packed) {
+    if (k[i].packed && pack_float_kind(pack_kind(w.type))) {
+      k[i].prepare = prepare_packed_f32;
+      k[i].act_bytes = packed_act_bytes_f32;
+    } else if (k[i].packed) {
       k[i].prepare = pk.prepare;
       k[i].act_bytes = pk.act_bytes;
     } else {

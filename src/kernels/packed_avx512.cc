@@ -182,6 +182,56 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
   for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
 }
 
+// F16/BF16 groups against N f32 activation rows: per column, the 16 rows' weights widened
+// once for all N tokens; per 32-column block, four FMA chains per token (column c into chain
+// c % 4), summed pairwise and added to the row's total: 8 + 3 roundings per block, where one
+// chain per block would take 32 (the tiny 62-layer Gemma 3 fixture amplifies the difference
+// past its bound through fp16 K/V rounding).
+template <bool kBf>
+G4_AVX512 inline __m512 widen16(const uint8_t* p) {
+  const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+  if constexpr (kBf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_cvtph_ps(h);
+}
+
+template <int N, bool kBf>
+G4_AVX512 void group_f(int64_t n, const uint8_t* grp, const void* const* a, float* out,
+                       size_t ostride) {
+  static_assert(N <= 4, "4 chains x N accumulators must fit the 32 registers");
+  const float* x[N];
+  __m512 acc[N][4], sum[N];
+  for (int t = 0; t < N; ++t) {
+    x[t] = static_cast<const float*>(a[t]);
+    sum[t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < n; b += 32) {
+    if (N > 1) prefetch_l2(grp, 1024);
+    for (int t = 0; t < N; ++t)
+      for (int m = 0; m < 4; ++m) acc[t][m] = _mm512_setzero_ps();
+    for (int64_t c = b; c < b + 32; c += 4, grp += 128) {
+      __m512 w[4];
+      for (int m = 0; m < 4; ++m) w[m] = widen16<kBf>(grp + 32 * m);
+      for (int t = 0; t < N; ++t)
+        for (int m = 0; m < 4; ++m)
+          acc[t][m] = _mm512_fmadd_ps(w[m], _mm512_set1_ps(x[t][c + m]), acc[t][m]);
+    }
+    for (int t = 0; t < N; ++t) {
+      const __m512 s =
+          _mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]), _mm512_add_ps(acc[t][2], acc[t][3]));
+      sum[t] = _mm512_add_ps(sum[t], s);
+    }
+  }
+  for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, sum[t]);
+}
+
+// Tiles of 8 as two tiles of 4 (the second reads the group from cache).
+template <bool kBf>
+G4_AVX512 void group_f8(int64_t n, const uint8_t* grp, const void* const* a, float* out,
+                        size_t ostride) {
+  group_f<4, kBf>(n, grp, a, out, ostride);
+  group_f<4, kBf>(n, grp, a + 4, out + 4 * ostride, ostride);
+}
+
 }  // namespace
 
 PackedKernels packed_kernels_avx512() {
@@ -204,6 +254,12 @@ PackedKernels packed_kernels_avx512() {
   k.group[2][0] = group_k<1, false>;
   k.group[2][1] = group_k<4, false>;
   k.group[2][2] = group_k<8, false>;
+  k.group[5][0] = group_f<1, false>;
+  k.group[5][1] = group_f<4, false>;
+  k.group[5][2] = group_f8<false>;
+  k.group[6][0] = group_f<1, true>;
+  k.group[6][1] = group_f<4, true>;
+  k.group[6][2] = group_f8<true>;
   return k;
 }
 

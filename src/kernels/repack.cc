@@ -27,6 +27,10 @@ PackKind pack_kind(DType t) {
       return PackKind::kKMin;
     case DType::kQ6_K:
       return PackKind::kKTwo;
+    case DType::kF16:
+      return PackKind::kF16;
+    case DType::kBF16:
+      return PackKind::kBF16;
     default:
       return PackKind::kNone;
   }
@@ -36,6 +40,7 @@ size_t packed_group_bytes(DType t, int64_t in) {
   const int64_t nb = in / kQK;
   const PackKind k = pack_kind(t);
   if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb) * packed_k_block_bytes(k);
+  if (pack_float_kind(k)) return size_t(nb) * 1024;
   // Up to the last block's quants (an odd last block has no partner after it).
   return packed_quants_offset(k, nb - 1) + packed_q_block_bytes(k);
 }
@@ -211,9 +216,32 @@ int packed_offset(PackKind kind) {
   return kind == PackKind::kQ8 ? 128 : kind == PackKind::kQ5 ? 16 : 8;
 }
 
+// Float kinds: column c of row r at block c / 32, slot c % 32, lane r.
+size_t float_offset(int64_t c, int r) {
+  return size_t(c / 32) * 1024 + size_t(c % 32) * 32 + size_t(r) * 2;
+}
+
+void pack_groups_f(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
+  const size_t gbytes = packed_group_bytes(w.type, w.in);
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* grp = dst + size_t(g) * gbytes;
+    for (int r = 0; r < kPackRows; ++r) {
+      const uint8_t* row = w.row(g * kPackRows + r);
+      for (int64_t c = 0; c < w.in; ++c) std::memcpy(grp + float_offset(c, r), row + 2 * c, 2);
+    }
+  }
+}
+
+float float_value(PackKind kind, const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return kind == PackKind::kF16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+}
+
 void pack_groups(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   const PackKind kind = pack_kind(w.type);
   if (kind == PackKind::kKMin || kind == PackKind::kKTwo) return pack_groups_k(w, dst, g0, g1);
+  if (pack_float_kind(kind)) return pack_groups_f(w, dst, g0, g1);
   const int off = packed_offset(kind);
   const int64_t nb = w.in / kQK;
   const size_t gbytes = packed_group_bytes(w.type, w.in);
@@ -271,6 +299,10 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
   const int64_t nb = w.in / kQK, lane = r % kPackRows;
   const uint8_t* grp = w.packed + size_t(r / kPackRows) * packed_group_bytes(w.type, w.in);
   const PackKind kind = pack_kind(w.type);
+  if (pack_float_kind(kind)) {
+    for (int64_t c = 0; c < w.in; ++c) dst[c] = float_value(kind, grp + float_offset(c, int(lane)));
+    return;
+  }
   for (int64_t j = 0; j < nb; ++j, dst += kQK) {
     if (kind != PackKind::kKMin && kind != PackKind::kKTwo) {
       uint16_t dh;
@@ -298,6 +330,14 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
       }
     }
   }
+}
+
+size_t packed_act_bytes_f32(int64_t n) {
+  return size_t(n) * sizeof(float);
+}
+
+void prepare_packed_f32(const float* x, void* dst, int64_t n) {
+  std::memcpy(dst, x, size_t(n) * sizeof(float));
 }
 
 size_t packed_act_bytes(int64_t n) {
@@ -332,6 +372,21 @@ void prepare_packed_ref(const float* x, void* dst, int64_t n) {
 void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
                       float out[kPackRows]) {
   const int64_t nb = n / kQK;
+  if (pack_float_kind(pack_kind(t))) {
+    const auto* x = static_cast<const float*>(act);
+    for (int r = 0; r < kPackRows; ++r) {
+      float sum = 0.f;
+      for (int64_t b = 0; b < n; b += kQK) {  // per block: 4 chains, pairwise, then the total
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int64_t c = b; c < b + kQK; ++c)
+          acc[c % 4] =
+              std::fma(float_value(pack_kind(t), group + float_offset(c, r)), x[c], acc[c % 4]);
+        sum += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      }
+      out[r] = sum;
+    }
+    return;
+  }
   const auto* base = static_cast<const uint8_t*>(act);
   const auto* qs = reinterpret_cast<const int8_t*>(base);
   auto i32 = [&](size_t off, int64_t j) {

@@ -25,6 +25,9 @@
 //        32-element sub-block (exact in float). 384 bytes per block, 6 bits per weight.
 //   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
 //        q (0..63): w = S (q - 32).
+//   kF16, kBF16 (F16, BF16 weights, f32 activations): per 32-column block, for each column
+//        the 16 rows' 16-bit values (32 bytes): the source's size. A row's dot product sums
+//        per block four FMA chains (column c into chain c % 4), pairwise, into its total.
 // Integer sums equal the stored format's products exactly; only the float accumulation
 // order changes. K-quants take Q8_0-style activations here (a scale per 32 elements, finer
 // than llama.cpp's Q8_K per 256). Activation layout: int8 qs[in] | int32 corr[nb] = -128 *
@@ -45,7 +48,12 @@ constexpr int kPackRows = 16;
 // Bytes of one 16-row group of an R16 matrix of type t with `in` columns.
 size_t packed_group_bytes(DType t, int64_t in);
 
-enum class PackKind { kNone, kQ8, kKMin, kKTwo, kQ5, kQ4 };  // kernel index: kind - 1
+enum class PackKind { kNone, kQ8, kKMin, kKTwo, kQ5, kQ4, kF16, kBF16 };  // kernel index: kind - 1
+constexpr int kPackKinds = 7;
+// kF16/kBF16 take plain f32 activation rows (pack_float_kind), the others Q8_0-style ones.
+constexpr bool pack_float_kind(PackKind k) {
+  return k == PackKind::kF16 || k == PackKind::kBF16;
+}
 PackKind pack_kind(DType t);
 
 // The 32-block kinds' pair layout: quant bytes per block, and the offsets in a group of
@@ -65,7 +73,8 @@ constexpr size_t packed_quants_offset(PackKind k, int64_t j) {
          size_t(j % 2) * packed_q_block_bytes(k);
 }
 
-// Whether w can be packed: Q8_0, Q5_0, Q4_0, Q4_K or Q6_K with rows a multiple of 16.
+// Whether w can be packed: Q8_0, Q5_0, Q4_0, Q4_K, Q6_K, F16 or BF16 with rows a multiple of
+// 16 (and columns of 32, or 256 for the K-quants).
 bool can_pack(const WeightView& w);
 
 // Owner of packed and copied weights: one arena, reserved up front, on transparent huge
@@ -106,7 +115,10 @@ size_t packed_bytes(const WeightView& w);
 void dequantize_packed_row(const WeightView& w, int64_t r, float* dst);
 
 // Scalar references of the R16 arithmetic (tests compare the AVX-512 kernels bit for bit).
+// The float kinds' activations: the f32 row itself.
 size_t packed_act_bytes(int64_t n);
+size_t packed_act_bytes_f32(int64_t n);
+void prepare_packed_f32(const float* x, void* dst, int64_t n);
 void prepare_packed_ref(const float* x, void* dst, int64_t n);
 // out[r] for the group's 16 rows of a type-t matrix, one activation row.
 void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,

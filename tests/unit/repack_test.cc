@@ -59,8 +59,82 @@ TEST(Repack, CanPackOnlyBlockTypesWithWholeGroups) {
   w.out = 16;
   w.type = DType::kQ4_K;  // 64 columns: not whole 256-element super-blocks
   EXPECT_FALSE(can_pack(w));
-  w.type = DType::kF16;
+  w.type = DType::kF32;
   EXPECT_FALSE(can_pack(w));
+  w.type = DType::kF16;
+  w.in = 48;  // not whole 32-column blocks
+  EXPECT_FALSE(can_pack(w));
+}
+
+// F16/BF16: rows read back exactly; the reference is within the two chains' rounding of the
+// double-precision dot product; the kernels give its bits for tiles of 1, 4 and 8 tokens, and
+// matmul gives a token the same bits alone or in a batch of 13.
+TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
+  const PackedKernels pk = packed_kernels_avx512();
+  std::mt19937 rng(29);
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    for (int64_t n : {32, 96, 640}) {
+      const int64_t rows = 32;
+      const auto m = random_matrix(t, n, rows, rng);
+      WeightView w{t, m.data(), n, rows, row_bytes(t, n)};
+      PackedStore store;
+      pack_weight(w, store, 2);
+      std::vector<float> wr(static_cast<size_t>(n)), wp(static_cast<size_t>(n));
+      for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(t, w.row(r), wr.data(), n);
+        dequantize_packed_row(w, r, wp.data());
+        ASSERT_EQ(wr, wp) << info(t).name << " row " << r;
+      }
+      std::vector<std::vector<float>> x(8);
+      const void* a[8];
+      for (int k = 0; k < 8; ++k) {
+        x[size_t(k)] = random_x(n, rng);
+        a[k] = x[size_t(k)].data();
+      }
+      for (int64_t g = 0; g < rows / kPackRows; ++g) {
+        const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
+        for (int k = 0; k < 8; ++k) {
+          float ref[kPackRows];
+          packed_group_ref(t, n, grp, a[k], ref);
+          for (int r = 0; r < kPackRows; ++r) {
+            // 8 FMAs per chain, three adds per block, n/32 blocks: at most 8 + 3 + n/32
+            // roundings of eps/2 relative to sum |w x|.
+            dequantize_row(t, w.row(g * kPackRows + r), wr.data(), n);
+            double exact = 0, mag = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              exact += double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]);
+              mag += std::fabs(double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]));
+            }
+            EXPECT_NEAR(ref[r], exact, double(11 + n / 32) * FLT_EPSILON / 2 * mag);
+          }
+          if (pk.prepare == nullptr) continue;
+          const int li = int(pack_kind(t)) - 1;
+          float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
+          pk.group[li][0](n, grp, &a[k], o1, 0);
+          EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " n=" << n;
+          if (k < 4) {
+            pk.group[li][1](n, grp, a, o4, kPackRows);
+            EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 4";
+          }
+          pk.group[li][2](n, grp, a, o8, kPackRows);
+          EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
+        }
+      }
+      if (pk.prepare == nullptr) continue;
+      ThreadPool pool(2);
+      MatmulScratch scratch;
+      const int64_t T = 13;
+      std::vector<float> xs(static_cast<size_t>(T * n));
+      for (auto& v : xs) v = std::normal_distribution<float>()(rng);
+      std::vector<float> yb(static_cast<size_t>(T * rows)), y1(static_cast<size_t>(rows));
+      matmul(pool, w, xs.data(), T, yb.data(), scratch, Isa::kAvx512);
+      for (int64_t tk = 0; tk < T; ++tk) {
+        matmul(pool, w, xs.data() + tk * n, 1, y1.data(), scratch, Isa::kAvx512);
+        EXPECT_EQ(std::memcmp(y1.data(), yb.data() + tk * rows, sizeof(float) * rows), 0)
+            << info(t).name << " token " << tk;
+      }
+    }
+  }
 }
 
 TEST(Repack, StoreAlignsAndGrows) {
