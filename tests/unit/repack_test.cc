@@ -41,6 +41,21 @@ double k4_min(DType t, const uint8_t* row, int64_t i) {
   return double(fp16_to_fp32(mh)) * m;
 }
 
+// Activation row k alone, in a tile of 4 (k < 4) and in a tile of 8: ref's bits each time.
+void expect_tiles_equal_ref(const PackedKernels& pk, DType t, int64_t n, const uint8_t* grp,
+                            const void* const a[8], int k, const float ref[kPackRows]) {
+  const int li = int(pack_kind(t)) - 1;
+  float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
+  pk.group[li][0](n, grp, &a[k], o1, 0);
+  EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " n=" << n;
+  if (k < 4) {
+    pk.group[li][1](n, grp, a, o4, kPackRows);
+    EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(float) * kPackRows), 0) << "tile of 4";
+  }
+  pk.group[li][2](n, grp, a, o8, kPackRows);
+  EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(float) * kPackRows), 0) << "tile of 8";
+}
+
 std::vector<float> random_x(int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(static_cast<size_t>(n));
@@ -107,17 +122,7 @@ TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
             }
             EXPECT_NEAR(ref[r], exact, double(11 + n / 32) * FLT_EPSILON / 2 * mag);
           }
-          if (pk.prepare == nullptr) continue;
-          const int li = int(pack_kind(t)) - 1;
-          float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
-          pk.group[li][0](n, grp, &a[k], o1, 0);
-          EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " n=" << n;
-          if (k < 4) {
-            pk.group[li][1](n, grp, a, o4, kPackRows);
-            EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 4";
-          }
-          pk.group[li][2](n, grp, a, o8, kPackRows);
-          EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
+          if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, t, n, grp, a, k, ref);
         }
       }
       if (pk.prepare == nullptr) continue;
@@ -183,8 +188,6 @@ std::string packed_type_name(const ::testing::TestParamInfo<DType>& p) {
 TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
   const DType t = GetParam();
   const PackedKernels pk = packed_kernels_avx512();
-  const PackKind kind = pack_kind(t);
-  const int li = int(kind) - 1;
   const int block = info(t).block;
   std::mt19937 rng(17);
   for (int64_t units : {1, 3, 7, 20}) {
@@ -237,16 +240,7 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
           EXPECT_NEAR(ref[r], exact, double(nb + 1) * FLT_EPSILON * mag)
               << info(t).name << " n=" << n << " row=" << g * kPackRows + r;
         }
-        if (pk.prepare == nullptr) continue;
-        float o1[kPackRows], o4[4 * kPackRows], o8[8 * kPackRows];
-        pk.group[li][0](n, grp, &a[k], o1, 0);
-        EXPECT_EQ(std::memcmp(o1, ref, sizeof(o1)), 0) << info(t).name << " n=" << n;
-        if (k < 4) {
-          pk.group[li][1](n, grp, a, o4, kPackRows);
-          EXPECT_EQ(std::memcmp(o4 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 4";
-        }
-        pk.group[li][2](n, grp, a, o8, kPackRows);
-        EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(ref)), 0) << "tile of 8";
+        if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, t, n, grp, a, k, ref);
       }
     }
   }
@@ -263,7 +257,9 @@ TEST(PackedLayout, GroupIsReadFrontToBack) {
       int64_t furthest = -1;  // cache line
       auto touch = [&](size_t off, size_t bytes) {
         const auto first = int64_t(off / 64), last = int64_t((off + bytes - 1) / 64);
-        if (last > furthest) EXPECT_LE(first, furthest + 1) << info(t).name << " nb=" << nb;
+        if (last > furthest) {
+          EXPECT_LE(first, furthest + 1) << info(t).name << " nb=" << nb;
+        }
         furthest = std::max(furthest, last);
       };
       for (int64_t j = 0; j < nb; ++j) {
