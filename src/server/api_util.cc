@@ -1,7 +1,6 @@
 #include "server/api_util.h"
 
 #include <algorithm>
-
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -313,7 +312,16 @@ void respond_collected(ServerState& st, httplib::Response& res,
         sink.write(s.data(), s.size());
         sink.done();
         return true;
-      });
+      },
+      cancel_unless_sent(hs));
+}
+
+httplib::ContentProviderResourceReleaser cancel_unless_sent(
+    std::vector<std::shared_ptr<SeqHandle>> hs) {
+  return [hs = std::move(hs)](bool sent) {
+    if (!sent)
+      for (const auto& h : hs) h->cancel();
+  };
 }
 
 json error_json(const ApiError& e, bool ollama) {

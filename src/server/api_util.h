@@ -49,6 +49,10 @@ void respond_collected(ServerState& st, httplib::Response& res,
                        std::vector<std::shared_ptr<SeqHandle>> hs,
                        std::function<void(size_t, const SeqEvent&)> on_event,
                        std::function<json(const std::vector<SeqSummary>&)> body, bool ollama);
+// For set_chunked_content_provider: cancels the sequences unless the body was sent to the
+// end (also when the client left before the headers and the provider never ran).
+httplib::ContentProviderResourceReleaser cancel_unless_sent(
+    std::vector<std::shared_ptr<SeqHandle>> hs);
 // An error's body: OpenAI's {"error": {message, type, param, code}} or Ollama's {"error": m}.
 json error_json(const ApiError& e, bool ollama);
 

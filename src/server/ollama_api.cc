@@ -109,30 +109,33 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
         true);
     return;
   }
-  res.set_chunked_content_provider("application/x-ndjson", [&st, hs, make, final_fields](
-                                                               size_t, httplib::DataSink& sink) {
-    auto send = [&](const json& j) {
-      const std::string s = dump(j) + "\n";
-      return sink.write(s.data(), s.size());
-    };
-    std::vector<SeqSummary> sums;
-    const bool ok = drain(
-        hs, [&](size_t, const SeqEvent& e) { return e.text.empty() ? true : send(make(e.text)); },
-        &sums);
-    if (!ok) {
-      st.metrics.disconnected();
-      return false;
-    }
-    if (sums[0].finish_reason == "error") {
-      send({{"error", "generation failed: " + sums[0].error}});
-    } else {
-      json j = make("");
-      final_fields(j, sums[0]);
-      send(j);
-    }
-    sink.done();
-    return true;
-  });
+  res.set_chunked_content_provider(
+      "application/x-ndjson",
+      [&st, hs, make, final_fields](size_t, httplib::DataSink& sink) {
+        auto send = [&](const json& j) {
+          const std::string s = dump(j) + "\n";
+          return sink.write(s.data(), s.size());
+        };
+        std::vector<SeqSummary> sums;
+        const bool ok = drain(
+            hs,
+            [&](size_t, const SeqEvent& e) { return e.text.empty() ? true : send(make(e.text)); },
+            &sums);
+        if (!ok) {
+          st.metrics.disconnected();
+          return false;
+        }
+        if (sums[0].finish_reason == "error") {
+          send({{"error", "generation failed: " + sums[0].error}});
+        } else {
+          json j = make("");
+          final_fields(j, sums[0]);
+          send(j);
+        }
+        sink.done();
+        return true;
+      },
+      cancel_unless_sent(hs));
 }
 
 json details(const ServerState& st) {

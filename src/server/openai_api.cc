@@ -253,7 +253,8 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
-      "text/event-stream", [&st, hs, o, id, created](size_t, httplib::DataSink& sink) {
+      "text/event-stream",
+      [&st, hs, o, id, created](size_t, httplib::DataSink& sink) {
         const Tokenizer& tok = st.engine->tokenizer();
         const std::string obj = o.chat ? "chat.completion.chunk" : "text_completion";
         auto send = [&](const json& j) {
@@ -339,7 +340,8 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
         sink.write(done.data(), done.size());
         sink.done();
         return true;
-      });
+      },
+      cancel_unless_sent(hs));
 }
 
 }  // namespace
