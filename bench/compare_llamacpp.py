@@ -6,7 +6,9 @@ alternating the two engines each repetition. Prints a markdown table with ratios
 
 With --llama-bench (built by scripts/build_llama_server.sh) the llama.cpp side is llama-bench
 itself instead of llama-cpp-python. Either way each process's peak RSS (wait4 ru_maxrss) is
-reported beside its speed, so memory is compared in the same run too.
+reported beside its speed, so memory is compared in the same run too. With
+build/release/g4_read_bandwidth built, each rep also records a plain read loop's bandwidth
+(decode is bandwidth-bound, and a shared VM's bandwidth moves from minute to minute).
 
 Needs `scripts/setup.sh --dev` (llama-cpp-python). Note: llama-cpp-python's eval() samples
 nothing but copies logits for the last token each call, a small per-token overhead that
@@ -57,6 +59,21 @@ def llama_side():
 
 
 g4_rss, ll_rss = [], []
+# Decode is bound by memory bandwidth, which moves on a shared VM: each rep also records what a
+# plain read loop gets (g4_read_bandwidth, huge pages, same thread count), when it is built.
+bw_tool = root / "build/release/g4_read_bandwidth"
+bw = []
+
+
+def read_bandwidth():
+    if not bw_tool.exists() or a.threads not in (1, 2):
+        return None
+    out = subprocess.run([str(bw_tool)], capture_output=True, text=True).stdout
+    want = f"huge pages, {a.threads} thread"
+    for line in out.splitlines():
+        if line.startswith(want):
+            return float(line.split(":")[1].split()[0])
+    return None
 
 g4_pp, g4_tg, ll_pp, ll_tg = [], [], [], []
 for r in range(a.reps):
@@ -70,8 +87,11 @@ for r in range(a.reps):
     ll_rss.append(rss)
     ll_pp += l["pp"]
     ll_tg += l["tg"]
+    b = read_bandwidth()
+    if b is not None:
+        bw.append(b)
     print(f"rep {r + 1}/{a.reps}: g4 pp {g4_pp[-1]:.1f} tg {g4_tg[-1]:.1f} | llama.cpp pp {ll_pp[-1]:.1f} "
-          f"tg {ll_tg[-1]:.1f}", file=sys.stderr)
+          f"tg {ll_tg[-1]:.1f}" + (f" | read loop {b:.1f} GB/s" if b is not None else ""), file=sys.stderr)
 
 def ms(v):
     return f"{statistics.mean(v):.1f} ± {statistics.stdev(v) if len(v) > 1 else 0:.1f}"
@@ -85,3 +105,6 @@ print(f"| pp{a.p} | {ms(g4_pp)} | {ms(ll_pp)} | {statistics.mean(g4_pp) / statis
 print(f"| tg{a.n} | {ms(g4_tg)} | {ms(ll_tg)} | {statistics.mean(g4_tg) / statistics.mean(ll_tg):.2f}x |")
 print(f"| peak RSS MiB (pp{a.p} + tg{a.n} process) | {max(g4_rss):.0f} | {max(ll_rss):.0f} | "
       f"{max(g4_rss) / max(ll_rss):.2f}x |")
+if bw:
+    print(f"\nplain read loop, {a.threads} thread(s), huge pages, after each rep: "
+          f"{min(bw):.1f}-{max(bw):.1f} GB/s (median {statistics.median(bw):.1f})")
