@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
   }
   const PackedKernels pk = packed_kernels_avx512();
   if (pk.prepare != nullptr) {
-    std::printf("\n| R16-packed type | n | tokens per call | ns per block per row per token |\n"
-                "|---|---|---|---|\n");
+    std::printf(
+        "\n| R16-packed type | n | tokens per call | ns per block per row per token |\n"
+        "|---|---|---|---|\n");
     for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
       const int64_t n = info(t).block == 256 ? 2048 : 640, rows = 64, nb = n / kQK;
       auto src = random_weights(t, n, rows, rng);
@@ -191,9 +192,10 @@ int main(int argc, char** argv) {
                          size_t(rows));
         best8 = std::min(best8, now() - t0);
       }
-      std::printf("LM-head-sized Q8_0 pass, 8 tokens (1 thread): %.1f ms, %.3f ns per block, row "
-                  "and token\n",
-                  best8 * 1e3, best8 * 1e9 / double(rows * (n / kQK) * 8));
+      std::printf(
+          "LM-head-sized Q8_0 pass, 8 tokens (1 thread): %.1f ms, %.3f ns per block, row "
+          "and token\n",
+          best8 * 1e3, best8 * 1e9 / double(rows * (n / kQK) * 8));
     }
   }
 }

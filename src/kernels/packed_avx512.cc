@@ -234,6 +234,9 @@ G4_AVX512 void group_f8(int64_t n, const uint8_t* grp, const void* const* a, flo
 
 }  // namespace
 
+static_assert(sizeof(PackedKernels::group) / sizeof(PackedKernels::group[0]) == kPackKinds,
+              "one kernel row per PackKind");
+
 PackedKernels packed_kernels_avx512() {
   if (!cpu_has_avx512()) return {};
   PackedKernels k;

@@ -77,6 +77,18 @@ def open_stream(url, body):
     return conn, resp
 
 
+def leave_and_expect_freed(server, conn, d0):
+    """Closes a client mid-answer: its sequence is freed and counted as a disconnect."""
+    assert server.metric("g4_sequences_running") >= 1
+    conn.sock.close()
+    conn.close()
+    deadline = time.time() + 20
+    while time.time() < deadline and (server.metric("g4_sequences_running") or 0) > 0:
+        time.sleep(0.1)
+    assert server.metric("g4_sequences_running") == 0
+    assert server.metric("g4_client_disconnects_total") == d0 + 1
+
+
 def test_disconnect_frees_sequence(server):
     body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Count to a thousand."}],
             "max_tokens": 2000, "temperature": 0, "stream": True}
@@ -87,14 +99,7 @@ def test_disconnect_frees_sequence(server):
         line = resp.readline()
         if line.startswith(b"data: {"):
             got += 1
-    assert server.metric("g4_sequences_running") >= 1
-    conn.sock.close()
-    conn.close()
-    deadline = time.time() + 20
-    while time.time() < deadline and (server.metric("g4_sequences_running") or 0) > 0:
-        time.sleep(0.1)
-    assert server.metric("g4_sequences_running") == 0
-    assert server.metric("g4_client_disconnects_total") == d0 + 1
+    leave_and_expect_freed(server, conn, d0)
     text, _, _, usage = complete(server.url, PROMPTS[0], max_tokens=4)
     assert usage["completion_tokens"] == 4
 
@@ -203,14 +208,7 @@ def test_non_streamed_disconnect_frees_sequence(server, path, body):
     d0 = server.metric("g4_client_disconnects_total")
     conn, resp = _open_plain(server.url, path, body)
     assert resp.status == 200
-    assert server.metric("g4_sequences_running") >= 1
-    conn.sock.close()
-    conn.close()
-    deadline = time.time() + 20
-    while time.time() < deadline and (server.metric("g4_sequences_running") or 0) > 0:
-        time.sleep(0.1)
-    assert server.metric("g4_sequences_running") == 0
-    assert server.metric("g4_client_disconnects_total") == d0 + 1
+    leave_and_expect_freed(server, conn, d0)
 
 
 def test_long_non_streamed_answer_is_plain_json(server):

@@ -41,6 +41,16 @@ double k4_min(DType t, const uint8_t* row, int64_t i) {
   return double(fp16_to_fp32(mh)) * m;
 }
 
+// Row lookups from the packed copy give dequantize_row's values for every row.
+void expect_rows_read_back(const WeightView& w) {
+  std::vector<float> wr(static_cast<size_t>(w.in)), wp(static_cast<size_t>(w.in));
+  for (int64_t r = 0; r < w.out; ++r) {
+    dequantize_row(w.type, w.row(r), wr.data(), w.in);
+    dequantize_packed_row(w, r, wp.data());
+    ASSERT_EQ(wr, wp) << info(w.type).name << " row " << r;
+  }
+}
+
 // Activation row k alone, in a tile of 4 (k < 4) and in a tile of 8: ref's bits each time.
 void expect_tiles_equal_ref(const PackedKernels& pk, DType t, int64_t n, const uint8_t* grp,
                             const void* const a[8], int k, const float ref[kPackRows]) {
@@ -94,12 +104,8 @@ TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
       WeightView w{t, m.data(), n, rows, row_bytes(t, n)};
       PackedStore store;
       pack_weight(w, store, 2);
-      std::vector<float> wr(static_cast<size_t>(n)), wp(static_cast<size_t>(n));
-      for (int64_t r = 0; r < rows; ++r) {
-        dequantize_row(t, w.row(r), wr.data(), n);
-        dequantize_packed_row(w, r, wp.data());
-        ASSERT_EQ(wr, wp) << info(t).name << " row " << r;
-      }
+      expect_rows_read_back(w);
+      std::vector<float> wr(static_cast<size_t>(n));
       std::vector<std::vector<float>> x(8);
       const void* a[8];
       for (int k = 0; k < 8; ++k) {
@@ -209,12 +215,8 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
       dequantize_row(DType::kQ8_0, q.data(), xq[size_t(k)].data(), n);
       a[k] = acts[size_t(k)].data();
     }
-    std::vector<float> wr(static_cast<size_t>(n)), wp(static_cast<size_t>(n));
-    for (int64_t r = 0; r < rows; ++r) {  // row lookups from the packed copy: same values
-      dequantize_row(t, w.row(r), wr.data(), n);
-      dequantize_packed_row(w, r, wp.data());
-      ASSERT_EQ(wr, wp) << info(t).name << " row " << r;
-    }
+    expect_rows_read_back(w);
+    std::vector<float> wr(static_cast<size_t>(n));
     for (int64_t g = 0; g < rows / kPackRows; ++g) {
       const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
       for (int k = 0; k < 8; ++k) {
