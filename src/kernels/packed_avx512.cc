@@ -128,8 +128,16 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
   for (int t = 0; t < N; ++t) _mm512_storeu_ps(out + size_t(t) * ostride, acc[t]);
 }
 
-// K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per block two float vectors and the unsigned
-// quants (kKMin nibbles, kKTwo bytes); the halves (chunks 0-3 and 4-7) are summed separately.
+// K-quant groups (kKMin: Q4_K, kKTwo: Q6_K): per super-block the head's fp16 d (and dmin)
+// widened once; per block the 16 rows' integer scales times them (exact in float), then the
+// nibbles (kKTwo: with their two high bits); the halves (chunks 0-3 and 4-7) are summed apart.
+// 16 scale bytes as floats (kKMin's 6-bit ones unsigned, kKTwo's signed).
+template <bool kUnsigned>
+G4_AVX512 inline __m512 widen8(const uint8_t* p) {
+  const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm512_cvtepi32_ps(kUnsigned ? _mm512_cvtepu8_epi32(v) : _mm512_cvtepi8_epi32(v));
+}
+
 template <int N, bool kMin>
 G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, float* out,
                        size_t ostride) {
@@ -146,26 +154,44 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
     h1[t] = h0[t] + nb;
     acc[t] = _mm512_setzero_ps();
   }
-  constexpr size_t kBlock = packed_k_block_bytes(kMin ? PackKind::kKMin : PackKind::kKTwo);
-  const __m512i lo4 = _mm512_set1_epi8(0x0F);
-  for (int64_t j = 0; j < nb; ++j, grp += kBlock) {
-    if (N > 1) prefetch_l2(grp, int(kBlock));
-    const __m512 x = _mm512_load_ps(grp), y = _mm512_load_ps(grp + 64);
+  constexpr PackKind kKind = kMin ? PackKind::kKMin : PackKind::kKTwo;
+  constexpr size_t kQuant = packed_k_quant_bytes(kKind);
+  const __m512i lo4 = _mm512_set1_epi8(0x0F), hi2 = _mm512_set1_epi8(0x30);
+  __m512 d = _mm512_setzero_ps(), dmin = _mm512_setzero_ps();
+  for (int64_t j = 0; j < nb; ++j) {
+    const uint8_t* head = grp + packed_k_head_offset(kKind, j);
+    const int s = int(j % 8);
+    if (s == 0) {
+      if (N > 1) prefetch_l2(head, int(kKHeadBytes));
+      d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(head)));
+      if (kMin)
+        dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(head + 32)));
+    }
+    const uint8_t* q = grp + packed_k_quants_offset(kKind, j);
+    if (N > 1) prefetch_l2(q, int(kQuant));
+    const __m512 x = _mm512_mul_ps(d, widen8<kMin>(head + 64 + (kMin ? 16 : 32) * s));
+    const __m512 y = kMin ? _mm512_mul_ps(dmin, widen8<kMin>(head + 192 + 16 * s))
+                          : _mm512_mul_ps(d, widen8<kMin>(head + 64 + 32 * s + 16));
     __m512i w[8];
-    if constexpr (kMin) {  // kQ4's nibble order
-      for (int m = 0; m < 4; ++m) {
-        const __m512i p = _mm512_load_si512(grp + 128 + 64 * m);
-        w[2 * m] = _mm512_and_si512(p, lo4);
-        w[2 * m + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+    for (int m = 0; m < 4; ++m) {  // kQ4's nibble order
+      const __m512i p = _mm512_load_si512(q + 64 * m);
+      w[2 * m] = _mm512_and_si512(p, lo4);
+      w[2 * m + 1] = _mm512_and_si512(_mm512_srli_epi16(p, 4), lo4);
+    }
+    if constexpr (!kMin) {  // chunk 4h+i's high bits at bits 2i of vector h, moved to bits 4-5
+      for (int h = 0; h < 2; ++h) {
+        const __m512i hb = _mm512_load_si512(q + 256 + 64 * h);
+        const __m512i at4[4] = {_mm512_slli_epi16(hb, 4), _mm512_slli_epi16(hb, 2), hb,
+                                _mm512_srli_epi16(hb, 2)};
+        for (int i = 0; i < 4; ++i)
+          w[4 * h + i] = _mm512_or_si512(w[4 * h + i], _mm512_and_si512(at4[i], hi2));
       }
-    } else {
-      for (int c = 0; c < 8; ++c) w[c] = _mm512_load_si512(grp + 128 + 64 * c);
     }
     for (int t = 0; t < N; ++t) {
-      const int32_t* q = qs[t] + 8 * j;
+      const int32_t* xq = qs[t] + 8 * j;
       __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h0[t][j]);
       __m512i s1 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h1[t][j]);
-      block_sums(w, q, s0, s1);
+      block_sums(w, xq, s0, s1);
       const float dt = da[t][j];
       const __m512 vd = _mm512_set1_ps(dt);
       if (kMin) {

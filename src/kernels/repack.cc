@@ -39,7 +39,7 @@ PackKind pack_kind(DType t) {
 size_t packed_group_bytes(DType t, int64_t in) {
   const int64_t nb = in / kQK;
   const PackKind k = pack_kind(t);
-  if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb) * packed_k_block_bytes(k);
+  if (k == PackKind::kKMin || k == PackKind::kKTwo) return size_t(nb / 8) * packed_k_super_bytes(k);
   if (pack_float_kind(k)) return size_t(nb) * 1024;
   // Up to the last block's quants (an odd last block has no partner after it).
   return packed_quants_offset(k, nb - 1) + packed_q_block_bytes(k);
@@ -124,68 +124,100 @@ void block_values(DType t, const uint8_t* row, int64_t j, int8_t v[kQK], uint16_
   }
 }
 
-// 32-element block j of a K-quant row: unsigned quants and the two per-half floats of the
-// kKMin / kKTwo layouts.
-void block_values_k(DType t, const uint8_t* row, int64_t j, uint8_t v[kQK], float& x, float& y) {
+// 32-element block j of a K-quant row: unsigned quants, the super-block's fp16 d (and dmin),
+// and the block's two integer scales (kKMin: scale, min; kKTwo: the two halves' scales).
+struct KBlock {
+  uint8_t v[kQK];
+  uint16_t d, dmin;
+  int a, b;
+};
+KBlock block_values_k(DType t, const uint8_t* row, int64_t j) {
+  KBlock k{};
   const int64_t sb = j / 8, s = j % 8;
   if (t == DType::kQ4_K) {
     const auto* b = reinterpret_cast<const BlockQ4_K*>(row) + sb;
-    uint16_t dh, mh;
-    std::memcpy(&dh, &b->d, 2);
-    std::memcpy(&mh, &b->dmin, 2);
+    std::memcpy(&k.d, &b->d, 2);
+    std::memcpy(&k.dmin, &b->dmin, 2);
     uint8_t sc, m;
     get_scale_min_k4(int(s), b->scales, &sc, &m);
-    x = fp16_to_fp32(dh) * float(sc);
-    y = fp16_to_fp32(mh) * float(m);
+    k.a = sc;
+    k.b = m;
     const uint8_t* q = b->qs + 32 * (s / 2);
-    for (int l = 0; l < kQK; ++l) v[l] = uint8_t(s % 2 == 0 ? q[l] & 0xF : q[l] >> 4);
-    return;
+    for (int l = 0; l < kQK; ++l) k.v[l] = uint8_t(s % 2 == 0 ? q[l] & 0xF : q[l] >> 4);
+    return k;
   }
   const auto* b = reinterpret_cast<const BlockQ6_K*>(row) + sb;
-  uint16_t dh;
-  std::memcpy(&dh, &b->d, 2);
-  const float d = fp16_to_fp32(dh);
-  x = d * float(b->scales[2 * s]);
-  y = d * float(b->scales[2 * s + 1]);
+  std::memcpy(&k.d, &b->d, 2);
+  k.a = b->scales[2 * s];
+  k.b = b->scales[2 * s + 1];
   for (int l = 0; l < kQK; ++l) {
     const int e = int(s) * kQK + l, h = e / 128, r = e % 128, g = r / 32, i = r % 32;
     const uint8_t lb = b->ql[64 * h + i + 32 * (g & 1)];
     const int lo = g < 2 ? (lb & 0xF) : (lb >> 4);
     const int hi = (b->qh[32 * h + i] >> (2 * g)) & 3;
-    v[l] = uint8_t(lo | (hi << 4));
+    k.v[l] = uint8_t(lo | (hi << 4));
+  }
+  return k;
+}
+
+// Block j's two float scales for lane r, as the kernels form them from the head.
+void k_scales(PackKind kind, const uint8_t* grp, int64_t j, int r, float& x, float& y) {
+  const uint8_t* head = grp + packed_k_head_offset(kind, j);
+  const int s = int(j % 8);
+  uint16_t dh;
+  std::memcpy(&dh, head + 2 * r, 2);
+  const float d = fp16_to_fp32(dh);
+  if (kind == PackKind::kKMin) {
+    uint16_t mh;
+    std::memcpy(&mh, head + 32 + 2 * r, 2);
+    x = d * float(head[64 + 16 * s + r]);
+    y = fp16_to_fp32(mh) * float(head[192 + 16 * s + r]);
+  } else {
+    x = d * float(int8_t(head[64 + 32 * s + r]));
+    y = d * float(int8_t(head[64 + 32 * s + 16 + r]));
   }
 }
 
 void put_u(PackKind kind, uint8_t* blk, int c, int r, int k, int u);
 int packed_u(PackKind kind, const uint8_t* blk, int c, int r, int k);
 
-// K-quant quants: kKMin as kQ4's nibbles, kKTwo one byte each.
+// K-quant quants: kQ4's nibbles; kKTwo's high two bits in the 128 bytes after them.
 void put_k(PackKind kind, uint8_t* q, int c, int r, int k, int u) {
-  if (kind == PackKind::kKMin) return put_u(PackKind::kQ4, q, c, r, k, u);
-  q[c * 64 + r * 4 + k] = uint8_t(u);
+  put_u(PackKind::kQ4, q, c, r, k, u & 0xF);
+  if (kind == PackKind::kKTwo)
+    q[256 + (c / 4) * 64 + r * 4 + k] |= uint8_t((u >> 4) << (2 * (c % 4)));
 }
 int packed_k(PackKind kind, const uint8_t* q, int c, int r, int k) {
-  return kind == PackKind::kKMin ? packed_u(PackKind::kQ4, q, c, r, k) : q[c * 64 + r * 4 + k];
+  const int lo = packed_u(PackKind::kQ4, q, c, r, k);
+  if (kind == PackKind::kKMin) return lo;
+  return lo | (((q[256 + (c / 4) * 64 + r * 4 + k] >> (2 * (c % 4))) & 3) << 4);
 }
 
 void pack_groups_k(const WeightView& w, uint8_t* dst, int64_t g0, int64_t g1) {
   const PackKind kind = pack_kind(w.type);
   const int64_t nb = w.in / kQK;
   const size_t gbytes = packed_group_bytes(w.type, w.in);
-  uint8_t v[kQK];
   for (int64_t g = g0; g < g1; ++g) {
     uint8_t* grp = dst + size_t(g) * gbytes;
     std::memset(grp, 0, gbytes);
     for (int r = 0; r < kPackRows; ++r) {
       const uint8_t* row = w.row(g * kPackRows + r);
       for (int64_t j = 0; j < nb; ++j) {
-        uint8_t* blk = grp + size_t(j) * packed_k_block_bytes(kind);
-        float x, y;
-        block_values_k(w.type, row, j, v, x, y);
-        std::memcpy(blk + 4 * r, &x, 4);
-        std::memcpy(blk + 64 + 4 * r, &y, 4);
+        const KBlock kb = block_values_k(w.type, row, j);
+        uint8_t* head = grp + packed_k_head_offset(kind, j);
+        const int s = int(j % 8);
+        std::memcpy(head + 2 * r, &kb.d, 2);
+        if (kind == PackKind::kKMin) {
+          std::memcpy(head + 32 + 2 * r, &kb.dmin, 2);
+          head[64 + 16 * s + r] = uint8_t(kb.a);
+          head[192 + 16 * s + r] = uint8_t(kb.b);
+        } else {
+          head[64 + 32 * s + r] = uint8_t(int8_t(kb.a));
+          head[64 + 32 * s + 16 + r] = uint8_t(int8_t(kb.b));
+        }
+        uint8_t* q = grp + packed_k_quants_offset(kind, j);
         for (int c = 0; c < 8; ++c)
-          for (int k = 0; k < 4; ++k) put_k(kind, blk + 128, c, r, k, v[c * 4 + k]);
+          for (int k = 0; k < 4; ++k) put_k(kind, q, c, r, k, kb.v[c * 4 + k]);
       }
     }
   }
@@ -315,13 +347,12 @@ void dequantize_packed_row(const WeightView& w, int64_t r, float* dst) {
           dst[c * 4 + k] = d * float(packed_u(kind, blk, c, int(lane), k) - off);
       continue;
     }
-    const uint8_t* blk = grp + size_t(j) * packed_k_block_bytes(kind);
+    const uint8_t* blk = grp + packed_k_quants_offset(kind, j);
     float x, y;
-    std::memcpy(&x, blk + 4 * lane, 4);
-    std::memcpy(&y, blk + 64 + 4 * lane, 4);
+    k_scales(kind, grp, j, int(lane), x, y);
     for (int c = 0; c < 8; ++c) {
       for (int k = 0; k < 4; ++k) {
-        const int v = packed_k(kind, blk + 128, c, int(lane), k);
+        const int v = packed_k(kind, blk, c, int(lane), k);
         if (kind == PackKind::kKMin) {
           dst[c * 4 + k] = x * float(v) - y;
         } else {
@@ -407,8 +438,8 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
     for (int64_t j = 0; j < nb; ++j) {
       const float da = f32(base + o_d + 4 * size_t(j));
       const bool k_quant = kind == PackKind::kKMin || kind == PackKind::kKTwo;
-      const uint8_t* blk = k_quant ? group + size_t(j) * packed_k_block_bytes(kind) + 128
-                                   : group + packed_quants_offset(kind, j);
+      const uint8_t* blk =
+          k_quant ? group + packed_k_quants_offset(kind, j) : group + packed_quants_offset(kind, j);
       int32_t s[2] = {0, 0};
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k)
@@ -423,8 +454,8 @@ void packed_group_ref(DType t, int64_t n, const uint8_t* group, const void* act,
         const int32_t sum = (corr + s[0]) + s[1];
         acc = std::fma(float(sum), fp16_to_fp32(dh) * da, acc);
       } else {
-        const uint8_t* blk = group + size_t(j) * packed_k_block_bytes(kind);
-        const float x = f32(blk + 4 * r), y = f32(blk + 64 + 4 * r);
+        float x, y;
+        k_scales(kind, group, j, r, x, y);
         const int32_t h0 = i32(o_h0, j), h1 = i32(o_h1, j);
         if (kind == PackKind::kKMin) {
           acc = std::fma(float(s[0] + s[1]), x * da, acc);

@@ -20,11 +20,15 @@
 //        high one) and, for kQ5, 8 x 64-bit masks of the fifth bits (bit r*4+k of mask c).
 //        Unpacked values are value + 16 (kQ5) or value + 8 (kQ4); the source's 5.5 or 4.5
 //        bits per weight stay. An odd last block has its pair's line to itself.
-//   kKMin (Q4_K): per block float S[16], float M[16], then q (0..15) as 4 x 64 bytes of
-//        nibbles in kQ4's order: w = S q - M, where S = d * scale and M = dmin * min of the
-//        32-element sub-block (exact in float). 384 bytes per block, 6 bits per weight.
-//   kKTwo (Q6_K): per block float Sa[16], Sb[16] (the two 16-element sub-blocks' d * scale),
-//        q (0..63): w = S (q - 32).
+//   kKMin (Q4_K), kKTwo (Q6_K): per 256-column super-block a 320-byte head of the source's
+//        own scales, then its 8 blocks' quants. Head: fp16 d[16]; kKMin fp16 dmin[16], uint8
+//        sc[8][16] and m[8][16] (block s's 6-bit scale and min for the 16 rows); kKTwo 32
+//        unused bytes and int8 sc[16][16] (the 16-element sub-blocks). The kernels form
+//        S = d * sc and M = dmin * m in float, exactly (11 x 6 or 8 bits), so w = S q - M (kKMin)
+//        and w = S (q - 32) (kKTwo, S of the block's half). Quants: 4 x 64 bytes of nibbles in
+//        kQ4's order; kKTwo adds 2 x 64 bytes of high bits (vector h, byte r*4+k: chunk 4h+i's
+//        two bits at bits 2i, 2i+1). 4.625 and 6.625 bits per weight (source 4.5, 6.5625); the
+//        old float-scale, byte-quant layout read 6 and 10.
 //   kF16, kBF16 (F16, BF16 weights, f32 activations): per 32-column block, for each column
 //        the 16 rows' 16-bit values (32 bytes): the source's size. A row's dot product sums
 //        per block four FMA chains (column c into chain c % 4), pairwise, into its total.
@@ -58,9 +62,20 @@ PackKind pack_kind(DType t);
 
 // The 32-block kinds' pair layout: quant bytes per block, and the offsets in a group of
 // block j's 16 fp16 scales and of its quants.
-// K-quant kinds: bytes per 32-element block (two float vectors, then the quants).
-constexpr size_t packed_k_block_bytes(PackKind k) {
-  return k == PackKind::kKMin ? 384 : 640;
+// K-quant kinds: head bytes per super-block, quant bytes per block, and the offsets in a
+// group of super-block j / 8's head and of block j's quants.
+constexpr size_t kKHeadBytes = 320;
+constexpr size_t packed_k_quant_bytes(PackKind k) {
+  return k == PackKind::kKMin ? 256 : 384;
+}
+constexpr size_t packed_k_super_bytes(PackKind k) {
+  return kKHeadBytes + 8 * packed_k_quant_bytes(k);
+}
+constexpr size_t packed_k_head_offset(PackKind k, int64_t j) {
+  return size_t(j / 8) * packed_k_super_bytes(k);
+}
+constexpr size_t packed_k_quants_offset(PackKind k, int64_t j) {
+  return packed_k_head_offset(k, j) + kKHeadBytes + size_t(j % 8) * packed_k_quant_bytes(k);
 }
 constexpr size_t packed_q_block_bytes(PackKind k) {
   return k == PackKind::kQ8 ? 512 : k == PackKind::kQ5 ? 320 : 256;

@@ -272,6 +272,22 @@ TEST(PackedLayout, GroupIsReadFrontToBack) {
       EXPECT_EQ(size_t(furthest + 1) * 64, packed_group_bytes(t, nb * 32)) << info(t).name;
     }
   }
+  // K-quants: each super-block's head, then its blocks' quants.
+  for (DType t : {DType::kQ4_K, DType::kQ6_K}) {
+    const PackKind k = pack_kind(t);
+    for (int64_t nb : {8, 16, 40}) {
+      int64_t furthest = -1;
+      for (int64_t j = 0; j < nb; ++j) {
+        if (j % 8 == 0) {
+          EXPECT_EQ(packed_k_head_offset(k, j), size_t(furthest + 1) * 64) << info(t).name;
+          furthest += int64_t(kKHeadBytes / 64);
+        }
+        EXPECT_EQ(packed_k_quants_offset(k, j), size_t(furthest + 1) * 64) << info(t).name;
+        furthest += int64_t(packed_k_quant_bytes(k) / 64);
+      }
+      EXPECT_EQ(size_t(furthest + 1) * 64, packed_group_bytes(t, nb * 32)) << info(t).name;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockTypes, PackedKernel,
