@@ -174,11 +174,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   const size_t per_thread = attention_scratch_floats(args, max_keys);
   if (sc.size() < per_thread * size_t(ctx.pool.size()))
     sc.resize(per_thread * size_t(ctx.pool.size()));
-  // One job per (token, KV head) when that keeps every thread busy (prefill): its query heads
-  // share the widened K/V rows. Otherwise (decode) one job per (token, head). A head's
-  // arithmetic is the same either way.
-  const int group = H / Hkv;
-  const int per_job = int64_t(T) * Hkv >= 2 * ctx.pool.size() ? group : 1;
+  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
   const int jobs_per_token = H / per_job;
   ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc.data() + size_t(ti) * per_thread;

@@ -276,17 +276,19 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
   AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[19];
-  const size_t per_thread = size_t(max_keys);
+  const size_t per_thread = attention_scratch_floats(args, max_keys);
   if (sc.size() < per_thread * size_t(ctx.pool.size()))
     sc.resize(per_thread * size_t(ctx.pool.size()));
-  ctx.pool.parallel_for(size_t(T) * size_t(H), 1, [&](size_t b, size_t e, int ti) {
+  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
+  const int jobs_per_token = H / per_job;
+  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc.data() + size_t(ti) * per_thread;
     for (size_t j = b; j < e; ++j) {
-      const size_t t = zigzag_token(j / size_t(H), size_t(T));
-      const int hh = int(j % size_t(H));
+      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
+      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      attend_one(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
-                 fb.tok_pos[t], hh, hh + 1, a + t * size_t(qd), scores);
+      attend_group(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
+                   fb.tok_pos[t], h0, h0 + per_job, a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, B.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);
