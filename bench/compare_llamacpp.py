@@ -8,7 +8,9 @@ With --llama-bench (built by scripts/build_llama_server.sh) the llama.cpp side i
 itself instead of llama-cpp-python. Either way each process's peak RSS (wait4 ru_maxrss) is
 reported beside its speed, so memory is compared in the same run too. With
 build/release/g4_read_bandwidth built, each rep also records a plain read loop's bandwidth
-(decode is bandwidth-bound, and a shared VM's bandwidth moves from minute to minute).
+(decode is bandwidth-bound, and a shared VM's bandwidth moves from minute to minute), and
+the decode rates are converted to GB/s of weights: a dense Gemma step reads every tensor of
+the file once (the tied embedding as the LM head), so bytes per token = the file's tensor bytes.
 
 Needs `scripts/setup.sh --dev` (llama-cpp-python). Note: llama-cpp-python's eval() samples
 nothing but copies logits for the last token each call, a small per-token overhead that
@@ -108,3 +110,23 @@ print(f"| peak RSS MiB (pp{a.p} + tg{a.n} process) | {max(g4_rss):.0f} | {max(ll
 if bw:
     print(f"\nplain read loop, {a.threads} thread(s), huge pages, after each rep: "
           f"{min(bw):.1f}-{max(bw):.1f} GB/s (median {statistics.median(bw):.1f})")
+
+
+def tensor_bytes(path):
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    return sum(int(t.n_bytes) for t in GGUFReader(path).tensors)
+
+
+tb = tensor_bytes(a.model)
+if tb:
+    g4_gbs = statistics.mean(g4_tg) * tb / 1e9
+    ll_gbs = statistics.mean(ll_tg) * tb / 1e9
+    line = (f"decode weight traffic ({tb / 1e6:.1f} MB of tensors per token): g4 {g4_gbs:.1f} GB/s, "
+            f"llama.cpp {ll_gbs:.1f} GB/s")
+    if bw:
+        med = statistics.median(bw)
+        line += f" ({100 * g4_gbs / med:.0f}% and {100 * ll_gbs / med:.0f}% of the read loop's median)"
+    print(line)
