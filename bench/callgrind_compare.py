@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/callgrind_compare.py [--model M] [--decode 4 12] [--prefill 16 48]
         [--no-prefill] [--no-callgrind] [--rss] [--rss-contexts 512 1024 2048] [--llama-python PY]
+        [--llama-bench ~/.cache/g4/llama.cpp/bin-avx2/llama-bench]
 
 Wall-clock numbers on a shared 2-core machine are noisy; instruction counts are not. Each
 engine runs its own bench (`g4 bench`, bench/llamacpp_bench.py on llama-cpp-python) under
@@ -13,7 +14,9 @@ loading, start-up and Python cancel out.
 Valgrind has no AVX-512: under it g4 picks its AVX2 kernels by itself (CPUID shows no
 AVX-512), but a llama.cpp built with -march=native for an AVX-512 CPU dies on its first
 AVX-512 instruction; its row then says so. --llama-python can name the interpreter of a venv
-whose llama-cpp-python was built without AVX-512 (CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON").
+whose llama-cpp-python was built without AVX-512 (CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON"),
+or --llama-bench an AVX2 llama-bench (`scripts/build_llama_server.sh --avx2`), which runs the
+same warm-up + timed passes (a P-token warm-up before a prompt, one token before decode).
 --rss runs pp512 + tg128 (then prompts of --rss-contexts tokens) under /usr/bin/time -v with
 2 threads and reports the peak resident set of each process (llama.cpp's includes the Python
 interpreter, ~30 MB).
@@ -37,6 +40,7 @@ ap.add_argument("--engines", nargs="+", default=["g4", "llama.cpp"])
 ap.add_argument("--rss", action="store_true")
 ap.add_argument("--no-callgrind", action="store_true")
 ap.add_argument("--llama-python", default=sys.executable)
+ap.add_argument("--llama-bench", default=None, help="llama-bench binary instead of llama-cpp-python")
 ap.add_argument("--rss-contexts", type=int, nargs="*", default=[512, 1024, 2048])
 a = ap.parse_args()
 
@@ -44,6 +48,8 @@ a = ap.parse_args()
 def cmd(engine, p, n, threads):
     if engine == "g4":
         return [a.g4, "bench", a.model, "-p", str(p), "-n", str(n), "-r", "1", "-t", str(threads)]
+    if a.llama_bench:
+        return [a.llama_bench, "-m", a.model, "-p", str(p), "-n", str(n), "-r", "1", "-t", str(threads)]
     return [a.llama_python, str(root / "bench/llamacpp_bench.py"), a.model, "-p", str(p), "-n", str(n),
             "-t", str(threads), "-r", "1"]
 

@@ -54,9 +54,54 @@ G4_AVX512_OPS void geglu_avx512(float* g, const float* u, int64_t n) {
   }
 }
 
-bool use_avx512_ops() {
-  static const bool ok = best_isa() == Isa::kAvx512;
-  return ok;
+// The same GELU on 8 AVX2 lanes, bit-identical to gelu16: roundscale -> round, abs by mask,
+// and scalef(e, n) -> e * 2^n with 2^n built from n's bits. Below n = -126 the factor stays
+// 2^-126 instead of vanishing, but then tanh = (1 - e) / (1 + e) rounds to 1 either way (as
+// it does for any e below 2^-25).
+#define G4_AVX2_OPS __attribute__((target("avx2,fma")))
+G4_AVX2_OPS inline __m256 exp_nonpos8(__m256 t) {
+  // t = -inf (|x| so large that x^3 overflows) would turn the reduction into inf - inf;
+  // from -104 down every exp is below 2^-126 and gives tanh = 1 as on AVX-512.
+  t = _mm256_max_ps(t, _mm256_set1_ps(-104.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.f));
+  const __m256i ni = _mm256_max_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(-126));
+  const __m256 pow2n =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(e, pow2n);
+}
+
+G4_AVX2_OPS inline __m256 gelu8(__m256 x) {
+  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.044715f), x), x), x);
+  const __m256 z = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_add_ps(x, x3));
+  const __m256 az = _mm256_andnot_ps(_mm256_set1_ps(-0.f), z);
+  const __m256 e = exp_nonpos8(_mm256_mul_ps(az, _mm256_set1_ps(-2.f)));
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256 th = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+  th = _mm256_or_ps(th, _mm256_and_ps(z, _mm256_set1_ps(-0.f)));  // sign of z
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, th));
+}
+
+G4_AVX2_OPS void geglu_avx2(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(g + i, _mm256_mul_ps(gelu8(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+  if (i < n) {  // the tail through a padded copy: the same lanes' arithmetic
+    float gt[8] = {}, ut[8] = {};
+    for (int64_t k = i; k < n; ++k) gt[k - i] = g[k], ut[k - i] = u[k];
+    _mm256_storeu_ps(gt, _mm256_mul_ps(gelu8(_mm256_loadu_ps(gt)), _mm256_loadu_ps(ut)));
+    for (int64_t k = i; k < n; ++k) g[k] = gt[k - i];
+  }
 }
 }  // namespace
 #endif
@@ -85,10 +130,17 @@ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * (x + 0.044715f * x * x * x)));
 }
 
-void geglu_inplace(float* g, const float* u, int64_t n, bool fast) {
+void geglu_fast(float* g, const float* u, int64_t n, Isa isa) {
 #if defined(__x86_64__)
-  if (fast && use_avx512_ops()) return geglu_avx512(g, u, n);
+  if (isa == Isa::kAvx512) return geglu_avx512(g, u, n);
+  if (isa == Isa::kAvx2) return geglu_avx2(g, u, n);
 #endif
+  (void)isa;
+  for (int64_t i = 0; i < n; ++i) g[i] = gelu_tanh(g[i]) * u[i];
+}
+
+void geglu_inplace(float* g, const float* u, int64_t n, bool fast) {
+  if (fast) return geglu_fast(g, u, n, best_isa());
   for (int64_t i = 0; i < n; ++i) g[i] = gelu_tanh(g[i]) * u[i];
 }
 

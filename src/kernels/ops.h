@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dot_simd.h"
+
 namespace g4 {
 
 // y = x / sqrt(mean(x^2) + eps) * w   (w == nullptr: unweighted). In place allowed.
@@ -9,10 +11,12 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps);
 
 // GELU, tanh approximation (gelu_pytorch_tanh).
 float gelu_tanh(float x);
-// g[i] = gelu(g[i]) * u[i]. fast: 16 lanes at a time on AVX-512, tanh from a ~1-ulp exp
-// (within ~2e-7 relative of gelu_tanh); the forward uses it only when the result is next
-// rounded to int8 activation blocks anyway (quantised down projection, default numerics).
+// g[i] = gelu(g[i]) * u[i]. fast: 16 lanes at a time on AVX-512, 8 on AVX2 (the same bits),
+// tanh from a ~1-ulp exp (within ~2e-7 relative of gelu_tanh); the forward uses it only when
+// the result is next rounded to int8 activation blocks anyway (quantised down projection,
+// default numerics). geglu_fast: that path on a given ISA (libm's tanh on scalar).
 void geglu_inplace(float* g, const float* u, int64_t n, bool fast = false);
+void geglu_fast(float* g, const float* u, int64_t n, Isa isa);
 
 // NEOX ("rotate-half") RoPE over the first n_rot dims of one head vector of length n_rot:
 // pairs (i, i + n_rot/2), angle = pos * inv_freq[i].

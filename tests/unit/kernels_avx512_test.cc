@@ -264,6 +264,27 @@ TEST(FastGelu, WithinTanhErrorBudget) {
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(slow[i], gelu_tanh(x[i]) * u[i]);
 }
 
+// The AVX2 GELU gives the AVX-512 one's bits, tails included (n = 1..40 covers every
+// remainder of 8 and 16), and over the whole range of the budget test above.
+TEST(FastGelu, Avx2BitIdenticalToAvx512) {
+  if (best_isa() != Isa::kAvx512) GTEST_SKIP() << "no AVX-512 to compare with";
+  std::vector<float> x;
+  for (float v = -12.f; v <= 12.f; v += 0.00731f) x.push_back(v);
+  for (float v : {0.f, -0.f, 1e-30f, -1e-30f, 1e-6f, 50.f, -50.f, 100.f, -100.f, 1e30f, -1e30f})
+    x.push_back(v);
+  std::vector<float> u(x.size());
+  for (size_t i = 0; i < u.size(); ++i) u[i] = 0.5f + float(i % 7);
+  for (int64_t n :
+       {int64_t(1), int64_t(7), int64_t(9), int64_t(17), int64_t(40), int64_t(x.size())}) {
+    std::vector<float> a(x.begin(), x.begin() + n), b = a;
+    geglu_fast(a.data(), u.data(), n, Isa::kAvx512);
+    geglu_fast(b.data(), u.data(), n, Isa::kAvx2);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(a[size_t(i)], b[size_t(i)])
+          << "x=" << x[size_t(i)] << " " << a[size_t(i)] << " " << b[size_t(i)];
+  }
+}
+
 // Angles computed once per token give the same bits as rope_neox.
 TEST(Rope, SharedAnglesBitIdentical) {
   std::mt19937 rng(3);
