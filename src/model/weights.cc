@@ -177,16 +177,19 @@ std::shared_ptr<PackedStore> pack_matrices(
   const char* env = std::getenv("G4_PACK");
   const bool off = env != nullptr && std::strcmp(env, "0") == 0;
   const bool q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
-  if (off || best_isa() != Isa::kAvx512 || packed_kernels_avx512().prepare == nullptr) return {};
-  // Packable matrices get an R16 copy; the others, when the file is mapped, a plain copy in the
-  // same huge-page arena (the mapped pages are then released, so RSS does not double). The
-  // per-layer embedding table is only ever looked up by row and stays mapped.
+  if (off) return {};
+  // Packable matrices get an R16 copy (AVX-512 VNNI CPUs); the others, and on other CPUs all,
+  // when the file is mapped, a plain copy in the same huge-page arena (the mapped pages are
+  // then released, so RSS does not double): the AVX2 kernels stream 4 KiB file pages TLB-bound
+  // (G4_ISA=avx2 tg128 85-95 -> 99-103 tok/s, alternating). The per-layer embedding table is only
+  // ever looked up by row and stays mapped.
+  const bool r16 = best_isa() == Isa::kAvx512 && packed_kernels_avx512().prepare != nullptr;
   enum class Act { kSkip, kPack, kCopy };
   auto action = [&](const TensorSlot& s) {
     if (s.matrix == nullptr || s.matrix->data == nullptr) return Act::kSkip;
     if (s.name == "per_layer_token_embd.weight") return Act::kSkip;
     const WeightView& w = *s.matrix;
-    if (s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0)) return Act::kPack;
+    if (r16 && s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0)) return Act::kPack;
     return f.is_mapped() && !q8_only ? Act::kCopy : Act::kSkip;
   };
   size_t total = 0;
