@@ -94,9 +94,12 @@ G4_AVX512_ATT void axpy_f32_avx512(float* y, float a, const float* x, int n) {
 // Register-blocked versions of the per-key loops of attend_group_f16, bit-identical to them:
 // every q.k dot is the same 8-lane FMA chain and reduction as dot_f32_f16_avx2 (the chains of
 // up to 4 heads x 2 keys run side by side instead of one after another), and every output
-// element receives the same FMAs in key order as axpy_f16_avx512, but accumulates in registers
-// instead of a load and a store per key.
-G4_AVX512_ATT inline float red(__m256 acc) {
+// element receives the same FMAs in key order as axpy_f16_avx512/avx2, but accumulates in
+// registers instead of a load and a store per key. The q.k part needs AVX2 only, and pv has
+// an 8-lane twin, so CPUs without AVX-512 run them too (before, their attention widened each
+// row and went through dot_f32/axpy_f32: 18% of a G4_ISA=avx2 prefill).
+#define G4_AVX2_ATT __attribute__((target("avx2,fma,f16c")))
+G4_AVX2_ATT inline float red(__m256 acc) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
   s = _mm_hadd_ps(s, s);
   s = _mm_hadd_ps(s, s);
@@ -104,8 +107,8 @@ G4_AVX512_ATT inline float red(__m256 acc) {
 }
 
 template <int NH>
-G4_AVX512_ATT void qk_block(const float* q, int hd, const uint16_t* k0, const uint16_t* k1,
-                            float* s0, float* s1) {
+G4_AVX2_ATT void qk_block(const float* q, int hd, const uint16_t* k0, const uint16_t* k1, float* s0,
+                          float* s1) {
   __m256 a0[NH], a1[NH];
   for (int h = 0; h < NH; ++h) a0[h] = a1[h] = _mm256_setzero_ps();
   for (int i = 0; i < hd; i += 8) {
@@ -125,8 +128,8 @@ G4_AVX512_ATT void qk_block(const float* q, int hd, const uint16_t* k0, const ui
 
 // scores[h][j] (raw q.k) for heads [0, nh) against keys j < n of one KV head; key j at row(j).
 template <typename RowFn>
-G4_AVX512_ATT void qk_scores_avx512(const float* q, int nh, int hd, int64_t n, RowFn row,
-                                    float* scores) {
+G4_AVX2_ATT void qk_scores_avx2(const float* q, int nh, int hd, int64_t n, RowFn row,
+                                float* scores) {
   for (int64_t j = 0; j < n; j += 2) {
     const uint16_t* k0 = row(j);
     const uint16_t* k1 = j + 1 < n ? row(j + 1) : k0;  // odd tail: computed twice, kept once
@@ -170,6 +173,34 @@ G4_AVX512_ATT void pv_avx512(const float* p, int nh, int hd, int64_t n, RowFn ro
       for (int c = 0; c < nc; ++c) {
         _mm512_storeu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 16 * c), a[c]);
         if (two) _mm512_storeu_ps(out + size_t(h + 1) * size_t(hd) + size_t(c0 + 16 * c), b[c]);
+      }
+    }
+  }
+}
+// pv_avx512 on 8 lanes for CPUs without AVX-512 (and head sizes that are not a multiple of
+// 16): two heads and 32 columns (4 registers each) at a time, the same FMAs per element.
+template <typename RowFn>
+G4_AVX2_ATT void pv_avx2(const float* p, int nh, int hd, int64_t n, RowFn row, float* out) {
+  for (int h = 0; h < nh; h += 2) {
+    const bool two = h + 1 < nh;
+    for (int c0 = 0; c0 < hd; c0 += 32) {
+      const int nc = std::min(4, (hd - c0) / 8);
+      __m256 a[4], b[4];
+      for (int c = 0; c < 4; ++c) a[c] = b[c] = _mm256_setzero_ps();
+      for (int64_t j = 0; j < n; ++j) {
+        const uint16_t* vr = row(j) + c0;
+        const __m256 pa = _mm256_set1_ps(p[size_t(h) * size_t(n) + size_t(j)]);
+        const __m256 pb = _mm256_set1_ps(two ? p[size_t(h + 1) * size_t(n) + size_t(j)] : 0.f);
+        for (int c = 0; c < nc; ++c) {
+          const __m256 vx =
+              _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vr + 8 * c)));
+          a[c] = _mm256_fmadd_ps(pa, vx, a[c]);
+          if (two) b[c] = _mm256_fmadd_ps(pb, vx, b[c]);
+        }
+      }
+      for (int c = 0; c < nc; ++c) {
+        _mm256_storeu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 8 * c), a[c]);
+        if (two) _mm256_storeu_ps(out + size_t(h + 1) * size_t(hd) + size_t(c0 + 8 * c), b[c]);
       }
     }
   }
@@ -246,7 +277,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
     const int kvh = hs / group;
     const int he = std::min(h1, (kvh + 1) * group);
 #if defined(__x86_64__)
-    if (have_avx512() && hd % 16 == 0) {
+    if (have_avx2() && hd % 8 == 0) {
       const size_t off = size_t(kvh) * size_t(hd);
       auto krow = [&](int64_t j) {
         return k + size_t((first + j) % a.capacity) * slot_stride + off;
@@ -254,7 +285,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
       auto vrow = [&](int64_t j) {
         return v + size_t((first + j) % a.capacity) * slot_stride + off;
       };
-      qk_scores_avx512(q + size_t(hs) * size_t(hd), he - hs, hd, n, krow, scores);
+      qk_scores_avx2(q + size_t(hs) * size_t(hd), he - hs, hd, n, krow, scores);
       for (int h = hs; h < he; ++h) {
         float* sc = scores + size_t(h - hs) * size_t(n);
         if (a.softcap > 0.f) {
@@ -262,7 +293,11 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
         }
         softmax(sc, n);
       }
-      pv_avx512(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
+      if (have_avx512() && hd % 16 == 0) {
+        pv_avx512(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
+      } else {
+        pv_avx2(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
+      }
       hs = he;
       continue;
     }
