@@ -66,6 +66,23 @@ void expect_tiles_equal_ref(const PackedKernels& pk, DType t, int64_t n, const u
   EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(float) * kPackRows), 0) << "tile of 8";
 }
 
+// For every 16-row group of w and activation row k < 8: the scalar reference's 16 values,
+// row_check(row, k, value) on each, then the kernels' tiles against the reference's bits.
+template <typename F>
+void check_groups(const PackedKernels& pk, const WeightView& w, const void* const a[8],
+                  F row_check) {
+  const int64_t n = w.in;
+  for (int64_t g = 0; g < w.out / kPackRows; ++g) {
+    const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(w.type, n);
+    for (int k = 0; k < 8; ++k) {
+      float ref[kPackRows];
+      packed_group_ref(w.type, n, grp, a[k], ref);
+      for (int r = 0; r < kPackRows; ++r) row_check(g * kPackRows + r, k, ref[r]);
+      if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, w.type, n, grp, a, k, ref);
+    }
+  }
+}
+
 std::vector<float> random_x(int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(static_cast<size_t>(n));
@@ -112,25 +129,17 @@ TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
         x[size_t(k)] = random_x(n, rng);
         a[k] = x[size_t(k)].data();
       }
-      for (int64_t g = 0; g < rows / kPackRows; ++g) {
-        const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
-        for (int k = 0; k < 8; ++k) {
-          float ref[kPackRows];
-          packed_group_ref(t, n, grp, a[k], ref);
-          for (int r = 0; r < kPackRows; ++r) {
-            // 8 FMAs per chain, three adds per block, n/32 blocks: at most 8 + 3 + n/32
-            // roundings of eps/2 relative to sum |w x|.
-            dequantize_row(t, w.row(g * kPackRows + r), wr.data(), n);
-            double exact = 0, mag = 0;
-            for (int64_t i = 0; i < n; ++i) {
-              exact += double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]);
-              mag += std::fabs(double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]));
-            }
-            EXPECT_NEAR(ref[r], exact, double(11 + n / 32) * FLT_EPSILON / 2 * mag);
-          }
-          if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, t, n, grp, a, k, ref);
+      check_groups(pk, w, a, [&](int64_t row, int k, float ref) {
+        // 8 FMAs per chain, three adds per block, n/32 blocks: at most 8 + 3 + n/32
+        // roundings of eps/2 relative to sum |w x|.
+        dequantize_row(t, w.row(row), wr.data(), n);
+        double exact = 0, mag = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          exact += double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]);
+          mag += std::fabs(double(wr[size_t(i)]) * double(x[size_t(k)][size_t(i)]));
         }
-      }
+        EXPECT_NEAR(ref, exact, double(11 + n / 32) * FLT_EPSILON / 2 * mag);
+      });
       if (pk.prepare == nullptr) continue;
       ThreadPool pool(2);
       MatmulScratch scratch;
@@ -217,34 +226,25 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
     }
     expect_rows_read_back(w);
     std::vector<float> wr(static_cast<size_t>(n));
-    for (int64_t g = 0; g < rows / kPackRows; ++g) {
-      const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(t, n);
-      for (int k = 0; k < 8; ++k) {
-        float ref[kPackRows];
-        packed_group_ref(t, n, grp, a[k], ref);
-        for (int r = 0; r < kPackRows; ++r) {
-          // Against the stored weights, dequantised independently (dequantize_row), in double.
-          // The packed sum has the same exact integer parts; per block it rounds one scale
-          // product per term and one FMA per term into the running sum, at most 2 nb + 1
-          // roundings of u = eps / 2 each, relative to the terms' magnitude: sum |w a| for
-          // the one-term kinds. Q4_K's two terms are S q a and M a (w = S q - M), whose
-          // magnitudes are at most |w a| + |M a| and |M a|, so its magnitude gets 2 sum
-          // |M a| on top; dequantize_row's own rounding of w (u |w|) is inside the margin.
-          const uint8_t* src = w.row(g * kPackRows + r);
-          dequantize_row(t, src, wr.data(), n);
-          double exact = 0, mag = 0;
-          for (int64_t i = 0; i < n; ++i) {
-            const double wa = double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]);
-            exact += wa;
-            mag +=
-                std::fabs(wa) + 2 * std::fabs(k4_min(t, src, i) * double(xq[size_t(k)][size_t(i)]));
-          }
-          EXPECT_NEAR(ref[r], exact, double(nb + 1) * FLT_EPSILON * mag)
-              << info(t).name << " n=" << n << " row=" << g * kPackRows + r;
-        }
-        if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, t, n, grp, a, k, ref);
+    check_groups(pk, w, a, [&](int64_t row, int k, float ref) {
+      // Against the stored weights, dequantised independently (dequantize_row), in double.
+      // The packed sum has the same exact integer parts; per block it rounds one scale
+      // product per term and one FMA per term into the running sum, at most 2 nb + 1
+      // roundings of u = eps / 2 each, relative to the terms' magnitude: sum |w a| for
+      // the one-term kinds. Q4_K's two terms are S q a and M a (w = S q - M), whose
+      // magnitudes are at most |w a| + |M a| and |M a|, so its magnitude gets 2 sum
+      // |M a| on top; dequantize_row's own rounding of w (u |w|) is inside the margin.
+      const uint8_t* src = w.row(row);
+      dequantize_row(t, src, wr.data(), n);
+      double exact = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double wa = double(wr[size_t(i)]) * double(xq[size_t(k)][size_t(i)]);
+        exact += wa;
+        mag += std::fabs(wa) + 2 * std::fabs(k4_min(t, src, i) * double(xq[size_t(k)][size_t(i)]));
       }
-    }
+      EXPECT_NEAR(ref, exact, double(nb + 1) * FLT_EPSILON * mag)
+          << info(t).name << " n=" << n << " row=" << row;
+    });
   }
 }
 
