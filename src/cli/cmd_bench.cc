@@ -37,6 +37,7 @@ Runner add_bench(CLI::App& app) {
     int pp = 512, tg = 128, reps = 3, threads = 0, batch = 1;
     bool json = false;
     bool exact = false;
+    bool profile = false;
   };
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model (default: the pulled model)");
@@ -56,6 +57,9 @@ Runner add_bench(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
   app.add_flag("--json", a->json, "JSON output");
+  app.add_flag("--profile", a->profile,
+               "Time per phase of the decode steps (Gemma 3 models; each phase includes its "
+               "thread barrier)");
   app.add_flag("--exact", a->exact, "f32 activations in every matmul");
   return [a] {
     if (!resolve_model(a->model)) return 1;
@@ -96,6 +100,7 @@ Runner add_bench(CLI::App& app) {
       return a->pp / (now() - t0);
     };
     // batch sequences, each fed its own token stream (ids read from a different offset).
+    StepProfile prof;
     auto run_tg = [&]() -> double {
       KvCache kv(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
       StepBatch sb;
@@ -104,6 +109,7 @@ Runner add_bench(CLI::App& app) {
         sb.seqs.push_back({s, std::span<const int32_t>(&ids[size_t(s) % ids.size()], 1), 0, false});
       }
       G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
+      if (a->profile) e.exec().profile = &prof;
       const double t0 = now();
       for (int i = 1; i <= a->tg; ++i) {
         for (int s = 0; s < a->batch; ++s) {
@@ -112,7 +118,9 @@ Runner add_bench(CLI::App& app) {
         }
         G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
       }
-      return double(a->tg) * a->batch / (now() - t0);
+      const double dt = now() - t0;
+      e.exec().profile = nullptr;
+      return double(a->tg) * a->batch / dt;
     };
     if (a->pp > 0) run_pp();  // warm-up (page in the weights, size the scratch buffers)
     std::vector<double> pp, tg;
@@ -134,6 +142,12 @@ Runner add_bench(CLI::App& app) {
       j["tg"] = {
           {"n", a->tg}, {"batch", a->batch}, {"tokens_per_s", s.mean}, {"sd", s.sd}, {"runs", tg}};
     }
+    if (prof.steps > 0) {
+      nlohmann::json pj;
+      for (int p = 0; p < int(StepPhase::kCount); ++p)
+        pj[step_phase_name(StepPhase(p))] = prof.seconds[p] / double(prof.steps) * 1e3;
+      j["tg"]["profile_ms_per_step"] = pj;
+    }
     if (a->json) {
       std::printf("%s\n", j.dump().c_str());
     } else {
@@ -147,6 +161,16 @@ Runner add_bench(CLI::App& app) {
       if (!tg.empty())
         std::printf("| %s | %d | %s | %s | %.2f ± %.2f |\n", name.c_str(), threads,
                     isa_name(e.exec().isa), tg_name.c_str(), stat(tg).mean, stat(tg).sd);
+      if (prof.steps > 0) {
+        double total = 0;
+        for (double v : prof.seconds) total += v;
+        std::printf("\n| decode phase | ms per step | share |\n|---|---|---|\n");
+        for (int p = 0; p < int(StepPhase::kCount); ++p)
+          std::printf("| %s | %.3f | %.1f%% |\n", step_phase_name(StepPhase(p)),
+                      prof.seconds[p] / double(prof.steps) * 1e3, 100 * prof.seconds[p] / total);
+      } else if (a->profile) {
+        std::printf("\n(--profile: this architecture's forward records no phases)\n");
+      }
     }
     return 0;
   };

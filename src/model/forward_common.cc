@@ -78,4 +78,17 @@ void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
   }
 }
 
+const char* step_phase_name(StepPhase p) {
+  static const char* const kNames[] = {"norms, residuals",
+                                       "q/k/v",
+                                       "q/k norm, RoPE, KV store",
+                                       "attention",
+                                       "o proj",
+                                       "gate/up + GELU",
+                                       "down",
+                                       "LM head"};
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == size_t(StepPhase::kCount));
+  return kNames[int(p)];
+}
+
 }  // namespace g4

@@ -1,6 +1,7 @@
 // Pieces of the forward pass shared by the Gemma architectures (gemma3.cc, gemma4.cc):
 // batch validation and flattening, and the output head (final norm, tied LM head, softcap).
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -51,6 +52,34 @@ inline int attention_heads_per_job(int64_t T, int H, int Hkv, int threads) {
   }
   return n;
 }
+
+// Optional wall time per phase of the forward (g4 bench --profile; Gemma 3 only). Read on the
+// calling thread at phase boundaries, after every job of the phase has finished, so a phase
+// includes its barrier; per-layer phases are summed over the layers.
+enum class StepPhase { kNorms, kQkv, kRopeKv, kAttention, kOutProj, kGateUp, kDown, kHead, kCount };
+const char* step_phase_name(StepPhase p);
+struct StepProfile {
+  double seconds[int(StepPhase::kCount)] = {};
+  int64_t steps = 0;
+};
+
+// Adds the time since the previous mark to a phase; does nothing without a profile.
+class PhaseClock {
+ public:
+  explicit PhaseClock(StepProfile* p) : p_(p) {
+    if (p_ != nullptr) last_ = std::chrono::steady_clock::now();
+  }
+  void mark(StepPhase ph) {
+    if (p_ == nullptr) return;
+    const auto t = std::chrono::steady_clock::now();
+    p_->seconds[int(ph)] += std::chrono::duration<double>(t - last_).count();
+    last_ = t;
+  }
+
+ private:
+  StepProfile* p_;
+  std::chrono::steady_clock::time_point last_;
+};
 
 inline float* grow(std::vector<float>& v, size_t n) {
   if (v.size() < n) v.resize(n);

@@ -50,7 +50,7 @@ class Gemma3 final : public Model {
  private:
   void attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
                        const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
-                       KvCache& kv, ExecContext& ctx, float* h, int64_t T) const;
+                       KvCache& kv, ExecContext& ctx, float* h, int64_t T, PhaseClock& clock) const;
 
   ModelConfig c_;
   Gemma3Weights w_;
@@ -69,6 +69,7 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   const std::vector<int64_t>& tok_pos = fb.tok_pos;
   const std::vector<int32_t>& ids = fb.ids;
 
+  PhaseClock clock(ctx.profile);
   float* x = grow(ctx.buf[0], size_t(T * d));  // residual stream [T, d]
   float* h = grow(ctx.buf[1], size_t(T * d));  // normed input [T, d]
   for (int64_t t = 0; t < T; ++t) {
@@ -97,7 +98,8 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
       for (size_t t = b; t < e; ++t)
         rmsnorm(x + t * d, L.attn_norm.data(), h + t * d, d, c_.rms_eps);
     });
-    attention_block(L, l, batch, tok_seq, tok_pos, kv, ctx, h, T);  // h <- attention output [T, d]
+    clock.mark(StepPhase::kNorms);
+    attention_block(L, l, batch, tok_seq, tok_pos, kv, ctx, h, T, clock);  // h <- attention out
     ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
       for (size_t t = b; t < e; ++t) {
         rmsnorm(h + t * d, L.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
@@ -117,8 +119,11 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
     };
     const RowEpilogue ep(geglu);
     const MatmulOut gu[2] = {{&L.gate, g}, {&L.up, u}};
+    clock.mark(StepPhase::kNorms);
     matmul_multi(ctx.pool, gu, 2, h, T, ctx.mm, ctx.isa, ctx.exact, &ep);
+    clock.mark(StepPhase::kGateUp);
     matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
+    clock.mark(StepPhase::kDown);
     ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
       for (size_t t = b; t < e; ++t) {
         rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
@@ -128,12 +133,15 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   }
   output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, w_.tok_embd, c_.vocab_size,
               c_.final_softcap, ctx, out);
+  clock.mark(StepPhase::kHead);
+  if (ctx.profile != nullptr) ++ctx.profile->steps;
   return Status();
 }
 
 void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
                              const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
-                             KvCache& kv, ExecContext& ctx, float* h, int64_t T) const {
+                             KvCache& kv, ExecContext& ctx, float* h, int64_t T,
+                             PhaseClock& clock) const {
   const int H = c_.n_heads, Hkv = c_.n_kv_heads, hd = c_.head_dim;
   const int64_t qd = int64_t(H) * hd, kvd = int64_t(Hkv) * hd;
   float* q = grow(ctx.buf[5], size_t(T * qd));   // [T, H*hd]
@@ -142,6 +150,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
   float* a = grow(ctx.buf[8], size_t(T * qd));                 // attention output [T, H*hd]
   const MatmulOut qkv[3] = {{&L.q, q}, {&L.k, k}, {&L.v, v}};  // one job for the three
   matmul_multi(ctx.pool, qkv, 3, h, T, ctx.mm, ctx.isa, ctx.exact);
+  clock.mark(StepPhase::kQkv);
 
   const bool sliding = c_.layer_sliding[size_t(layer)];
   const float* ang = ctx.buf[10].data() + (sliding ? 0 : size_t(T) * size_t(hd));  // forward()
@@ -168,6 +177,7 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
     }
   });
 
+  clock.mark(StepPhase::kRopeKv);
   AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[9];
@@ -186,7 +196,9 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
                    tok_pos[t], h0, h0 + per_job, a + t * size_t(qd), scores);
     }
   });
+  clock.mark(StepPhase::kAttention);
   matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);
+  clock.mark(StepPhase::kOutProj);
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ struct ExecContext {
   // here so a steady decode step allocates nothing (tests/unit/alloc_test.cc).
   FlatBatch flat;
   std::vector<int64_t> rows;
+  StepProfile* profile = nullptr;  // g4 bench --profile
 };
 
 struct ModelOptions {
