@@ -264,7 +264,10 @@ void respond_collected(ServerState& st, httplib::Response& res,
   if (failed) {
     for (auto& h : hs) h->cancel();
     for (size_t i = 0; i < n; ++i) {
-      while (!done[i]) done[i] = hs[i]->wait(&evs, &sums[i], 200);
+      while (!done[i]) {
+        evs.clear();  // a cancelled sequence's last events are not reported
+        done[i] = hs[i]->wait(&evs, &sums[i], 200);
+      }
     }
   }
   if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) {
