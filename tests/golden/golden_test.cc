@@ -382,7 +382,8 @@ std::unique_ptr<Engine> load_file(const std::string& path, EmbedScale scale) {
 // writer is deterministic), then g4's default numerics on that file agree with llama.cpp's
 // logits at llama.cpp's own noise floor on the same file (gates of LogitParityDefaultVsLlamaCpp).
 void quantized_parity(const std::string& type) {
-  if (!std::filesystem::exists(model_path())) GTEST_SKIP() << "default model absent";
+  ASSERT_TRUE(std::filesystem::exists(model_path()))
+      << "default model not found at " << model_path() << " (run `g4 pull` or set G4_MODEL)";
   const auto fx = load_fixture("logits_quant_" + type + ".json");
   TempDir tmp;
   const std::string out = tmp.file(type + ".gguf");

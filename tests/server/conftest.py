@@ -28,7 +28,7 @@ def free_port():
 class Server:
     def __init__(self, *args, ready_timeout=120):
         if not Path(MODEL).exists():
-            pytest.skip(f"default model not found at {MODEL} (run `g4 pull`)")
+            pytest.fail(f"default model not found at {MODEL} (run `g4 pull`)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"g4serve-{self.port}.log"

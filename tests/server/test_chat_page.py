@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(SANITIZED, reason="browser test runs in the Rele
 
 def test_chat_page_streams_a_reply(server):
     if not shutil.which("chromedriver") or not shutil.which("chromium"):
-        pytest.skip("chromium/chromium-driver not installed (scripts/setup.sh installs them)")
+        pytest.fail("chromium/chromium-driver not installed (scripts/setup.sh installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
