@@ -20,6 +20,7 @@
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
 #include "model/quantize.h"
+#include "model/weights.h"
 
 namespace g4::cli {
 
@@ -97,11 +98,14 @@ int convert(const ConvertArgs& a) {
   if (!img.ok()) return fail(img.error());
   const HfImage& im = img.value();
   uint64_t bytes = im.size;
+  // Nothing is written unless g4 can run the result: config and every tensor's shape checked.
+  auto f = GgufFile::parse_owned(im.data, im.size, a.in);
+  if (!f.ok()) return fail(f.error());
+  if (Status s = validate_model_file(*f.value()); !s.ok())
+    return fail(a.in + ": the converted model would not load: " + s.message());
   if (plain) {
     if (Status s = write_atomic(a.out, im.data.get(), im.size); !s.ok()) return fail(s.message());
   } else {
-    auto f = GgufFile::parse_owned(im.data, im.size, a.in);
-    if (!f.ok()) return fail(f.error());
     QuantizeOptions o;
     o.target = target;
     o.n_threads = a.threads;

@@ -22,6 +22,33 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
+// A NumPy .npy (format 1.0): float32 little-endian, C order, shape [rows, cols]; written to
+// PATH.tmp and renamed, so a failed write leaves no partial file.
+Status write_npy_f32(const std::string& path, const float* data, size_t rows, size_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) + "), }";
+  while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
+  header.push_back('\n');
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    const uint16_t hl = uint16_t(header.size());
+    out.write("\x93NUMPY\x01\x00", 8);
+    out.write(reinterpret_cast<const char*>(&hl), 2);
+    out.write(header.data(), std::streamsize(header.size()));
+    out.write(reinterpret_cast<const char*>(data), std::streamsize(rows * cols * sizeof(float)));
+    if (!out.good()) {
+      std::remove(tmp.c_str());
+      return Status::error("cannot write " + path);
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Status::error("cannot write " + path);
+  }
+  return Status();
+}
+
 }  // namespace
 
 Result<std::vector<int32_t>> parse_token_ids(const std::string& s) {
@@ -165,7 +192,7 @@ Runner add_tokenize(CLI::App& app) {
 
 Runner add_logits(CLI::App& app) {
   struct A {
-    std::string model, prompt, ids, embed_scale = "bf16", dtype = "auto";
+    std::string model, prompt, ids, embed_scale = "bf16", dtype = "auto", npy;
     bool exact = false;
     int top = 10;
     bool all = false;
@@ -179,14 +206,18 @@ Runner add_logits(CLI::App& app) {
   auto* p = app.add_option("--prompt", a->prompt, "Prompt text (tokenized with <bos>)");
   auto* i = app.add_option("--ids", a->ids, "Comma-separated token ids, e.g. 2,105,2364");
   p->excludes(i);
-  app.add_option("--top", a->top, "Top-K per position")
+  app.add_option("--top", a->top, "Top-K per position (capped at the vocabulary)")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
+      ->check(CLI::Range(1, 1 << 24));
+  app.add_option("--all-logits", a->npy,
+                 "Also write every position's full logits to this NumPy .npy file "
+                 "(float32, [positions, vocab])");
   app.add_flag("--all-positions", a->all, "Every position, not only the last");
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
       ->check(CLI::IsMember({"bf16", "exact"}));
-  app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
+  app.add_flag("--exact", a->exact,
+               "f32 activations in every matmul and f32 K/V (slower, no rounding noise)");
   return [a] {
     if (a->prompt.empty() && a->ids.empty())
       return fail("give --prompt TEXT or --ids 2,105,...", 2);
@@ -196,6 +227,7 @@ Runner add_logits(CLI::App& app) {
     eo.n_ctx = 1 << 20;
     eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
     eo.exact = a->exact;
+    eo.kv_f32 = a->exact;  // the exact path keeps K/V in float32 too, as references do
     eo.hf_dtype = a->dtype;
     auto eng = Engine::load(eo);
     if (!eng.ok()) return fail(eng.error());
@@ -212,6 +244,10 @@ Runner add_logits(CLI::App& app) {
     auto lg = s.logits_all(ids);
     if (!lg.ok()) return fail(lg.error());
     const int vocab = e.model().config().vocab_size;
+    if (!a->npy.empty()) {
+      Status st = write_npy_f32(a->npy, lg.value().data(), ids.size(), size_t(vocab));
+      if (!st.ok()) return fail(st.message());
+    }
     nlohmann::json out;
     out["model"] = a->model;
     out["ids"] = ids;

@@ -376,6 +376,15 @@ bool flag(const json& j, const char* k) {
   return j.contains(k) && j[k].is_boolean() && j[k].get<bool>();
 }
 
+Status check_activation(Cfg& c);
+
+// Fields both architectures share that g4 cannot honour: refused by name.
+Status check_common(Cfg& c) {
+  if (flag(c.j, "attention_bias"))
+    return Status::error("config.json: attention_bias (bias vectors on q/k/v/o) is not supported");
+  return check_activation(c);
+}
+
 Status check_activation(Cfg& c) {
   const std::string act =
       c.string(c.j, "hidden_activation", c.string(c.j, "hidden_act", "gelu_pytorch_tanh"));
@@ -397,21 +406,22 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
   if (!c.err.ok()) return c.err;
   if (L < 1 || d < 1 || H < 1 || Hkv < 1 || hd < 1)
     return Status::error("config.json: layer, width and head counts must be >= 1");
-  if (Status s = check_activation(c); !s.ok()) return s;
+  if (Status s = check_common(c); !s.ok()) return s;
+  if (flag(c.j, "use_bidirectional_attention"))
+    return Status::error("config.json: use_bidirectional_attention is not supported");
   auto types = layer_types(c, L, 6);
   if (!types.ok()) return types.status();
-  // g4's gemma3 reader takes the layer pattern as a period: the list must have one.
+  // A periodic pattern is written as its period (llama.cpp's key); any other as one bool per
+  // layer, as gemma4 files carry it.
   int period = L + 1;
   for (int i = 0; i < L; ++i)
     if (!types.value()[size_t(i)]) {
       period = i + 1;
       break;
     }
-  for (int i = 0; i < L; ++i) {
-    if (types.value()[size_t(i)] != ((i + 1) % period != 0)) {
-      return Status::error("config.json: layer_types are not a periodic sliding/full pattern");
-    }
-  }
+  bool periodic = true;
+  for (int i = 0; i < L; ++i)
+    periodic = periodic && types.value()[size_t(i)] == ((i + 1) % period != 0);
   const Rope g = rope_for(c, "full_attention", 1e6, true),
              s = rope_for(c, "sliding_attention", 1e4, false);
   if (!c.err.ok()) return c.err;
@@ -420,13 +430,11 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
     return Status::error("config.json: RoPE '" + g.type + "'/'" + s.type +
                          "' is not supported (default, or linear on global layers)");
   }
-  // The engine derives the query scale as llama.cpp does; refuse a config that says otherwise.
+  // llama.cpp derives the query scale from the shape; a config that says otherwise gets it
+  // written as attention.scale (read by g4).
   const double qpas = c.number("query_pre_attn_scalar", 256),
                derived = L == 62 ? double(d) / double(H) : double(hd);
-  if (std::fabs(qpas - derived) > 1e-6 * derived) {
-    return Status::error("config.json: query_pre_attn_scalar " + std::to_string(qpas) +
-                         " differs from the " + std::to_string(derived) + " g4 uses");
-  }
+  if (!(qpas > 0)) return Status::error("config.json: query_pre_attn_scalar must be > 0");
   b.str("general.architecture", "gemma3");
   b.str("general.name", name);
   b.u32(p + "context_length", uint32_t(ctx));
@@ -438,7 +446,12 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
   b.u32(p + "attention.key_length", uint32_t(hd));
   b.u32(p + "attention.value_length", uint32_t(hd));
   b.u32(p + "attention.sliding_window", uint32_t(W));
-  b.u32(p + "attention.sliding_window_pattern", uint32_t(period));
+  if (periodic)
+    b.u32(p + "attention.sliding_window_pattern", uint32_t(period));
+  else
+    b.arr_bool(p + "attention.sliding_window_pattern", types.value());
+  if (std::fabs(qpas - derived) > 1e-6 * derived)
+    b.f32(p + "attention.scale", float(1.0 / std::sqrt(qpas)));
   b.f32(p + "attention.layer_norm_rms_epsilon", float(c.number("rms_norm_eps", 1e-6)));
   b.f32(p + "rope.freq_base", float(g.theta));
   b.f32(p + "rope.freq_base_swa", float(s.theta));
@@ -448,8 +461,7 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
   }
   if (c.has("final_logit_softcapping"))
     b.f32(p + "final_logit_softcapping", float(c.number("final_logit_softcapping", 0)));
-  if (c.has("attn_logit_softcapping"))
-    b.f32(p + "attn_logit_softcapping", float(c.number("attn_logit_softcapping", 0)));
+  // attn_logit_softcapping is not written: transformers' Gemma 3 attention never applies it.
   return c.err;
 }
 
@@ -470,24 +482,39 @@ Status gemma4_meta(Cfg& c, ImageBuilder& b, const std::string& name, int* rope_p
   if (!c.err.ok()) return c.err;
   if (L < 1 || d < 1 || H < 1 || Hkv < 1 || hd < 1 || shared > L)
     return Status::error("config.json: layer, width and head counts out of range");
-  if (Status s = check_activation(c); !s.ok()) return s;
+  if (Status s = check_common(c); !s.ok()) return s;
   if (c.has("use_bidirectional_attention") && c.j["use_bidirectional_attention"] == "all")
-    return Status::error("config.json: bidirectional attention is not supported");
+    return Status::error("config.json: use_bidirectional_attention 'all' is not supported");
   auto types = layer_types(c, L, 6);
   if (!types.ok()) return types.status();
-  const std::vector<bool>& sl = types.value();
+  std::vector<bool> sl = types.value();
+  sl.back() = false;  // Gemma4TextConfig forces the last layer to full attention
   const bool k_eq_v = flag(c.j, "attention_k_eq_v"), wide = flag(c.j, "use_double_wide_mlp");
+  // As Gemma4TextConfig: a saved per_layer_config (even empty) is the whole list of per-layer
+  // overrides of head_dim / num_key_value_heads; without one, full-attention layers take
+  // global_head_dim (default 512) and, with attention_k_eq_v, num_global_key_value_heads.
+  const bool has_plc = c.has("per_layer_config") && !c.j["per_layer_config"].is_null();
+  if (has_plc && !c.j["per_layer_config"].is_object())
+    return Status::error("config.json: per_layer_config must be an object");
   std::vector<int> ffs, kvh, hds;
   for (int l = 0; l < L; ++l) {
-    int64_t h = sl[size_t(l)] ? hd : hdg, kv = (!sl[size_t(l)] && k_eq_v && gkv > 0) ? gkv : Hkv;
+    const bool full = !sl[size_t(l)];
+    int64_t h = full && !has_plc ? hdg : hd, kv = full && !has_plc && k_eq_v && gkv > 0 ? gkv : Hkv;
     const std::string key = std::to_string(l);
-    if (c.has("per_layer_config") && c.j["per_layer_config"].is_object() &&
-        c.j["per_layer_config"].contains(key)) {
+    if (has_plc && c.j["per_layer_config"].contains(key)) {
       Cfg o{c.j["per_layer_config"][key], Status()};
-      if (!o.j.is_object()) return Status::error("config.json: per_layer_config entry");
+      if (!o.j.is_object())
+        return Status::error("config.json: per_layer_config[" + key + "] must be an object");
+      for (const auto& [k, v] : o.j.items()) {
+        if (k != "head_dim" && k != "num_key_value_heads")
+          return Status::error("config.json: per_layer_config[" + key + "] overrides '" + k +
+                               "', which g4 does not support (head_dim, num_key_value_heads)");
+      }
       h = o.integer("head_dim", h);
       kv = o.integer("num_key_value_heads", kv);
       if (!o.err.ok()) return o.err;
+      if (h < 2 || h % 2 != 0 || kv < 1)
+        return Status::error("config.json: per_layer_config[" + key + "] is out of range");
     }
     hds.push_back(int(h));
     kvh.push_back(int(kv));
@@ -545,8 +572,8 @@ Status gemma4_meta(Cfg& c, ImageBuilder& b, const std::string& name, int* rope_p
   b.u32(p + "rope.dimension_count_swa", uint32_t(hd_s));
   if (c.has("final_logit_softcapping"))
     b.f32(p + "final_logit_softcapping", float(c.number("final_logit_softcapping", 0)));
-  if (c.has("attn_logit_softcapping"))
-    b.f32(p + "attn_logit_softcapping", float(c.number("attn_logit_softcapping", 0)));
+  // attn_logit_softcapping: Gemma4TextConfig has no such field and transformers' Gemma 4
+  // attention never applies it, so a config.json that carries it is read the same way.
   if (flag(c.j, "enable_moe_block")) {
     b.u32(p + "expert_count", uint32_t(c.integer("num_experts", 0, true)));
     b.u32(p + "expert_used_count", uint32_t(c.integer("top_k_experts", 0, true)));
@@ -627,7 +654,9 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
       b.arr_str("tokenizer.ggml.tokens", hv.tokens);
       b.arr_f32("tokenizer.ggml.scores", hv.scores);
       b.arr_i32("tokenizer.ggml.token_type", hv.types);
-      if (!hv.merges.empty()) b.arr_str("tokenizer.ggml.merges", hv.merges);
+      // A BPE vocabulary carries its merges even when there are none (a tokenizer.json with
+      // "merges": [] is valid): the gemma4 reader requires the key.
+      if (hv.model == "gemma4" || !hv.merges.empty()) b.arr_str("tokenizer.ggml.merges", hv.merges);
       b.u32("tokenizer.ggml.bos_token_id", uint32_t(hv.bos));
       b.u32("tokenizer.ggml.eos_token_id", uint32_t(hv.eos));
       if (hv.unk >= 0) b.u32("tokenizer.ggml.unknown_token_id", uint32_t(hv.unk));
@@ -639,34 +668,44 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
       vocab_rows = int64_t(hv.tokens.size());
     }
   }
-  const StTensor *lm_head = nullptr, *embed = nullptr;
+  // tie_word_embeddings (default true, as in both config classes): the head is the embedding
+  // and a stored lm_head.weight is ignored, as transformers ties over it; false: lm_head.weight
+  // is the head, written as output.weight (llama.cpp's name).
+  const json& topj = top.value();
+  const bool tied =
+      !((tj.contains("tie_word_embeddings") && tj["tie_word_embeddings"] == false) ||
+        (!tj.contains("tie_word_embeddings") && topj.contains("tie_word_embeddings") &&
+         topj["tie_word_embeddings"] == false));
+  const StTensor* lm_head = nullptr;
   for (const StTensor* t : ck.value()->tensors()) {
     auto g = gguf_name(t->name);
     if (!g.ok()) return Status::error(dir + ": " + g.error());
-    if (t->name.size() >= 14 && t->name.compare(t->name.size() - 14, 14, "lm_head.weight") == 0)
+    std::string gname = g.value();
+    if (t->name.size() >= 14 && t->name.compare(t->name.size() - 14, 14, "lm_head.weight") == 0) {
       lm_head = t;
-    if (g.value() == "token_embd.weight") embed = t;
-    if (g.value().empty()) continue;
+      if (!tied) gname = "output.weight";
+    }
+    if (gname.empty()) continue;
     const bool keep_f32 =
-        t->shape.size() <= 1 || g.value().find("ffn_gate_inp.weight") != std::string::npos;
+        t->shape.size() <= 1 || gname.find("ffn_gate_inp.weight") != std::string::npos;
     DType target = keep_f32 ? DType::kF32 : want ? *want : t->type;
     // Q8_0 blocks need rows of whole 32-element blocks; other matrices fall back to f16.
     if (target == DType::kQ8_0 && t->shape.back() % 32 != 0) target = DType::kF16;
-    const bool is_embd = g.value() == "token_embd.weight";
-    if (is_embd && vocab_rows >= 0 && t->shape.size() == 2 && vocab_rows > t->shape[0]) {
+    // Matrices with a row per token keep the tokenizer's rows (the engine's vocabulary).
+    const bool vocab_matrix = gname == "token_embd.weight" || gname == "output.weight" ||
+                              gname == "per_layer_token_embd.weight";
+    if (vocab_matrix && vocab_rows >= 0 && t->shape.size() == 2 && vocab_rows > t->shape[0]) {
       return Status::error(dir + ": tokenizer.json has " + std::to_string(vocab_rows) +
-                           " tokens but the embedding only " + std::to_string(t->shape[0]) +
+                           " tokens but " + t->name + " only " + std::to_string(t->shape[0]) +
                            " rows");
     }
-    b.tensor(convert(*t, g.value(), target, arch == "gemma3" && is_gemma3_norm(g.value()),
-                     is_embd ? vocab_rows : -1));
+    b.tensor(convert(*t, gname, target, arch == "gemma3" && is_gemma3_norm(gname),
+                     vocab_matrix ? vocab_rows : -1));
   }
-  // The engine ties the LM head to the embedding (all Gemma models do): a stored head must be
-  // a copy of it.
-  if (lm_head != nullptr &&
-      (embed == nullptr || lm_head->type != embed->type || lm_head->nbytes != embed->nbytes ||
-       std::memcmp(lm_head->data, embed->data, embed->nbytes) != 0)) {
-    return Status::error(dir + ": an untied lm_head.weight is not supported");
+  if (!tied && lm_head == nullptr) {
+    return Status::error(dir +
+                         ": config.json says tie_word_embeddings: false but the checkpoint "
+                         "has no lm_head.weight");
   }
   if (arch == "gemma4" && rope_pairs < hd_g / 2) {
     // llama.cpp's form of proportional partial RoPE: divisor 1 for rotated pairs, 1e30 after.

@@ -119,13 +119,35 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   }
   G4_TRY_GET(softcap, f.get_float(p + "final_logit_softcapping"));
   c.final_softcap = float(softcap.value_or(0.0));
-  G4_TRY_GET(asoftcap, f.get_float(p + "attn_logit_softcapping"));
-  c.attn_softcap = float(asoftcap.value_or(0.0));
-  G4_TRY_GET(period, f.get_uint(p + "attention.sliding_window_pattern"));
-  c.layer_sliding = gemma3_pattern(c.n_layers, period ? int(*period) : 6);
+  // No attention-logit softcap: Gemma 3's attention in transformers never passes
+  // attn_logit_softcapping to its kernels, and llama.cpp's gemma3 graph has none; a file or
+  // config that carries the key is read the same way (config fuzzing, tests/unit).
+  c.attn_softcap = 0.f;
+  // The layer pattern: a period (llama.cpp's key), or one bool per layer (true = sliding) for
+  // a checkpoint whose layer_types are not periodic (g4 convert writes it as gemma4 files do).
+  const GgufValue* pat = f.find(p + "attention.sliding_window_pattern");
+  if (pat != nullptr && pat->type == GgufType::kArray) {
+    if (pat->elem_type != GgufType::kBool || pat->count != uint64_t(c.n_layers))
+      return Status::error(
+          "attention.sliding_window_pattern must be a period or one bool per layer");
+    c.layer_sliding.resize(size_t(c.n_layers));
+    for (int l = 0; l < c.n_layers; ++l)
+      c.layer_sliding[size_t(l)] = pat->elems[l] != 0;  // bool: one byte each
+  } else {
+    G4_TRY_GET(period, f.get_uint(p + "attention.sliding_window_pattern"));
+    if (period && *period < 1) return Status::error("attention.sliding_window_pattern is 0");
+    c.layer_sliding = gemma3_pattern(c.n_layers, period ? int(*period) : 6);
+  }
   // Gemma 3 27B scales queries by (d/H)^-0.5 = 168^-0.5; every other size by head_dim^-0.5
-  // (llama.cpp keys this on the 62-layer model type; HF's query_pre_attn_scalar).
+  // (llama.cpp keys this on the 62-layer model type; HF's query_pre_attn_scalar). A checkpoint
+  // whose query_pre_attn_scalar differs carries the scale itself (attention.scale).
   finish_gemma3(c, c.n_layers == 62 ? float(c.model_dim) / float(c.n_heads) : float(c.head_dim));
+  G4_TRY_GET(qscale, f.get_float(p + "attention.scale"));
+  if (qscale) {
+    if (!(*qscale > 0) || !std::isfinite(*qscale))
+      return Status::error("metadata '" + p + "attention.scale' must be a positive number");
+    c.query_scale = float(*qscale);
+  }
   // The LM head is the tied embedding: its row count is the logit vocabulary.
   const GgufTensor* emb = f.tensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2)

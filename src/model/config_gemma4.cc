@@ -226,8 +226,9 @@ Result<ModelConfig> gemma4_config_from_gguf(const GgufFile& f) {
     return Status::error("rope dimension count exceeds the head size or is odd");
   G4_TRY_GET4(softcap, f.get_float(p + "final_logit_softcapping"));
   c.final_softcap = float(softcap.value_or(0.0));
-  G4_TRY_GET4(asoftcap, f.get_float(p + "attn_logit_softcapping"));
-  c.attn_softcap = float(asoftcap.value_or(0.0));
+  // No attention-logit softcap on Gemma 4 (transformers' Gemma 4 attention never applies one):
+  // an attn_logit_softcapping key, if a file carries it, is ignored as it is there.
+  c.attn_softcap = 0.f;
   c.query_scale = 1.0f;  // QK-norm replaces 1/sqrt(hd) (spec §2.3, §6.6)
 
   G4_TRY(opt("embedding_length_per_layer_input", 1 << 16, 0, v));

@@ -2,7 +2,7 @@
 //
 //   x = embed(ids) * bf16(sqrt(d))
 //   per layer: x += post_attn_norm(attn(attn_norm(x)));  x += post_ffw_norm(geglu(ffn_norm(x)))
-//   logits = tok_embd · output_norm(x)     (tied head, no softcap)
+//   logits = head · output_norm(x)   (head: output.weight if untied, else tok_embd)
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -131,8 +131,8 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
       }
     });
   }
-  output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, w_.tok_embd, c_.vocab_size,
-              c_.final_softcap, ctx, out);
+  output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, lm_head(w_.output, w_.tok_embd),
+              c_.vocab_size, c_.final_softcap, ctx, out);
   clock.mark(StepPhase::kHead);
   if (ctx.profile != nullptr) ++ctx.profile->steps;
   return Status();

@@ -143,8 +143,8 @@ Status Gemma4::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
       for (int64_t i = 0; i < T * d; ++i) x[i] *= s;
     }
   }
-  output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, w_.tok_embd, c_.vocab_size,
-              c_.final_softcap, ctx, out);
+  output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, lm_head(w_.output, w_.tok_embd),
+              c_.vocab_size, c_.final_softcap, ctx, out);
   return Status();
 }
 

@@ -22,6 +22,8 @@ void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
     fn(s);
   };
   mat("token_embd.weight", d, c.vocab_size, w.tok_embd);
+  TensorSlot out{"output.weight", d, c.vocab_size, &w.output, nullptr, 0, true};
+  fn(out);
   vec("output_norm.weight", d, w.output_norm);
   w.layers.resize(size_t(c.n_layers));
   for (int l = 0; l < c.n_layers; ++l) {
@@ -98,6 +100,16 @@ Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c) {
   return bind_and_pack<Gemma3Weights>(f, c);
 }
 
+Status validate_model_file(const GgufFile& f) {
+  auto c = config_from_gguf(f);
+  if (!c.ok()) return c.status();
+  const auto check = [&](auto w) {
+    return bind_slots(
+        f, [&](const std::function<void(TensorSlot&)>& fn) { for_each_tensor(c.value(), w, fn); });
+  };
+  return c.value().arch == "gemma4" ? check(Gemma4Weights{}) : check(Gemma3Weights{});
+}
+
 void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
                      const std::function<void(TensorSlot&)>& fn) {
   const int64_t d = c.model_dim, P = c.ple_dim, L = c.n_layers;
@@ -110,6 +122,7 @@ void for_each_tensor(const ModelConfig& c, Gemma4Weights& w,
     fn(s);
   };
   mat("token_embd.weight", d, c.vocab_size, w.tok_embd);
+  mat("output.weight", d, c.vocab_size, w.output, true);
   vec("output_norm.weight", d, w.output_norm);
   vec("rope_freqs.weight", c.rope_dims_global / 2, w.rope_freqs, true);
   if (P > 0) {
@@ -185,9 +198,13 @@ std::shared_ptr<PackedStore> pack_matrices(
   // ever looked up by row and stays mapped.
   const bool r16 = best_isa() == Isa::kAvx512 && packed_kernels_avx512().prepare != nullptr;
   enum class Act { kSkip, kPack, kCopy };
+  // With an untied head (output.weight) the embedding, like the per-layer table, is only
+  // looked up by row.
+  const bool untied = f.tensor("output.weight") != nullptr;
   auto action = [&](const TensorSlot& s) {
     if (s.matrix == nullptr || s.matrix->data == nullptr) return Act::kSkip;
     if (s.name == "per_layer_token_embd.weight") return Act::kSkip;
+    if (untied && s.name == "token_embd.weight") return Act::kSkip;
     const WeightView& w = *s.matrix;
     if (r16 && s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0)) return Act::kPack;
     return f.is_mapped() && !q8_only ? Act::kCopy : Act::kSkip;

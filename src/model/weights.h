@@ -25,7 +25,8 @@ struct Gemma3Layer {
 };
 
 struct Gemma3Weights {
-  WeightView tok_embd;             // [vocab, d], also the tied LM head
+  WeightView tok_embd;             // [vocab, d], also the LM head when `output` is absent
+  WeightView output;               // [vocab, d] untied LM head (output.weight), or empty
   std::vector<float> output_norm;  // [d]
   std::vector<Gemma3Layer> layers;
   std::shared_ptr<PackedStore> packed;  // R16 copies (pack_matrices), if any
@@ -67,7 +68,8 @@ struct Gemma4Layer {
 };
 
 struct Gemma4Weights {
-  WeightView tok_embd;  // [vocab, d], tied LM head
+  WeightView tok_embd;  // [vocab, d], also the LM head when `output` is absent
+  WeightView output;    // [vocab, d] untied LM head (output.weight), or empty
   std::vector<float> output_norm;
   std::vector<float> rope_freqs;     // [rope_dims_global/2] frequency divisors; empty = none
   WeightView ple_embd;               // [vocab, L*P]
@@ -86,6 +88,15 @@ void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
                      const std::function<void(TensorSlot&)>& fn);
 
 Result<Gemma3Weights> bind_gemma3(const GgufFile& f, const ModelConfig& c);
+
+// The LM head: the untied output.weight when the file has one, else the tied embedding.
+inline const WeightView& lm_head(const WeightView& output, const WeightView& tok_embd) {
+  return output.data != nullptr ? output : tok_embd;
+}
+
+// Checks that `f` holds a model g4 can run: its config and every tensor's presence, type and
+// shape, without packing anything (g4 convert runs it before writing a file).
+Status validate_model_file(const GgufFile& f);
 
 // Gives every packable 2-D matrix an R16 copy (kernels/repack.h) when this CPU runs the
 // AVX-512 VNNI kernels, and returns the mapped source pages of fully packed tensors to the

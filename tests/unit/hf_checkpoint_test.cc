@@ -234,12 +234,20 @@ TEST(HfCheckpoint, BadCheckpoints) {
     EXPECT_NE(s.load_error().find("unknown tensor"), std::string::npos) << s.load_error();
   }
   {
-    Scratch s("gemma4_e2b_like", "lmhead");  // a separate LM head (duplicating an MLP tensor)
-    s.rewrite([&](std::string& n, std::string&, nlohmann::json&) {
-      if (n == m) n = "lm_head.weight";
-      return true;
-    });
-    EXPECT_NE(s.load_error().find("untied lm_head"), std::string::npos) << s.load_error();
+    // Untied head declared but not stored (untied heads that are stored: ConfigFuzz.*).
+    Scratch s("gemma4_e2b_like", "lmhead");
+    s.edit_config([](nlohmann::json& j) { j["tie_word_embeddings"] = false; });
+    EXPECT_NE(s.load_error().find("tie_word_embeddings: false but the checkpoint has no "
+                                  "lm_head.weight"),
+              std::string::npos)
+        << s.load_error();
+  }
+  {
+    Scratch s("gemma4_e2b_like", "perlayer");  // a per-layer override g4 has no place for
+    s.edit_config([](nlohmann::json& j) { j["per_layer_config"]["0"]["sliding_window"] = 4; });
+    EXPECT_NE(s.load_error().find("per_layer_config[0] overrides 'sliding_window'"),
+              std::string::npos)
+        << s.load_error();
   }
   {
     Scratch s("gemma4_e2b_like", "dtype");  // same bytes, declared as I32
@@ -272,9 +280,9 @@ TEST(HfCheckpoint, BadCheckpoints) {
     EXPECT_NE(s.load_error().find("'hidden_size' is not a count"), std::string::npos);
     s.edit_config([](nlohmann::json& j) {
       j["hidden_size"] = 48;
-      j["query_pre_attn_scalar"] = 99;
+      j["query_pre_attn_scalar"] = 0;  // any positive value runs (ConfigFuzz.*)
     });
-    EXPECT_NE(s.load_error().find("query_pre_attn_scalar"), std::string::npos);
+    EXPECT_NE(s.load_error().find("query_pre_attn_scalar must be > 0"), std::string::npos);
     s.edit_config([](nlohmann::json& j) {
       j["query_pre_attn_scalar"] = 16;
       j["rope_parameters"]["full_attention"]["rope_type"] = "yarn";
