@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -226,6 +227,49 @@ TEST(Convert, BadInputs) {
     EXPECT_EQ(g4("convert " + ok_dir + " " + (tmp / "ro/x.gguf") + " --type q8_0", &err), 1);
   }
   fs::permissions(tmp / "ro", fs::perms::owner_all);
+}
+
+// `g4 logits --exact` is the reference path from the command line: f32 activations and f32
+// K/V, so every position's full logits (--all-logits, a NumPy file) meet transformers' float32
+// logits at the 1e-3 bound above; --top takes the whole vocabulary.
+TEST(Logits, ExactCliMatchesTransformers) {
+  const std::string sub = "gemma4_31b_like";
+  const auto fx = expected(sub);
+  ASSERT_FALSE(fx.is_null());
+  Tmp tmp;
+  const auto& p0 = fx["prompts"][1];
+  std::string ids;
+  for (const auto& id : p0["ids"]) ids += (ids.empty() ? "" : ",") + std::to_string(int(id));
+  const std::string npy = tmp / "l.npy";
+  std::string err;
+  ASSERT_EQ(
+      g4("logits " + kHf + sub + " --ids " + ids +
+             " --exact --embed-scale exact -t 2 --top 5000 --all-positions --all-logits " + npy,
+         &err),
+      0)
+      << err;
+  const std::string raw = slurp(npy);
+  ASSERT_GT(raw.size(), 10u);
+  ASSERT_EQ(raw.compare(0, 6, "\x93NUMPY"), 0);
+  uint16_t hl = 0;
+  std::memcpy(&hl, raw.data() + 8, 2);
+  const std::string header = raw.substr(10, hl);
+  const auto& rows = p0["logits"];
+  const size_t T = rows.size(), V = rows[0].size();
+  EXPECT_NE(header.find("'shape': (" + std::to_string(T) + ", " + std::to_string(V) + ")"),
+            std::string::npos)
+      << header;
+  EXPECT_EQ((10 + hl) % 64, 0u);
+  ASSERT_EQ(raw.size(), 10 + hl + T * V * 4);
+  double m = 0;
+  for (size_t t = 0; t < T; ++t)
+    for (size_t v = 0; v < V; ++v) {
+      float x;
+      std::memcpy(&x, raw.data() + 10 + hl + (t * V + v) * 4, 4);
+      m = std::max(m, std::fabs(double(x) - rows[t][v].get<double>()));
+    }
+  std::printf("g4 logits --exact --all-logits: max |g4 - transformers f32| = %.3g\n", m);
+  EXPECT_LT(m, 1e-3);
 }
 
 }  // namespace
