@@ -118,9 +118,8 @@ Scheduler::Submitted Scheduler::submit(SeqRequest req) {
     r.message = "server is shutting down";
     return r;
   }
-  int busy = 0;
-  for (const Slot& s : slots_) busy += s.busy ? 1 : 0;
-  const int free_slots = opts_.n_slots - busy;
+  // slots_[].busy belongs to the engine thread; slots_taken_ is its count under mu_.
+  const int free_slots = opts_.n_slots - slots_taken_;
   if (int(queue_.size()) >= free_slots + opts_.max_queue) {
     r.refusal = Refusal::kQueueFull;
     r.message = "server is busy: " + std::to_string(queue_.size()) + " requests waiting";
@@ -160,7 +159,7 @@ void Scheduler::shutdown(double grace_seconds) {
 }
 
 void Scheduler::finish(Active& a, const std::string& reason, const std::string& error) {
-  if (reason != "cancelled" && reason != "error") {
+  if (reason != "cancelled" && reason != "error" && reason != "shutdown") {
     const std::string rest = a.text.finish();
     if (!rest.empty()) a.h->push(SeqEvent{-1, rest, 0, {}});
   }
@@ -180,6 +179,7 @@ void Scheduler::finish(Active& a, const std::string& reason, const std::string& 
     // response never still counts it (it is recomputed after the step anyway).
     std::lock_guard<std::mutex> l(mu_);
     stats_.running = std::max(0, stats_.running - 1);
+    --slots_taken_;
   }
   a.h->finish(a.sum);
 }
@@ -364,8 +364,7 @@ void Scheduler::loop() {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [&] { return stop_ || !queue_.empty() || !active_.empty(); });
       if (stop_) break;
-      int free_slots = 0;
-      for (const Slot& s : slots_) free_slots += s.busy ? 0 : 1;
+      int free_slots = opts_.n_slots - slots_taken_;
       // Requests whose client left while waiting are dropped.
       std::erase_if(queue_, [](Pending& p) {
         if (!p.handle->cancelled()) return false;
@@ -379,6 +378,7 @@ void Scheduler::loop() {
         admitted.push_back(std::move(queue_.front()));
         queue_.pop_front();
         --free_slots;
+        ++slots_taken_;
       }
       stats_.waiting = int(queue_.size());
       stats_.running = int(active_.size() + admitted.size());
@@ -400,13 +400,14 @@ void Scheduler::loop() {
       (slots_[size_t(s)].busy ? stats_.kv_tokens_used : stats_.kv_tokens_cached) += kv_->length(s);
     }
   }
-  // Stopping: whatever is still running or queued is cancelled.
-  for (auto& a : active_) finish(*a, "cancelled");
+  // Stopping: whatever is still running or queued is cut short ("shutdown", which the API
+  // layer reports to the client as a truncated answer).
+  for (auto& a : active_) finish(*a, "shutdown");
   active_.clear();
   std::lock_guard<std::mutex> l(mu_);
   for (auto& p : queue_) {
     SeqSummary s;
-    s.finish_reason = "cancelled";
+    s.finish_reason = "shutdown";
     p.handle->finish(s);
   }
   queue_.clear();

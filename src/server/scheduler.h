@@ -8,8 +8,10 @@
 // (same slot: cut back; other slot: copy), sliding-window layers included while their
 // ring still holds the window before the shared prefix (ref: docs/ARCHITECTURE.md).
 //
-// Thread-safety: submit/stats/shutdown may be called from any thread. A SeqHandle is shared
-// between the engine thread (producer) and one client thread (consumer).
+// Thread-safety: submit/stats/n_ctx/shutdown may be called from any thread. A SeqHandle is
+// shared between the engine thread (producer) and one client thread (consumer). Slots, the
+// KV cache and active sequences belong to the engine thread; what client threads read
+// (queue, slot occupancy, stats) is guarded by mu_.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -46,7 +48,9 @@ struct SeqEvent {
 };
 
 struct SeqSummary {
-  std::string finish_reason;  // stop | length | cancelled | error
+  // stop | length | cancelled (by the client) | shutdown (cut short: the server is stopping)
+  // | error
+  std::string finish_reason;
   std::string error;
   int n_prompt = 0;
   int n_cached = 0;  // prompt tokens reused from the prefix cache
@@ -119,7 +123,7 @@ class Scheduler {
   void shutdown(double grace_seconds);
 
  private:
-  struct Slot {
+  struct Slot {                    // engine thread only
     std::vector<int32_t> history;  // tokens whose K/V the slot holds
     bool busy = false;
     uint64_t last_used = 0;
@@ -141,15 +145,17 @@ class Scheduler {
   SchedulerOptions opts_;
   ServerMetrics* metrics_;
   std::unique_ptr<KvCache> kv_;
-  std::vector<Slot> slots_;
+  std::vector<Slot> slots_;                      // engine thread only
   std::vector<std::unique_ptr<Active>> active_;  // engine thread only
   StepOutput out_;
   std::vector<float> masked_;
   uint64_t clock_ = 0;
 
+  // Guards queue_, slots_taken_, accepting_, stop_ and stats_ (shared with client threads).
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  int slots_taken_ = 0;  // requests taken off the queue for a slot and not finished yet
   bool accepting_ = true;
   bool stop_ = false;
   SchedulerStats stats_;
