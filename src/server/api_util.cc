@@ -336,6 +336,17 @@ json error_json(const ApiError& e, bool ollama) {
             {"code", e.code.empty() ? json(nullptr) : json(e.code)}}}};
 }
 
+bool cut_by_shutdown(const SeqSummary& s) {
+  return s.finish_reason == "shutdown";
+}
+
+ApiError shutdown_error(const SeqSummary& s) {
+  return ApiError{503,
+                  "the server is shutting down: the answer was cut short after " +
+                      std::to_string(s.n_generated) + " tokens",
+                  "", "shutting_down", "server_error"};
+}
+
 void send_json(httplib::Response& res, int status, const json& j) {
   res.status = status;
   res.set_content(dump(j), "application/json");

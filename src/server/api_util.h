@@ -55,6 +55,11 @@ httplib::ContentProviderResourceReleaser cancel_unless_sent(
     std::vector<std::shared_ptr<SeqHandle>> hs);
 // An error's body: OpenAI's {"error": {message, type, param, code}} or Ollama's {"error": m}.
 json error_json(const ApiError& e, bool ollama);
+// A sequence the scheduler cut short because the server is stopping (SIGTERM past
+// --shutdown-grace). Streams report it as an error event plus finish/done reason "length";
+// non-streamed answers as this 503 error (in the body if the 200 already went out).
+bool cut_by_shutdown(const SeqSummary& s);
+ApiError shutdown_error(const SeqSummary& s);
 
 void send_json(httplib::Response& res, int status, const json& j);
 std::string random_id(const char* prefix);

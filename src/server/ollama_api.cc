@@ -78,7 +78,10 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
   auto final_fields = [t0](json& j, const SeqSummary& s) {
     const double total = unix_now() - t0;
     j["done"] = true;
-    j["done_reason"] = s.finish_reason == "length" ? "length" : "stop";
+    // Cut short by shutdown: "length" (truncated), and an "error" field (Ollama's client
+    // raises on it) that says why.
+    j["done_reason"] = s.finish_reason == "length" || cut_by_shutdown(s) ? "length" : "stop";
+    if (cut_by_shutdown(s)) j["error"] = shutdown_error(s).message;
     j["total_duration"] = (long long)(total * 1e9);
     j["load_duration"] = 0;
     j["prompt_eval_count"] = s.n_prompt;
@@ -102,6 +105,7 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
         [text, make, final_fields](const std::vector<SeqSummary>& sums) {
           if (sums[0].finish_reason == "error")
             throw ApiError{500, "generation failed: " + sums[0].error, ""};
+          if (cut_by_shutdown(sums[0])) throw shutdown_error(sums[0]);
           json j = make(*text);
           final_fields(j, sums[0]);
           return j;

@@ -189,11 +189,14 @@ void check_errors(const std::vector<SeqSummary>& sums) {
   for (const auto& s : sums) {
     if (s.finish_reason == "error")
       throw ApiError{500, "generation failed: " + s.error, "", "internal_error", "server_error"};
+    if (cut_by_shutdown(s)) throw shutdown_error(s);
   }
 }
 
+// OpenAI's finish_reason is a closed set; an answer cut short by shutdown is "length"
+// (truncated), after an error event that says why.
 std::string finish_name(const std::string& r) {
-  return r == "length" ? "length" : "stop";
+  return r == "length" || r == "shutdown" ? "length" : "stop";
 }
 
 void respond(ServerState& st, const httplib::Request&, httplib::Response& res, OaiRequest o) {
@@ -311,6 +314,13 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
         if (!ok) {
           st.metrics.disconnected();
           return false;
+        }
+        // Cut short by shutdown: an error event first, as OpenAI sends errors mid-stream (its
+        // client raises on it), then the usual end with finish_reason "length".
+        for (const auto& sum : sums) {
+          if (!cut_by_shutdown(sum)) continue;
+          send({{"error", error_json(shutdown_error(sum), false)["error"]}});
+          break;
         }
         for (size_t c = 0; c < hs.size(); ++c) {
           if (sums[c].finish_reason == "error") {
