@@ -1,6 +1,7 @@
 // g4 serve: the OpenAI/Ollama-compatible HTTP server (src/server/).
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -34,6 +35,13 @@ int serve(server::ServeOptions& o) {
   svr.new_task_queue = [n_workers] { return new httplib::ThreadPool(n_workers); };
   svr.set_read_timeout(30, 0);
   svr.set_write_timeout(30, 0);
+  // SO_REUSEADDR, as servers do: a restart binds at once although the last run's connections
+  // sit in TIME_WAIT. It replaces httplib 0.11's default, SO_REUSEPORT, which let a second
+  // `g4 serve` bind a port that is in use and silently take part of its connections.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   server::register_routes(svr, st);
   if (!svr.bind_to_port(o.host, o.port)) {
     std::fprintf(stderr, "error: cannot listen on %s:%d (in use or not permitted)\n",
