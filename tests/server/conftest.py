@@ -16,7 +16,12 @@ MODEL = os.environ.get(
     "G4_MODEL",
     str(Path(os.environ.get("G4_HOME", Path.home() / ".cache/g4")) / "models/gemma-3-270m-q4_k_m.gguf"))
 MODEL_ID = Path(MODEL).stem
-SANITIZED = os.environ.get("G4_SANITIZED") == "1"
+# G4_TSAN=1 (make test-tsan): a ThreadSanitizer build, 5-15x slower. It runs what the
+# ASan/UBSan build runs (G4_SANITIZED), which keeps the concurrency tests (batching,
+# disconnects, queueing, SIGTERM, bad requests) and skips the load test and browser page.
+TSAN = os.environ.get("G4_TSAN") == "1"
+SANITIZED = os.environ.get("G4_SANITIZED") == "1" or TSAN
+SANITIZER_REPORT = ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "runtime error:")
 
 
 def free_port():
@@ -26,10 +31,10 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *args, ready_timeout=120):
+    def __init__(self, *args, ready_timeout=120, port=None):
         if not Path(MODEL).exists():
             pytest.fail(f"default model not found at {MODEL} (run `g4 pull`)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"g4serve-{self.port}.log"
         self.log = open(self.log_path, "w")
@@ -76,7 +81,16 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        self.check_sanitizer()
         return self.proc.returncode
+
+    def check_sanitizer(self):
+        """A sanitizer report in the server's log fails the test that ran it, with the report."""
+        text = self.log_path.read_text(errors="replace")
+        for marker in SANITIZER_REPORT:
+            if marker in text:
+                at = text.index(marker)
+                pytest.fail("g4 serve: sanitizer report:\n" + text[max(0, at - 200):at + 6000])
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """A table of bad requests: each gets the right 4xx status and an error body of the right
 shape, and the server keeps serving. Runs in the Release and the ASan/UBSan builds."""
+import http.client
+import json
 import socket
 
 import pytest
@@ -108,3 +110,63 @@ def test_garbage_http_and_still_serving(server):
     st, body, _ = post(server.url + CHAT, chat(temperature=0))
     assert st == 200, body
     assert body["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def _request(url, method, path, body=None):
+    host, port = url.replace("http://", "").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    conn.request(method, path, body, {"Content-Type": "application/json"} if body else {})
+    r = conn.getresponse()
+    raw = r.read()
+    conn.close()
+    return r.status, r.getheader("Allow"), raw
+
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("GET", CHAT, "POST"), ("GET", COMP, "POST"), ("PUT", CHAT, "POST"), ("DELETE", "/api/chat", "POST"),
+    ("GET", "/api/generate", "POST"), ("POST", "/v1/models", "GET, HEAD"),
+    ("POST", "/health", "GET, HEAD"), ("DELETE", "/api/tags", "GET, HEAD"),
+])
+def test_wrong_method_is_405_with_allow(server, method, path, allow):
+    st, got_allow, raw = _request(server.url, method, path, b"{}" if method != "GET" else None)
+    assert st == 405 and got_allow == allow, (st, got_allow, raw)
+    err = json.loads(raw)["error"]
+    if path.startswith("/api/"):  # Ollama shape
+        assert isinstance(err, str) and method in err
+    else:
+        assert err["code"] == "method_not_allowed" and err["type"] == "invalid_request_error"
+        assert method in err["message"] and allow in err["message"]
+
+
+def test_head_on_post_route_is_405(server):
+    st, allow, raw = _request(server.url, "HEAD", CHAT)
+    assert st == 405 and allow == "POST" and raw == b""
+
+
+def _requests_total(server, endpoint, status):
+    v = server.metric(f'g4_requests_total{{endpoint="{endpoint}",status="{status}"}}')
+    return v or 0
+
+
+def test_requests_total_counts_real_statuses(server):
+    # Streams are counted with the status they were sent with (200), and answers httplib
+    # produces itself (404, 405, 413, 400 on a broken request line) are counted too.
+    expect = {(COMP, 200): 2, ("/api/generate", 200): 1, ("other", 404): 1, (CHAT, 405): 1,
+              (CHAT, 413): 1, ("other", 400): 1}
+    before = {k: _requests_total(server, *k) for k in expect}
+    st, _, _ = post(server.url + COMP, {"model": MODEL_ID, "prompt": "Hi", "max_tokens": 2})
+    assert st == 200
+    st, text, _ = post(server.url + COMP, {"model": MODEL_ID, "prompt": "Hi", "max_tokens": 2,
+                                           "stream": True})
+    assert st == 200 and "[DONE]" in text
+    st, _, _ = post(server.url + "/api/generate",
+                    {"model": MODEL_ID, "prompt": "Hi", "options": {"num_predict": 2}})
+    assert st == 200
+    assert post(server.url + "/v1/nothing-here", {})[0] == 404
+    assert _request(server.url, "GET", CHAT)[0] == 405
+    assert post(server.url + CHAT, b"x" * (5 << 20))[0] == 413
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"NOT-HTTP\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    after = {k: _requests_total(server, *k) for k in expect}
+    assert {k: after[k] - before[k] for k in expect} == expect

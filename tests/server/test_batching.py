@@ -3,11 +3,12 @@ prefix reuse is exact, a full queue answers 429."""
 import concurrent.futures as cf
 import http.client
 import json
+import subprocess
 import time
 
 import pytest
 
-from conftest import MODEL_ID, SANITIZED, Server, post
+from conftest import G4_BIN, MODEL, MODEL_ID, SANITIZED, Server, post
 
 # Under ASan/UBSan everything runs but with fewer tokens; the long-prompt test is skipped.
 N_TOK = 6 if SANITIZED else 24
@@ -138,19 +139,91 @@ def test_api_key():
         assert s.stop() == 0
 
 
-def test_sigterm_drains_and_exits_zero():
-    s = Server("--shutdown-grace", "3")
-    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Tell me a story."}],
-            "max_tokens": 3000, "temperature": 0, "stream": True}
-    conn, resp = open_stream(s.url, body)
-    resp.readline()
+def _sse_events(raw):
+    return [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+def test_sigterm_cut_short_is_visible_to_clients():
+    # Answers still running when the grace period ends are cut short, and each client can tell:
+    # an SSE stream gets an error event, then finish_reason "length" and [DONE]; an Ollama
+    # stream's last line has done_reason "length" and an "error"; a non-streamed answer (whose
+    # 200 already went out) is an error body instead of a complete-looking answer.
+    s = Server("--shutdown-grace", "2")
+    long = {"max_tokens": 3000, "temperature": 0, "ignore_eos": True}
+    conn, sse = open_stream(s.url, {"model": MODEL_ID, "stream": True, **long,
+                                    "messages": [{"role": "user", "content": "Tell me a story."}]})
+    _, ndjson = _open_plain(s.url, "/api/generate", {
+        "model": MODEL_ID, "prompt": "1, 2, 3, 4, 5,", "stream": True,
+        "options": {"num_predict": 3000, "temperature": 0}})
+    _, plain = _open_plain(s.url, "/v1/completions",
+                           {"model": MODEL_ID, "prompt": "Count to a thousand:", **long})
+    assert sse.status == ndjson.status == plain.status == 200
+    sse.readline()
+    ndjson.readline()
     t0 = time.time()
     s.proc.terminate()
-    rest = resp.read()  # the stream ends (finished or cancelled) instead of hanging
-    assert rest.rstrip().endswith(b"data: [DONE]")
-    assert s.proc.wait(timeout=20) == 0
-    assert time.time() - t0 < 15
-    s.log.close()
+    events = _sse_events(sse.read())  # the stream ends instead of hanging
+    assert events[-1] == "[DONE]", events[-3:]
+    errors = [json.loads(e)["error"] for e in events[:-1] if "error" in json.loads(e)]
+    assert len(errors) == 1 and errors[0]["code"] == "shutting_down", events[-4:]
+    assert "cut short" in errors[0]["message"] and errors[0]["type"] == "server_error"
+    finish = [c["finish_reason"] for e in events[:-1] for c in json.loads(e).get("choices", [])
+              if c.get("finish_reason")]
+    assert finish == ["length"], events[-4:]
+    last = json.loads(ndjson.read().decode().strip().splitlines()[-1])
+    assert last["done"] is True and last["done_reason"] == "length", last
+    assert "cut short" in last["error"], last
+    body = json.loads(plain.read())  # leading keep-alive spaces are JSON whitespace
+    assert body["error"]["code"] == "shutting_down" and "choices" not in body, body
+    assert s.proc.wait(timeout=60) == 0
+    assert time.time() - t0 < 30
+    s.stop()
+
+
+def test_sigterm_cut_short_raises_in_openai_client():
+    import openai
+    s = Server("--shutdown-grace", "1")
+    c = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
+    stream = c.chat.completions.create(
+        model=MODEL_ID, messages=[{"role": "user", "content": "Tell me a story."}],
+        max_tokens=3000, temperature=0, stream=True, extra_body={"ignore_eos": True})
+    text = ""
+    with pytest.raises(openai.APIError, match="cut short"):
+        for chunk in stream:
+            if not text:
+                s.proc.terminate()
+            for ch in chunk.choices:
+                text += ch.delta.content or ""
+    assert s.proc.wait(timeout=60) == 0
+    s.stop()
+
+
+def test_restart_on_the_same_port_at_once():
+    # The last run's server-side connections sit in TIME_WAIT (an HTTP/1.0 answer and a stream
+    # cut by SIGTERM are closed by the server first); SO_REUSEADDR lets the next run bind.
+    s = Server("--shutdown-grace", "0")
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"
+    conn.request("GET", "/v1/models")
+    assert conn.getresponse().status == 200
+    conn.close()
+    _, sse = open_stream(s.url, {"model": MODEL_ID, "stream": True, "max_tokens": 3000,
+                                 "ignore_eos": True,
+                                 "messages": [{"role": "user", "content": "Hello"}]})
+    sse.readline()
+    assert s.stop() == 0
+    sse.read()
+    again = Server("--shutdown-grace", "0", port=s.port)
+    try:
+        st, body, _ = post(again.url + "/v1/completions",
+                           {"model": MODEL_ID, "prompt": "Hi", "max_tokens": 2})
+        assert st == 200, body
+        # ... and a port in use is refused (SO_REUSEPORT would let a second server share it).
+        second = subprocess.run([G4_BIN, "serve", "-m", MODEL, "--port", str(again.port)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "cannot listen" in second.stderr, second.stderr
+    finally:
+        assert again.stop() == 0
 
 
 def test_queued_stream_disconnect_is_noticed():
