@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 G4 := build/release/g4
 export G4_PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: all setup release asan model run test test-release test-asan bench clean format
+.PHONY: all setup release asan tsan model run test test-release test-asan test-tsan bench clean format
 
 all: release
 
@@ -22,6 +22,11 @@ asan: setup
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 
+# Only what test-tsan runs: the server and the unit tests.
+tsan: setup
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS) --target g4 g4_tests
+
 model: release
 	@$(G4) pull >/dev/null
 
@@ -35,7 +40,7 @@ endif
 # `make run PROMPT=...` hands the prompt through the environment so quotes survive.
 run: export G4_RUN_PROMPT = $(PROMPT)
 
-test: test-release test-asan
+test: test-release test-asan test-tsan
 
 test-release: model
 	@cd build/release && ctest --output-on-failure -j 1
@@ -43,6 +48,19 @@ test-release: model
 test-asan: asan model
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j 1 -E 'Golden.(LogitParity.*|PerplexityWithinOnePercent)'
+
+# ThreadSanitizer on what shares memory between threads: g4 serve (HTTP worker threads and
+# the engine thread) under the server tests, and the multi-threaded forward and matmuls
+# (thread pool) of the unit tests. A race report stops the process (halt_on_error) and fails
+# the run. tests/tsan.supp lists third-party false positives only, never g4's own code.
+TSAN_OPTIONS_ALL := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp
+TSAN_UNIT_TESTS := *SameLogitsForAnyThreadCount*:*BatchInvariant*:AttentionJobs.*
+
+test-tsan: tsan model
+	@TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" build/tsan/tests/g4_tests --gtest_brief=1 \
+	  --gtest_filter='$(TSAN_UNIT_TESTS)'
+	@TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" G4_BIN=$(CURDIR)/build/tsan/g4 G4_TSAN=1 \
+	  .venv/bin/python -m pytest -q -p no:cacheprovider tests/server
 
 bench: model
 	@scripts/setup.sh --dev && .venv/bin/python bench/compare_llamacpp.py
