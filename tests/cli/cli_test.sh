@@ -22,20 +22,36 @@ check() {  # name, then a command that must succeed
   fi
 }
 
+# `g4 run --raw PROMPT` echoes the prompt, then streams the completion: checks of what the
+# model says look only at the part after the prompt, and the prompt does not hold the answer.
+after_prompt() {  # FILE PROMPT: FILE's text after PROMPT; fails if FILE does not start with it
+  local out
+  out=$(cat "$1")
+  [ "${out:0:${#2}}" = "$2" ] && printf '%s' "${out:${#2}}"
+}
+export -f after_prompt
+ASK='The capital of France is the city of'
+
 MODEL=$("$G4" pull 2>/dev/null)
 check "pull prints the cached model path" test -f "$MODEL"
 
-check "run --raw streams a greedy completion" bash -c \
-  "'$G4' run --raw --temp 0 -n 12 -t 2 'The capital of France is' > '$tmp/run.txt' 2> '$tmp/run.err' &&
-   grep -q 'capital of France is' '$tmp/run.txt' && grep -q 'time to first token' '$tmp/run.err'"
+check "run --raw streams a greedy completion that answers" bash -c \
+  "'$G4' run --raw --temp 0 -n 12 -t 2 '$ASK' > '$tmp/run.txt' 2> '$tmp/run.err' &&
+   after_prompt '$tmp/run.txt' '$ASK' | grep -q Paris && grep -q 'time to first token' '$tmp/run.err'"
 check "run is deterministic for a seed" bash -c \
   "a=\$('$G4' run --raw --seed 7 -n 16 -t 2 'Once upon a time' 2>/dev/null);
    b=\$('$G4' run --raw --seed 7 -n 16 -t 2 'Once upon a time' 2>/dev/null); [ \"\$a\" = \"\$b\" ]"
 check "run says once that a base model completes plain text" bash -c \
   "'$G4' run -n 4 -t 2 'Hello' 2>&1 >/dev/null | grep -c 'base model' | grep -qx 1"
+# The prompt comes before --stop, which takes every value after it (a prompt there would be
+# read as a second stop string). Without the stop string the completion says France; with it,
+# the completion is exactly the text before that.
 check "run stops at a stop string" bash -c \
-  "out=\$('$G4' run --raw --temp 0 -n 40 -t 2 --stop France 'The capital of France is Paris. The capital of' 2>/dev/null);
-   [ \"\${out%France*}\" = \"\$out\" ] || [ \"\$(printf %s \"\$out\" | grep -o France | wc -l)\" = 1 ]"
+  "p='The capital of France is Paris. The capital of';
+   '$G4' run --raw --temp 0 -n 40 -t 2 \"\$p\" > '$tmp/full.txt' 2>/dev/null &&
+   '$G4' run --raw --temp 0 -n 40 -t 2 \"\$p\" --stop France > '$tmp/cut.txt' 2>/dev/null &&
+   full=\$(after_prompt '$tmp/full.txt' \"\$p\") && cut=\$(after_prompt '$tmp/cut.txt' \"\$p\") &&
+   [[ \$full == *France* ]] && [[ \$cut != *France* ]] && [ \"\$cut\" = \"\${full%%France*}\" ]"
 check "run rejects a bad sampling parameter" bash -c "! '$G4' run --raw --top-p 0 -n 1 hi 2>/dev/null"
 check "tokenize --json" bash -c "[ \"\$('$G4' tokenize --json -m '$MODEL' 'Hello world' 2>/dev/null)\" = '[2,9259,1902]' ]"
 G4TOK=$(cd "$(dirname "$0")/../golden/gemma4_tok" && pwd)
@@ -91,8 +107,9 @@ check "inspect --ids without --moe-stats is a usage error" bash -c \
 check "quantize writes a q8_0 file and prints the type summary" bash -c \
   "'$G4' quantize '$MODEL' '$tmp/q8.gguf' --type q8_0 -t 2 2>/dev/null | grep -q '127 Q8_0' &&
    '$G4' inspect '$tmp/q8.gguf' | grep -q 'Q8_0'"
-check "a quantized file runs" bash -c \
-  "'$G4' run --raw --temp 0 -n 4 -t 2 -m '$tmp/q8.gguf' 'The capital of France is' 2>/dev/null | grep -q 'France'"
+check "a quantized file runs and answers" bash -c \
+  "'$G4' run --raw --temp 0 -n 4 -t 2 -m '$tmp/q8.gguf' '$ASK' > '$tmp/q8run.txt' 2>/dev/null &&
+   after_prompt '$tmp/q8run.txt' '$ASK' | grep -q Paris"
 check "perplexity --kld reports KL and top-1 agreement" bash -c \
   "'$G4' perplexity '$tmp/q8.gguf' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 1 -t 2 --kld '$MODEL' 2>/dev/null |
    grep -q 'top-1 agreement with the base'"
