@@ -191,35 +191,74 @@ static Engine* load_engine(bool exact, EmbedScale scale) {
 }
 
 // g4's exact numerics (f32 activations) against an independent float64 NumPy forward over
-// the same GGUF (scripts/gen_numpy_reference.py): the full criteria.
+// the same GGUF (scripts/gen_numpy_reference.py). All that separates them is f32 rounding and
+// the fixture's 5-decimal logits, so the gates sit just above what is measured, far below
+// what the default (int8-activation) numerics give (~96% top-1, KL ~5e-3 against llama.cpp).
+// Measured 2026-12-06 on the 1614 rows (Zen 4, Release):
+//                       top-1    mean KL   max KL    max |logit diff| (reference top-10)
+//   AVX-512 kernels     100%     2.81e-7   4.83e-5   0.0267
+//   G4_ISA=avx2         100%     2.81e-7   4.83e-5   0.0267   (the same numbers)
+// (Not run under ASan: the sanitizer suite leaves out LogitParity*, see the Makefile.)
+// Gates: no top-1 miss except at a reference near-tie (top-2 gap < 0.05, twice the largest
+// logit error) and at most 1 of those; mean KL <= 1e-6 and max KL <= 2e-4 (about 3.5x and 4x
+// the worst measured); max |logit diff| <= 0.05 (1.9x).
 TEST_F(Golden, LogitParityExactVsNumpyFloat64) {
   std::unique_ptr<Engine> e(load_engine(true, EmbedScale::kBf16Rounded));
   ASSERT_NE(e, nullptr);
   const ParityStats st = logit_parity(*e, load_fixture("logits_numpy_gemma3_270m.json"));
-  EXPECT_GE(st.agreement(), 0.99);
-  EXPECT_LE(st.mean_kl(), 0.01);
+  ASSERT_GT(st.rows, 1600u);
+  EXPECT_EQ(st.top1 + st.near_tie_miss, st.rows) << "top-1 misses away from a near-tie";
+  EXPECT_LE(st.near_tie_miss, 1u);
+  EXPECT_LE(st.mean_kl(), 1e-6);
+  EXPECT_LE(st.kl_max, 2e-4);
+  EXPECT_LE(st.max_abs, 0.05);
   EXPECT_TRUE(st.hard_divergences.empty()) << st.hard_divergences.front();
 }
 
-// g4's default numerics (int8 activation blocks, as llama.cpp) against llama.cpp itself,
-// with llama.cpp's embedding scale sqrtf(d). llama.cpp does not agree with itself better
-// than tests/golden/llamacpp_self_agreement.json says (same rows re-run with another batch
-// size: ~96% top-1), so top-1 is held to that noise floor; KL to the 0.01. Greedy
-// continuations are reported, not asserted: after one noisy flip they legitimately differ.
+namespace {
+
+// The top-1 floor for g4's default numerics against llama.cpp on one file. Both round
+// activations to int8 blocks (f16 for F16 weights in llama.cpp), so tiny summation-order
+// differences flip near-tied rows; how often is measured per file by re-running llama.cpp
+// itself with another batch size, which changes its kernels' order (self_top1). g4 is one
+// more such ordering, so it is held to that rate, less 3 binomial standard deviations at the
+// rate over the rows (a different, equally valid rounding re-draws which rows flip). Where
+// llama.cpp agreed with itself on every row, its rate is below 3/rows (the rule of three, 95%),
+// so that many misses are allowed and no more.
+double top1_floor(double self_top1, size_t rows) {
+  const double p = 1 - self_top1;
+  if (p * double(rows) < 0.5) return 1 - 3.0 / double(rows);
+  return self_top1 - 3 * std::sqrt(p * (1 - p) / double(rows));
+}
+
+}  // namespace
+
+// g4's default numerics (int8 activation blocks, as llama.cpp) against llama.cpp itself on
+// the default Q4_K_M file, with llama.cpp's embedding scale sqrtf(d). The noise reference is
+// llama.cpp's n_batch 1 rerun (tests/golden/llamacpp_self_agreement.json): one token per
+// call changes which kernels and summation orders it uses, the same kind of difference as
+// g4's own kernels; its n_batch 8/64 reruns stay closer (99.3%) to the n_batch 512 fixture.
+// Measured 2026-12-06 (1614 rows): llama.cpp n_batch 1 vs 512: top-1 96.34%, mean KL
+// 4.44e-3; g4: top-1 95.97%, mean KL 4.93e-3 (1.11x). Gates: top-1 >= top1_floor (94.94%),
+// mean KL <= 2x llama.cpp's own. Greedy continuations are reported, not asserted: after one
+// noisy flip they legitimately differ.
 TEST_F(Golden, LogitParityDefaultVsLlamaCpp) {
   std::unique_ptr<Engine> e(load_engine(false, EmbedScale::kExact));
   ASSERT_NE(e, nullptr);
   const ParityStats st = logit_parity(*e, load_fixture("logits_gemma3_270m.json"));
   const auto noise = load_fixture("llamacpp_self_agreement.json");
-  double floor = 1.0;
-  for (const auto& r : noise["reruns"]) floor = std::min(floor, r["top1"].get<double>());
-  std::printf("  llama.cpp vs itself (other batch sizes): worst top-1 agreement %.2f%%\n",
-              100 * floor);
-  // Two noisy evaluations disagree on a binomial share of rows: with p ~ 0.04 over 1614 rows
-  // the standard deviation is 0.5 points, so the gate sits 3 sigma under the reference's own
-  // agreement with itself.
-  EXPECT_GE(st.agreement(), floor - 0.015);
-  EXPECT_LE(st.mean_kl(), 0.01);
+  const nlohmann::json* self = nullptr;
+  for (const auto& r : noise["reruns"])
+    if (r["n_batch"].get<int>() == 1) self = &r;
+  ASSERT_NE(self, nullptr) << "llamacpp_self_agreement.json has no n_batch 1 rerun";
+  const double floor = top1_floor((*self)["top1"].get<double>(), st.rows);
+  const double self_kl = (*self)["mean_kl"].get<double>();
+  std::printf(
+      "  llama.cpp vs itself (n_batch 1): top-1 %.2f%%, mean KL %.2e; gates: top-1 >= "
+      "%.2f%%, mean KL <= %.2e\n",
+      100 * (*self)["top1"].get<double>(), self_kl, 100 * floor, 2 * self_kl);
+  EXPECT_GE(st.agreement(), floor);
+  EXPECT_LE(st.mean_kl(), 2 * self_kl);
 }
 
 TEST_F(Golden, PerplexityWithinOnePercent) {
@@ -380,7 +419,14 @@ std::unique_ptr<Engine> load_file(const std::string& path, EmbedScale scale) {
 
 // g4 quantize reproduces the file the fixture's llama.cpp logits were computed on (so the
 // writer is deterministic), then g4's default numerics on that file agree with llama.cpp's
-// logits at llama.cpp's own noise floor on the same file (gates of LogitParityDefaultVsLlamaCpp).
+// logits at llama.cpp's own noise floor on that same file: its n_batch 1 rerun stored in the
+// fixture (scripts/gen_quant_logit_fixtures.py), not the default model's rate. Gates as in
+// LogitParityDefaultVsLlamaCpp: top-1 >= top1_floor, mean KL <= 2x llama.cpp's own.
+// Measured 2026-12-06 (533 rows each):
+//   Q8_0: llama.cpp vs itself top-1 98.50%, mean KL 1.53e-3; g4 97.75%, 2.64e-3 (1.73x);
+//         floor 96.92%.
+//   F16:  llama.cpp vs itself top-1 100%, mean KL 2.81e-6; g4 100%, 2.61e-6 (0.93x);
+//         floor 99.44% (at most 3 rows: llama.cpp flipped none).
 void quantized_parity(const std::string& type) {
   ASSERT_TRUE(std::filesystem::exists(model_path()))
       << "default model not found at " << model_path() << " (run `g4 pull` or set G4_MODEL)";
@@ -399,20 +445,15 @@ void quantized_parity(const std::string& type) {
   auto e = load_file(out, EmbedScale::kExact);
   ASSERT_NE(e, nullptr);
   const ParityStats st = logit_parity(*e, fx);
-  const double floor = fx["self_agreement"]["top1"].get<double>();
-  std::printf("  llama.cpp vs itself on this file (n_batch 1): top-1 %.2f%%\n", 100 * floor);
-  // As in LogitParityDefaultVsLlamaCpp, the gate sits 3 binomial standard deviations under
-  // llama.cpp's agreement with itself; the disagreement rate p is at least the one llama.cpp
-  // shows against itself on the default model (tests/golden/llamacpp_self_agreement.json),
-  // since g4's default numerics differ from llama.cpp's by that kind of rounding noise.
-  double p = 1 - floor;
-  const auto noise = load_fixture("llamacpp_self_agreement.json");
-  for (const auto& r : noise["reruns"]) p = std::max(p, 1 - r["top1"].get<double>());
-  const double margin = 3 * std::sqrt(p * (1 - p) / double(st.rows));
-  std::printf("  gate: top-1 >= %.2f%% (3 sigma at p = %.3f over %zu rows)\n",
-              100 * (floor - margin), p, st.rows);
-  EXPECT_GE(st.agreement(), floor - margin);
-  EXPECT_LE(st.mean_kl(), 0.01);
+  const double self_top1 = fx["self_agreement"]["top1"].get<double>();
+  const double self_kl = fx["self_agreement"]["mean_kl"].get<double>();
+  const double floor = top1_floor(self_top1, st.rows);
+  std::printf(
+      "  llama.cpp vs itself on this file (n_batch 1): top-1 %.2f%%, mean KL %.2e; "
+      "gates: top-1 >= %.2f%%, mean KL <= %.2e\n",
+      100 * self_top1, self_kl, 100 * floor, 2 * self_kl);
+  EXPECT_GE(st.agreement(), floor);
+  EXPECT_LE(st.mean_kl(), 2 * self_kl);
 }
 
 }  // namespace
