@@ -184,7 +184,8 @@ Runner add_run(CLI::App& app) {
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  app.add_option("--stop", a->stop, "Stop string (repeatable)");
+  app.add_option("--stop", a->stop, "Stop string (repeatable: one value per --stop)")
+      ->allow_extra_args(false);
   app.add_flag("-v,--verbose", a->verbose, "Print model details");
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")

@@ -9,10 +9,11 @@
     f16 matrices, so that one is compared with `g4 convert --type f16`;
   - its logits are within 0.1 of transformers' float32 logits and of g4's on the same file:
     llama.cpp's CPU GELU goes through an fp16 table and these random toys amplify it (measured
-    up to 2.8e-2, see scripts/check_tiny_gemma4_llamacpp.py) and `g4 logits` keeps K/V in f16
-    (up to 5e-2 on these toys); measured 2026-11-29: vs transformers 2.8e-2 / 4.1e-3 / 9.9e-3 /
-    3.5e-3, vs g4 6.3e-2 / 7.3e-3 / 2.0e-2 / 5.4e-3 (e2b / 31b / 26b / gemma3), vs the
-    reference GGUF exactly 0. A layout mistake (wrong tensor, swapped halves, wrong KV donor)
+    up to 2.8e-2, see scripts/check_tiny_gemma4_llamacpp.py); `g4 logits --exact` keeps K/V in
+    f32 (within 7e-5 of transformers), so llama.cpp's distance to g4 is its distance to
+    transformers; measured 2026-11-29: vs transformers 2.8e-2 / 4.1e-3 / 9.9e-3 / 3.5e-3
+    (e2b / 31b / 26b / gemma3), vs g4 2.77e-2 on e2b on 2026-12-06 (6.3e-2 while g4 logits
+    kept K/V in f16), vs the reference GGUF exactly 0. A layout mistake (wrong tensor, swapped halves, wrong KV donor)
     moves logits by O(1).
 Run by ctest as `convert.llamacpp` (G4_BIN = the g4 binary). numpy and llama_cpp come from
 scripts/requirements-test.txt (scripts/setup.sh); without them the run fails, never skips: this
