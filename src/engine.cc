@@ -7,6 +7,7 @@
 
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
+#include "runtime/sequence.h"
 #include "runtime/text_stream.h"
 
 namespace g4 {
@@ -140,55 +141,33 @@ Result<GenerateResult> Session::generate(const std::vector<int32_t>& ids,
   r.n_prompt_tokens = int(ids.size()) - r.n_cached_tokens;
   const double t1 = now_s();
   r.prefill_seconds = t1 - t0;
-  const Tokenizer& tok = engine_.tokenizer();
-  const int vocab = engine_.model().config().vocab_size;
-  const int n_tok = tok.size();
-  Sampler sampler(opts.sampling);
-  for (int32_t id : ids) sampler.accept(id);
-  StopTextStream text(opts.stop);
+  // The per-token rules are the server's too (runtime/sequence.h).
+  Sequence seq(engine_.tokenizer(), engine_.model().config().vocab_size, opts);
+  seq.accept_prompt(ids);
   r.finish_reason = "length";
-  std::vector<float> masked;
-  for (int i = 0; i < opts.max_tokens; ++i) {
-    const float* logits = out_.row(out_.n_rows() - 1);
-    if (n_tok < vocab) {  // never sample padding rows beyond the tokenizer (spec §6.16)
-      masked.assign(logits, logits + vocab);
-      std::fill(masked.begin() + n_tok, masked.end(), -INFINITY);
-      logits = masked.data();
-    }
-    const int32_t next = sampler.sample(logits, vocab);
-    sampler.accept(next);
+  for (int i = 0; opts.max_tokens > 0; ++i) {
+    const TokenOutcome o = seq.next(out_.row(out_.n_rows() - 1), kv_->length(seq_), kv_->n_ctx());
     if (i == 0) r.ttft_seconds = now_s() - t0;
-    if (opts.stop_at_eog && tok.is_eog(next)) {
-      r.finish_reason = "stop";
-      break;
-    }
-    r.tokens.push_back(next);
-    const std::string fresh = text.push(tok.piece(next));
-    if (on_piece && !fresh.empty() && !on_piece(fresh)) {
+    if (on_piece && !o.text.empty() && !on_piece(o.text)) {
       r.finish_reason = "cancelled";
       break;
     }
-    if (text.stopped()) {
-      r.finish_reason = "stop";
-      break;
-    }
-    if (i + 1 == opts.max_tokens) break;
-    if (kv_->length(seq_) >= kv_->n_ctx()) {
-      r.finish_reason = "context";
+    if (!o.finish.empty()) {
+      r.finish_reason = o.finish;
       break;
     }
     StepBatch batch;
-    batch.seqs.push_back(
-        {seq_, std::span<const int32_t>(&r.tokens.back(), 1), kv_->length(seq_), false});
+    batch.seqs.push_back({seq_, std::span<const int32_t>(&o.token, 1), kv_->length(seq_), false});
     Status fs = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
     if (!fs.ok()) return fs;
-    history_.push_back(next);
+    history_.push_back(o.token);
   }
   if (r.finish_reason != "cancelled") {
-    const std::string rest = text.finish();
+    const std::string rest = seq.flush();
     if (on_piece && !rest.empty()) on_piece(rest);
   }
-  r.text = text.text();
+  r.tokens = seq.tokens();
+  r.text = seq.text();
   r.decode_seconds = now_s() - t1;
   return r;
 }

@@ -70,14 +70,16 @@ struct GenerateOptions {
   int max_tokens = 256;
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool stop_at_eog = true;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // added to those tokens' logits
 };
 
 struct GenerateResult {
   std::vector<int32_t> tokens;
   std::string text;
-  std::string finish_reason;  // "stop" | "length" | "cancelled" | "context"
-  int n_prompt_tokens = 0;    // tokens that were prefilled (not already cached)
-  int n_cached_tokens = 0;    // prompt tokens reused from the session's KV cache
+  // "stop" (end of turn, stop string) | "length" (max_tokens, or a full context) | "cancelled"
+  std::string finish_reason;
+  int n_prompt_tokens = 0;  // tokens that were prefilled (not already cached)
+  int n_cached_tokens = 0;  // prompt tokens reused from the session's KV cache
   double prefill_seconds = 0;
   double decode_seconds = 0;
   double ttft_seconds = 0;

@@ -183,6 +183,36 @@ void check_model(const ServerState& st, const json& j, bool required) {
   }
 }
 
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens) {
+  std::vector<std::pair<int32_t, float>> out;
+  if (!field(j, "logit_bias")) return out;
+  const json& b = j["logit_bias"];
+  if (!b.is_object())
+    throw ApiError{400, "'logit_bias' must be an object of token id -> bias", "logit_bias",
+                   "invalid_type"};
+  if (b.size() > 1024)
+    throw ApiError{400, "'logit_bias' has more than 1024 entries", "logit_bias", "invalid_value"};
+  for (const auto& [k, v] : b.items()) {
+    size_t used = 0;
+    long id = -1;
+    try {
+      id = std::stol(k, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (k.empty() || used != k.size() || id < 0 || id >= n_tokens)
+      throw ApiError{400,
+                     "'logit_bias' key '" + k + "' is not a token id (0.." +
+                         std::to_string(n_tokens - 1) + ")",
+                     "logit_bias", "invalid_value"};
+    if (!v.is_number() || v.get<double>() < -100 || v.get<double>() > 100)
+      throw ApiError{400, "'logit_bias' values must be numbers in [-100, 100] (token " + k + ")",
+                     "logit_bias", "invalid_value"};
+    out.emplace_back(int32_t(id), float(v.get<double>()));
+  }
+  return out;
+}
+
 void refuse_if_set(const json& j, const char* key, const char* why) {
   if (field(j, key))
     throw ApiError{400, std::string("'") + key + "' is not supported: " + why, key,

@@ -24,6 +24,8 @@ bool get_stop(const json& j, const char* key, std::vector<std::string>* out);
 std::vector<ChatMessage> get_messages(const json& j, const char* key);
 // The model named by the request must be the one served (or "default").
 void check_model(const ServerState& st, const json& j, bool required);
+// OpenAI's logit_bias: {"token id": bias in [-100, 100]} -> pairs (400 on anything else).
+std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens);
 // Refuses a present, non-default field that g4 does not implement.
 void refuse_if_set(const json& j, const char* key, const char* why);
 

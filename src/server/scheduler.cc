@@ -4,7 +4,8 @@
 #include <chrono>
 #include <cmath>
 
-#include "runtime/text_stream.h"
+#include "runtime/sequence.h"
+#include "tokenizer/tokenizer.h"
 
 namespace g4 {
 
@@ -53,15 +54,14 @@ struct Scheduler::Active {
   std::shared_ptr<SeqHandle> h;
   SeqRequest req;
   int slot = 0;
-  size_t fed = 0;  // prompt tokens in the cache
-  Sampler sampler;
-  StopTextStream text;
+  size_t fed = 0;     // prompt tokens in the cache
+  Sequence seq;       // the per-token rules, as Session::generate runs them
   int32_t last = -1;  // sampled token still to be fed
-  int n_generated = 0;
   bool done = false;
   SeqSummary sum;
   double t_submit = 0, t_first = 0;
-  Active(const SeqRequest& r) : req(r), sampler(r.gen.sampling), text(r.gen.stop) {}
+  Active(const SeqRequest& r, const Tokenizer& tok, int vocab)
+      : req(r), seq(tok, vocab, r.gen, r.top_logprobs) {}
 };
 
 Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics* metrics)
@@ -160,16 +160,17 @@ void Scheduler::shutdown(double grace_seconds) {
 
 void Scheduler::finish(Active& a, const std::string& reason, const std::string& error) {
   if (reason != "cancelled" && reason != "error" && reason != "shutdown") {
-    const std::string rest = a.text.finish();
+    const std::string rest = a.seq.flush();
     if (!rest.empty()) a.h->push(SeqEvent{-1, rest, 0, {}});
   }
   a.sum.finish_reason = reason;
   a.sum.error = error;
-  a.sum.n_generated = a.n_generated;
+  const int n_generated = a.seq.n_generated();
+  a.sum.n_generated = n_generated;
   const double t = now_s();
   a.sum.total_seconds = t - a.t_submit;
-  if (metrics_ && a.n_generated > 1) {
-    metrics_->tpot.observe((t - a.t_first) / double(a.n_generated - 1));
+  if (metrics_ && n_generated > 1) {
+    metrics_->tpot.observe((t - a.t_first) / double(n_generated - 1));
   }
   a.done = true;
   slots_[size_t(a.slot)].busy = false;
@@ -186,7 +187,8 @@ void Scheduler::finish(Active& a, const std::string& reason, const std::string& 
 
 // Places a request in a free slot, reusing the longest cached prefix it can.
 void Scheduler::admit(Pending p) {
-  auto a = std::make_unique<Active>(p.req);
+  auto a =
+      std::make_unique<Active>(p.req, engine_.tokenizer(), engine_.model().config().vocab_size);
   a->h = std::move(p.handle);
   a->t_submit = p.t_submit;
   const std::vector<int32_t>& prompt = a->req.prompt;
@@ -231,7 +233,7 @@ void Scheduler::admit(Pending p) {
   a->sum.n_cached = int(best);
   a->sum.queue_seconds = now_s() - p.t_submit;
   if (metrics_) metrics_->queue_wait.observe(a->sum.queue_seconds);
-  for (int32_t id : prompt) a->sampler.accept(id);
+  a->seq.accept_prompt(prompt);
   {
     std::lock_guard<std::mutex> l(mu_);
     stats_.prompt_tokens += prompt.size();
@@ -241,68 +243,25 @@ void Scheduler::admit(Pending p) {
 }
 
 void Scheduler::emit_token(Active& a, const float* logits) {
-  const Tokenizer& tok = engine_.tokenizer();
-  const int vocab = engine_.model().config().vocab_size;
-  const int n_tok = tok.size();
-  if (n_tok < vocab) {  // never sample padding rows beyond the tokenizer (spec §6.16)
-    masked_.assign(logits, logits + vocab);
-    std::fill(masked_.begin() + n_tok, masked_.end(), -INFINITY);
-    logits = masked_.data();
-  }
-  const int32_t next = a.sampler.sample(logits, vocab);
-  a.sampler.accept(next);
-  if (a.n_generated == 0) {
+  const bool first = a.seq.n_generated() == 0;
+  TokenOutcome o = a.seq.next(logits, kv_->length(a.slot), kv_->n_ctx());
+  if (first) {
     a.t_first = now_s();
     a.sum.ttft_seconds = a.t_first - a.t_submit;
     if (metrics_) metrics_->ttft.observe(a.sum.ttft_seconds);
   }
-  if (a.req.gen.stop_at_eog && tok.is_eog(next)) {
-    finish(a, "stop");
-    return;
-  }
-  ++a.n_generated;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    ++stats_.generated_tokens;
-  }
-  SeqEvent e;
-  e.token = next;
-  if (a.req.top_logprobs >= 0) {
-    // log-softmax of the model's distribution (before sampling transforms).
-    const int n = std::min(n_tok, vocab);
-    float mx = -INFINITY;
-    for (int i = 0; i < n; ++i) mx = std::max(mx, logits[i]);
-    double z = 0;
-    for (int i = 0; i < n; ++i) z += std::exp(double(logits[i] - mx));
-    const float lse = mx + float(std::log(z));
-    e.logprob = logits[next] - lse;
-    if (a.req.top_logprobs > 0) {
-      std::vector<TokenLogprob> top;
-      for (int i = 0; i < n; ++i) {
-        if (int(top.size()) < a.req.top_logprobs || logits[i] > top.back().logprob) {
-          TokenLogprob t{i, logits[i]};
-          auto at = std::upper_bound(top.begin(), top.end(), t, [](const auto& x, const auto& y) {
-            return x.logprob > y.logprob;
-          });
-          top.insert(at, t);
-          if (int(top.size()) > a.req.top_logprobs) top.pop_back();
-        }
-      }
-      for (auto& t : top) t.logprob -= lse;
-      e.top = std::move(top);
+  if (o.token >= 0) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ++stats_.generated_tokens;
     }
+    a.h->push(SeqEvent{o.token, std::move(o.text), o.logprob, std::move(o.top)});
   }
-  e.text = a.text.push(tok.piece(next));
-  a.h->push(std::move(e));
-  if (a.text.stopped()) {
-    finish(a, "stop");
+  if (!o.finish.empty()) {
+    finish(a, o.finish);
     return;
   }
-  if (a.n_generated >= a.req.gen.max_tokens || kv_->length(a.slot) >= kv_->n_ctx()) {
-    finish(a, "length");
-    return;
-  }
-  a.last = next;
+  a.last = o.token;
 }
 
 void Scheduler::step() {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "g4/engine.h"
+#include "runtime/sequence.h"
 #include "server/metrics.h"
 
 namespace g4 {
@@ -32,11 +33,6 @@ struct SeqRequest {
   std::vector<int32_t> prompt;
   GenerateOptions gen;
   int top_logprobs = -1;  // -1: no logprobs; 0: chosen token only; k > 0: also the top k
-};
-
-struct TokenLogprob {
-  int32_t id = 0;
-  float logprob = 0;
 };
 
 // What one step produced for a sequence.
@@ -148,7 +144,6 @@ class Scheduler {
   std::vector<Slot> slots_;                      // engine thread only
   std::vector<std::unique_ptr<Active>> active_;  // engine thread only
   StepOutput out_;
-  std::vector<float> masked_;
   uint64_t clock_ = 0;
 
   // Guards queue_, slots_taken_, accepting_, stop_ and stats_ (shared with client threads).

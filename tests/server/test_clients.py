@@ -1,7 +1,10 @@
 """Official client libraries, unchanged, against `g4 serve` with the real default model."""
+import json
+import subprocess
+
 import pytest
 
-from conftest import MODEL_ID, SANITIZED
+from conftest import G4_BIN, MODEL, MODEL_ID, SANITIZED
 
 pytestmark = pytest.mark.skipif(SANITIZED, reason="client round trips run in the Release build")
 
@@ -50,6 +53,33 @@ def test_openai_completions_logprobs_n(server):
     for ch in r.choices:
         assert len(ch.logprobs.content) >= 1
         assert len(ch.logprobs.content[0].top_logprobs) == 2
+
+
+def token_id(text):
+    """The single token id `g4 tokenize` gives for `text` (the default model's vocabulary)."""
+    out = subprocess.run([G4_BIN, "tokenize", text, "--json", "--no-bos", "-m", MODEL],
+                         check=True, capture_output=True, text=True).stdout
+    ids = json.loads(out)
+    assert len(ids) == 1, (text, ids)
+    return ids[0]
+
+
+def test_openai_logit_bias(server):
+    """logit_bias bans the greedy choice (-100) and forces another token (+100), as OpenAI
+    defines it (values added to the logits)."""
+    import openai
+    c = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    ask = dict(model=MODEL_ID, prompt="The capital of France is", max_tokens=1, temperature=0,
+               logprobs=2)
+    first = c.completions.create(**ask).choices[0].logprobs
+    top = sorted(first.top_logprobs[0].items(), key=lambda kv: -kv[1])
+    assert first.tokens[0] == top[0][0]
+    banned = c.completions.create(**ask, logit_bias={str(token_id(top[0][0])): -100})
+    assert banned.choices[0].logprobs.tokens[0] == top[1][0]
+    # logprobs still describe the model's own distribution, not the biased one
+    assert abs(banned.choices[0].logprobs.token_logprobs[0] - top[1][1]) < 1e-4
+    forced = c.completions.create(**ask, logit_bias={str(token_id(" banana")): 100})
+    assert forced.choices[0].text == " banana"
 
 
 def test_ollama_client(server):

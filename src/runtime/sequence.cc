@@ -1,0 +1,113 @@
+#include "runtime/sequence.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "g4/engine.h"
+#include "tokenizer/tokenizer.h"
+
+namespace g4 {
+
+void PaddingMask::apply(float* logits, int vocab) {
+  for (int i = std::max(0, n_); i < vocab; ++i) logits[i] = -INFINITY;
+}
+
+void LogitBias::apply(float* logits, int vocab) {
+  for (const auto& [id, b] : bias_)
+    if (id >= 0 && id < vocab) logits[id] += b;
+}
+
+Sequence::Sequence(const Tokenizer& tok, int vocab, const GenerateOptions& opts, int top_logprobs)
+    : tok_(tok),
+      vocab_(vocab),
+      max_tokens_(opts.max_tokens),
+      stop_at_eog_(opts.stop_at_eog),
+      top_logprobs_(top_logprobs),
+      sampler_(opts.sampling),
+      text_(opts.stop) {
+  if (tok.size() < vocab) {
+    chain_.push_back(std::make_unique<PaddingMask>(tok.size()));
+    n_model_ = 1;
+  }
+  if (!opts.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(opts.logit_bias));
+}
+
+Sequence::~Sequence() = default;
+
+void Sequence::add_processor(std::unique_ptr<LogitsProcessor> p) {
+  chain_.push_back(std::move(p));
+}
+
+void Sequence::accept_prompt(std::span<const int32_t> ids) {
+  for (int32_t id : ids) sampler_.accept(id);
+}
+
+namespace {
+
+// log-softmax of row[0, n) at `id`, and the k most likely ids (ties: lower id first).
+void logprobs(const float* row, int n, int32_t id, int k, TokenOutcome* o) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, row[i]);
+  double z = 0;
+  for (int i = 0; i < n; ++i) z += std::exp(double(row[i] - mx));
+  const float lse = mx + float(std::log(z));
+  o->logprob = row[id] - lse;
+  if (k <= 0) return;
+  std::vector<TokenLogprob> top;
+  for (int i = 0; i < n; ++i) {
+    if (int(top.size()) < k || row[i] > top.back().logprob) {
+      TokenLogprob t{i, row[i]};
+      auto at = std::upper_bound(top.begin(), top.end(), t, [](const auto& x, const auto& y) {
+        return x.logprob > y.logprob;
+      });
+      top.insert(at, t);
+      if (int(top.size()) > k) top.pop_back();
+    }
+  }
+  for (auto& t : top) t.logprob -= lse;
+  o->top = std::move(top);
+}
+
+}  // namespace
+
+TokenOutcome Sequence::next(const float* logits, int64_t cache_len, int64_t n_ctx) {
+  TokenOutcome o;
+  const float* row = logits;
+  if (!chain_.empty()) {
+    row_.assign(logits, logits + vocab_);
+    row = row_.data();
+  }
+  // The model's distribution (padding masked) is what logprobs report; bias and constraints
+  // only steer the choice.
+  for (size_t i = 0; i < n_model_; ++i) chain_[i]->apply(row_.data(), vocab_);
+  std::vector<float> model_row;
+  const bool later = chain_.size() > n_model_;
+  if (top_logprobs_ >= 0 && later) model_row.assign(row, row + vocab_);
+  for (size_t i = n_model_; i < chain_.size(); ++i) chain_[i]->apply(row_.data(), vocab_);
+  const int32_t next = sampler_.sample(row, vocab_);
+  sampler_.accept(next);
+  for (auto& p : chain_) p->accept(next);
+  if (stop_at_eog_ && tok_.is_eog(next)) {
+    o.finish = "stop";
+    return o;
+  }
+  o.token = next;
+  tokens_.push_back(next);
+  if (top_logprobs_ >= 0) {
+    logprobs(later ? model_row.data() : row, std::min(tok_.size(), vocab_), next, top_logprobs_,
+             &o);
+  }
+  o.text = text_.push(tok_.piece(next));
+  if (text_.stopped())
+    o.finish = "stop";
+  else if (n_generated() >= max_tokens_ || cache_len >= n_ctx)
+    o.finish = "length";
+  return o;
+}
+
+std::string Sequence::flush() {
+  return text_.finish();
+}
+
+}  // namespace g4
