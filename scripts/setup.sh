@@ -11,6 +11,9 @@
 #           compiles llama.cpp from its sdist: CMAKE_ARGS below build only the libraries its
 #           Python module loads (no multimodal library, examples, tests, tools or server),
 #           for this CPU (about 8.5 CPU-minutes: 12 min wall on 2 busy cores, 2026-12-06).
+#   PyPI sdist, sources only: XGrammar 0.2.9's C++ core (Apache-2.0; constrained decoding),
+#           fetched by scripts/fetch_xgrammar.sh with pip, SHA-256 checked, into third_party/,
+#           compiled by CMake as part of g4.
 #   Optional dev tools (fixture generation, benchmarks): `scripts/setup.sh --dev` adds
 #           gguf and tokenizers from PyPI (see scripts/requirements-dev.txt).
 set -euo pipefail
@@ -44,11 +47,14 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DLLAVA_BUILD=OFF -DLLAMA_BUIL
 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
-if ! .venv/bin/python -c "import pytest, openai, ollama, langchain_openai, selenium, numpy, llama_cpp" \
+if ! .venv/bin/python -c "import pytest, openai, ollama, langchain_openai, selenium, numpy, llama_cpp, jsonschema, rfc3339_validator" \
     2>/dev/null; then
   echo "setup: installing test tools (scripts/requirements-test.txt; llama-cpp-python compiles llama.cpp)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi
+
+# XGrammar's C++ sources (constrained decoding), pinned and hash-checked: compiled by CMake.
+scripts/fetch_xgrammar.sh
 
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt

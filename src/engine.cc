@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "constrain/grammar.h"
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
 #include "runtime/sequence.h"
@@ -65,6 +66,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
   e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));
   e->exec_->exact = opts.exact;
+  e->constraints_ = std::make_unique<ConstraintCompiler>(e->tok_, e->model_->config().vocab_size);
   // Loading read the metadata and the tensors that were packed or copied; hand the mapped pages
   // back (whatever is still read from the file re-faults on demand), so RSS is the arena, the KV
   // cache and scratch.

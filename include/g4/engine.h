@@ -24,6 +24,8 @@
 namespace g4 {
 
 class GgufFile;
+class ConstraintCompiler;
+struct CompiledConstraint;
 
 struct EngineOptions {
   std::string model_path;
@@ -54,6 +56,9 @@ class Engine {
   // its name); base models should be prompted with plain text.
   bool instruction_tuned() const { return instruction_tuned_; }
   ExecContext& exec() { return *exec_; }
+  // Compiles JSON-schema / regex / choice / grammar constraints for this vocabulary
+  // (thread-safe; the vocabulary's tables are built on first use).
+  ConstraintCompiler& constraints() { return *constraints_; }
 
  private:
   Engine() = default;
@@ -63,6 +68,7 @@ class Engine {
   Tokenizer tok_;
   bool instruction_tuned_ = false;
   std::unique_ptr<ExecContext> exec_;
+  std::unique_ptr<ConstraintCompiler> constraints_;
 };
 
 struct GenerateOptions {
@@ -71,6 +77,9 @@ struct GenerateOptions {
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool stop_at_eog = true;
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to those tokens' logits
+  // Output constrained to a compiled grammar (Engine::constraints().compile, constrain/
+  // grammar.h); end of turn then always ends generation.
+  std::shared_ptr<const CompiledConstraint> constraint;
 };
 
 struct GenerateResult {

@@ -5,10 +5,13 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 
 #include "cli/commands.h"
+#include "constrain/grammar.h"
 #include "g4/engine.h"
 #include "io/gguf.h"
 
@@ -43,7 +46,44 @@ struct RunArgs {
   int64_t ctx = 4096;
   int threads = 0;
   std::vector<std::string> stop;
+  // Constrained output (constrain/grammar.h): at most one of these.
+  std::string json_schema_file, grammar_file, regex;
+  std::vector<std::string> choices;
+  bool json = false;
 };
+
+// The constraint the flags ask for, compiled for this engine; nullptr when none.
+Result<std::shared_ptr<const CompiledConstraint>> constraint_from_flags(Engine& e,
+                                                                        const RunArgs& a) {
+  const int n = int(!a.json_schema_file.empty()) + int(!a.grammar_file.empty()) +
+                int(!a.regex.empty()) + int(!a.choices.empty()) + int(a.json);
+  if (n == 0) return std::shared_ptr<const CompiledConstraint>();
+  if (n > 1)
+    return Status::error("give one of --json, --json-schema, --grammar, --regex, --choice");
+  ConstraintSpec spec;
+  auto slurp = [](const std::string& path, std::string* out) -> Status {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::error("cannot read " + path);
+    out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return Status();
+  };
+  if (a.json) {
+    spec.kind = ConstraintSpec::Kind::kJsonObject;
+  } else if (!a.json_schema_file.empty()) {
+    spec.kind = ConstraintSpec::Kind::kJsonSchema;
+    if (Status s = slurp(a.json_schema_file, &spec.text); !s.ok()) return s;
+  } else if (!a.grammar_file.empty()) {
+    spec.kind = ConstraintSpec::Kind::kGrammar;
+    if (Status s = slurp(a.grammar_file, &spec.text); !s.ok()) return s;
+  } else if (!a.regex.empty()) {
+    spec.kind = ConstraintSpec::Kind::kRegex;
+    spec.text = a.regex;
+  } else {
+    spec.kind = ConstraintSpec::Kind::kChoice;
+    spec.choices = a.choices;
+  }
+  return e.constraints().compile(spec);
+}
 
 void print_stats(const GenerateResult& r, uint64_t seed) {
   const double pp = r.prefill_seconds > 0 ? r.n_prompt_tokens / r.prefill_seconds : 0;
@@ -83,6 +123,12 @@ int run(RunArgs& a) {
   go.sampling.seed = a.seed >= 0 ? uint64_t(a.seed) : std::random_device{}();
   go.max_tokens = a.max_tokens;
   go.stop = a.stop;
+  auto constraint = constraint_from_flags(e, a);
+  if (!constraint.ok()) {
+    std::fprintf(stderr, "g4: %s\n", constraint.error().c_str());
+    return 2;
+  }
+  go.constraint = constraint.value();
   if (Status s = go.sampling.validate(); !s.ok()) {
     std::fprintf(stderr, "g4: %s\n", s.message().c_str());
     return 2;
@@ -184,6 +230,14 @@ Runner add_run(CLI::App& app) {
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  app.add_flag("--json", a->json, "Constrain the answer to a JSON object");
+  app.add_option("--json-schema", a->json_schema_file,
+                 "Constrain the answer to JSON valid against the JSON Schema in this file");
+  app.add_option("--grammar", a->grammar_file,
+                 "Constrain the answer to the GBNF grammar in this file (root rule: root)");
+  app.add_option("--regex", a->regex, "Constrain the answer to match this regular expression");
+  app.add_option("--choice", a->choices, "Constrain the answer to one of these (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--stop", a->stop, "Stop string (repeatable: one value per --stop)")
       ->allow_extra_args(false);
   app.add_flag("-v,--verbose", a->verbose, "Print model details");

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "constrain/grammar.h"
 #include "g4/engine.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,6 +32,10 @@ Sequence::Sequence(const Tokenizer& tok, int vocab, const GenerateOptions& opts,
     n_model_ = 1;
   }
   if (!opts.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(opts.logit_bias));
+  if (opts.constraint) {
+    chain_.push_back(make_constraint_mask(opts.constraint, vocab));
+    stop_at_eog_ = true;  // a complete grammar leaves only end-of-turn tokens
+  }
 }
 
 Sequence::~Sequence() = default;

@@ -18,7 +18,8 @@ class Server;
 
 namespace g4::server {
 
-using json = nlohmann::json;
+using json =
+    nlohmann::ordered_json;  // keeps key order: a JSON schema's property order is the output's
 
 struct ApiError {
   ApiError(int s, std::string m, std::string p = "", std::string c = "",

@@ -183,6 +183,63 @@ void check_model(const ServerState& st, const json& j, bool required) {
   }
 }
 
+std::shared_ptr<const CompiledConstraint> compile_constraint(ServerState& st,
+                                                             const ConstraintSpec& spec,
+                                                             const std::string& param) {
+  auto c = st.engine->constraints().compile(spec);
+  if (!c.ok()) throw ApiError{400, "'" + param + "': " + c.error(), param, "invalid_value"};
+  return c.value();
+}
+
+std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, const json& j) {
+  std::vector<std::pair<std::string, ConstraintSpec>> asked;
+  if (field(j, "response_format")) {
+    const json& rf = j["response_format"];
+    if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+      throw ApiError{400, "'response_format' must be an object with a 'type'", "response_format",
+                     "invalid_type"};
+    const std::string type = rf["type"];
+    if (type == "json_object") {
+      asked.push_back({"response_format", {ConstraintSpec::Kind::kJsonObject, "", {}}});
+    } else if (type == "json_schema") {
+      if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+        throw ApiError{400, "'response_format.json_schema' must be an object",
+                       "response_format.json_schema", "invalid_type"};
+      const json& js = rf["json_schema"];
+      if (!js.contains("schema") || !(js["schema"].is_object() || js["schema"].is_boolean()))
+        throw ApiError{400, "'response_format.json_schema.schema' must be a JSON Schema object",
+                       "response_format.json_schema.schema", "invalid_type"};
+      asked.push_back({"response_format.json_schema.schema",
+                       {ConstraintSpec::Kind::kJsonSchema, js["schema"].dump(), {}}});
+    } else if (type != "text") {
+      throw ApiError{
+          400,
+          "'response_format.type' must be text, json_object or json_schema, not '" + type + "'",
+          "response_format.type", "invalid_value"};
+    }
+  }
+  std::string text;
+  if (get_string(j, "regex", &text))
+    asked.push_back({"regex", {ConstraintSpec::Kind::kRegex, text, {}}});
+  if (get_string(j, "grammar", &text))
+    asked.push_back({"grammar", {ConstraintSpec::Kind::kGrammar, text, {}}});
+  if (field(j, "choice")) {
+    const json& c = j["choice"];
+    if (!c.is_array() ||
+        !std::all_of(c.begin(), c.end(), [](const json& x) { return x.is_string(); }))
+      throw ApiError{400, "'choice' must be an array of strings", "choice", "invalid_type"};
+    asked.push_back(
+        {"choice", {ConstraintSpec::Kind::kChoice, "", c.get<std::vector<std::string>>()}});
+  }
+  if (asked.empty()) return nullptr;
+  if (asked.size() > 1)
+    throw ApiError{
+        400,
+        "give one constraint: '" + asked[0].first + "' and '" + asked[1].first + "' were both set",
+        asked[1].first, "invalid_value"};
+  return compile_constraint(st, asked[0].second, asked[0].first);
+}
+
 std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens) {
   std::vector<std::pair<int32_t, float>> out;
   if (!field(j, "logit_bias")) return out;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "constrain/grammar.h"
 #include "server/api.h"
 
 namespace g4::server {
@@ -24,6 +25,14 @@ bool get_stop(const json& j, const char* key, std::vector<std::string>* out);
 std::vector<ChatMessage> get_messages(const json& j, const char* key);
 // The model named by the request must be the one served (or "default").
 void check_model(const ServerState& st, const json& j, bool required);
+// Compiles a constraint for the served model; a bad one is a 400 naming `param` and the
+// problem (unsupported schema keyword, regex or grammar error, limit).
+std::shared_ptr<const CompiledConstraint> compile_constraint(ServerState& st,
+                                                             const ConstraintSpec& spec,
+                                                             const std::string& param);
+// OpenAI response_format (text | json_object | json_schema {name, schema, strict}) and g4's
+// extras `regex`, `choice` (array of strings), `grammar` (GBNF): the constraint, or nullptr.
+std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, const json& j);
 // OpenAI's logit_bias: {"token id": bias in [-100, 100]} -> pairs (400 on anything else).
 std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens);
 // Refuses a present, non-default field that g4 does not implement.

@@ -61,8 +61,18 @@ SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> pr
                    "prompt"};
   r.gen.max_tokens =
       int(num_predict < 0 ? room : std::min<int64_t>(std::max<int64_t>(num_predict, 1), room));
-  if (j.contains("format") && !j["format"].is_null() && j["format"] != "")
-    throw ApiError{400, "'format' (structured output) is not supported yet", "format"};
+  // format: "json" (any JSON object) or a JSON Schema object, as Ollama takes it.
+  if (j.contains("format") && !j["format"].is_null() && j["format"] != "") {
+    const json& f = j["format"];
+    if (f == "json")
+      r.gen.constraint =
+          compile_constraint(st, {ConstraintSpec::Kind::kJsonObject, "", {}}, "format");
+    else if (f.is_object())
+      r.gen.constraint =
+          compile_constraint(st, {ConstraintSpec::Kind::kJsonSchema, f.dump(), {}}, "format");
+    else
+      throw ApiError{400, "'format' must be \"json\" or a JSON Schema object", "format"};
+  }
   if (j.contains("tools") && !j["tools"].is_null() &&
       !(j["tools"].is_array() && j["tools"].empty()))
     throw ApiError{400, "'tools' is not supported yet", "tools"};

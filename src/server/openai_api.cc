@@ -28,14 +28,6 @@ OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> pro
   if (j.contains("tool_choice") && !j["tool_choice"].is_null() && j["tool_choice"] != "none")
     throw ApiError{400, "'tool_choice' is not supported: function calling is not implemented yet",
                    "tool_choice", "unsupported_parameter"};
-  if (j.contains("response_format") && !j["response_format"].is_null()) {
-    const json& rf = j["response_format"];
-    if (!rf.is_object() || rf.value("type", "") != "text")
-      throw ApiError{400,
-                     "'response_format' other than {\"type\": \"text\"} is not supported yet "
-                     "(structured output)",
-                     "response_format", "unsupported_parameter"};
-  }
   int64_t best_of = 1;
   if (get_int(j, "best_of", 1, 1, &best_of)) {
   }
@@ -93,6 +85,7 @@ OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> pro
   g.max_tokens = int(max_tokens);
   get_stop(j, "stop", &g.stop);
   g.logit_bias = parse_logit_bias(j, st.engine->tokenizer().size());
+  g.constraint = openai_constraint(st, j);
   // llama.cpp's and vLLM's extra: generate through end-of-turn tokens (benchmarks).
   bool ignore_eos = false;
   if (get_bool(j, "ignore_eos", &ignore_eos)) g.stop_at_eog = !ignore_eos;

@@ -14,6 +14,11 @@ COMP = "/v1/completions"
 OK_MSGS = [{"role": "user", "content": "Hi"}]
 
 
+
+DEEP_SCHEMA = {"type": "string"}
+for _ in range(200):
+    DEEP_SCHEMA = {"type": "array", "items": DEEP_SCHEMA}
+
 def chat(**kw):
     return {"model": MODEL_ID, "messages": OK_MSGS, "max_tokens": 2, **kw}
 
@@ -60,7 +65,25 @@ CASES = [
     ("logit_bias id past vocabulary", CHAT, chat(logit_bias={"99999999": 5}), 400, "invalid_value"),
     ("logit_bias value out of range", CHAT, chat(logit_bias={"1": 500}), 400, "invalid_value"),
     ("logit_bias value not a number", CHAT, chat(logit_bias={"1": "x"}), 400, "invalid_value"),
-    ("json_schema unsupported", CHAT, chat(response_format={"type": "json_schema", "json_schema": {}}), 400, "unsupported_parameter"),
+    ("json_schema without schema", CHAT, chat(response_format={"type": "json_schema", "json_schema": {}}), 400, "invalid_type"),
+    ("response_format unknown type", CHAT, chat(response_format={"type": "xml"}), 400, "invalid_value"),
+    ("response_format not an object", CHAT, chat(response_format="json"), 400, "invalid_type"),
+    ("schema keyword g4 cannot enforce", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array", "uniqueItems": True}}}), 400, "invalid_value"),
+    ("schema not keyword", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"not": {"type": "string"}}}}), 400, "invalid_value"),
+    ("schema unknown format", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "format": "credit-card"}}}), 400, "invalid_value"),
+    ("schema bad type", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strnig"}}}), 400, "invalid_value"),
+    ("schema remote ref", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.com/s.json"}}}), 400, "invalid_value"),
+    ("schema bomb: deep nesting", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": DEEP_SCHEMA}}), 400, "invalid_value"),
+    ("schema bomb: huge enum", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": list(range(100000))}}}), 400, "invalid_value"),
+    ("schema bomb: huge maxItems", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array", "minItems": 10000000}}}), 400, "invalid_value"),
+    ("schema dangling ref", CHAT, chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/$defs/missing"}}}), 400, "invalid_value"),
+    ("invalid regex", CHAT, chat(regex="(ab"), 400, "invalid_value"),
+    ("regex bomb", CHAT, chat(regex="(a{1,1000}){1,1000}b{99999}"), 400, "invalid_value"),
+    ("invalid grammar", CHAT, chat(grammar='root ::= "a" |'), 400, "invalid_value"),
+    ("grammar without root", CHAT, chat(grammar='start ::= "a"'), 400, "invalid_value"),
+    ("choice not a list", CHAT, chat(choice="yes"), 400, "invalid_type"),
+    ("empty choice list", CHAT, chat(choice=[]), 400, "invalid_value"),
+    ("two constraints", CHAT, chat(regex="a+", choice=["a"]), 400, "invalid_value"),
     ("seed not integer", CHAT, chat(seed="abc"), 400, "invalid_type"),
     ("seed past int64", CHAT, chat(seed=2 ** 64 - 1), 400, "invalid_value"),
     ("max_tokens huge float", CHAT, chat(max_tokens=1e300), 400, "invalid_value"),
@@ -80,6 +103,8 @@ CASES = [
     ("ollama options wrong type", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": {"temperature": "warm"}}, 400, None),
     ("ollama options not object", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": [1]}, 400, None),
     ("ollama num_ctx too large", "/api/generate", {"model": MODEL_ID, "prompt": "x", "options": {"num_ctx": 10 ** 7}}, 400, None),
+    ("ollama format wrong type", "/api/generate", {"model": MODEL_ID, "prompt": "x", "format": 5}, 400, None),
+    ("ollama format schema g4 cannot enforce", "/api/chat", {"model": MODEL_ID, "messages": OK_MSGS, "format": {"type": "object", "if": {}}}, 400, None),
     ("ollama images", "/api/generate", {"model": MODEL_ID, "prompt": "x", "images": ["aGk="]}, 400, None),
     ("ollama show unknown", "/api/show", {"model": "nope"}, 404, None),
 ]
