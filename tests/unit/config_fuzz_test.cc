@@ -21,6 +21,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "exact_options.h"
 #include "g4/engine.h"
 
 namespace g4 {
@@ -122,18 +123,6 @@ struct CaseDir {
     fs::remove_all(p, ec);
   }
 };
-
-EngineOptions exact_options(const std::string& path) {
-  EngineOptions o;  // as hf_checkpoint_test.cc: the reference is float32 throughout
-  o.model_path = path;
-  o.n_threads = 2;
-  o.n_ctx = 64;
-  o.max_chunk = 64;
-  o.exact = true;
-  o.kv_f32 = true;
-  o.embed_scale = EmbedScale::kExact;
-  return o;
-}
 
 int run_g4(const std::string& args, std::string* err) {
   const std::string ef =

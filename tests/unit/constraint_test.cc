@@ -8,6 +8,7 @@
 #include "constrain/schema_check.h"
 #include "g4/engine.h"
 #include "tokenizer/tokenizer.h"
+#include "toy_vocab.h"
 
 namespace g4 {
 namespace {
@@ -68,18 +69,7 @@ TEST(SchemaCheck, RewritesKeepOrderMergeAllOfAndPinIpv4) {
 
 // ids: 0 <eos>, 1 "{", 2 "}", 3 "\"", 4 ":", 5 "a", 6 "1", 7 "2", 8 "ab", then bytes.
 Tokenizer toy() {
-  std::vector<std::string> t{"<eos>", "{", "}", "\"", ":", "a", "1", "2", "ab"};
-  std::vector<float> s(t.size(), 0.f);
-  std::vector<TokenType> ty(t.size(), TokenType::kNormal);
-  ty[0] = TokenType::kControl;
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    t.push_back(name);
-    s.push_back(0);
-    ty.push_back(TokenType::kByte);
-  }
-  return std::move(Tokenizer::from_vocab(t, s, ty, 0, 0, false, false).value());
+  return toy_vocab({"<eos>", "{", "}", "\"", ":", "a", "1", "2", "ab"});
 }
 
 // Greedy over logits that always prefer the same wrong tokens: the mask alone must keep the

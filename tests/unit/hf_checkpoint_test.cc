@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "exact_options.h"
 #include "g4/engine.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
@@ -22,18 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kDir = std::string(G4_SOURCE_DIR) + "/tests/golden/";
-
-EngineOptions exact_options(const std::string& path) {
-  EngineOptions o;
-  o.model_path = path;
-  o.n_threads = 2;
-  o.n_ctx = 64;
-  o.max_chunk = 64;
-  o.exact = true;                      // f32 activations
-  o.kv_f32 = true;                     // f32 K/V: the reference keeps K/V in float32
-  o.embed_scale = EmbedScale::kExact;  // float32 HF computes sqrt(d) unrounded
-  return o;
-}
 
 nlohmann::json expected(const std::string& sub) {
   std::ifstream in(kDir + "tiny_hf/" + sub + "/expected.json");

@@ -17,6 +17,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "exact_options.h"
 #include "g4/engine.h"
 #include "io/gguf.h"
 #include "model/quantize.h"
@@ -26,18 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kHf = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny_hf/";
-
-EngineOptions exact_options(const std::string& path) {
-  EngineOptions o;  // as hf_checkpoint_test.cc: f32 activations and K/V, exact sqrt(d)
-  o.model_path = path;
-  o.n_threads = 2;
-  o.n_ctx = 64;
-  o.max_chunk = 64;
-  o.exact = true;
-  o.kv_f32 = true;
-  o.embed_scale = EmbedScale::kExact;
-  return o;
-}
 
 nlohmann::json expected(const std::string& sub) {
   std::ifstream in(kHf + sub + "/expected.json");

@@ -9,26 +9,14 @@
 
 #include "g4/engine.h"
 #include "tokenizer/tokenizer.h"
+#include "toy_vocab.h"
 
 namespace g4 {
 namespace {
 
 // ids: 0 <eos>, 1 "a", 2 "b", 3 "ab", 4 "c", then 256 byte tokens.
 Tokenizer toy() {
-  std::vector<std::string> t{"<eos>", "a", "b", "ab", "c"};
-  std::vector<float> s(t.size(), 0.f);
-  std::vector<TokenType> ty(t.size(), TokenType::kNormal);
-  ty[0] = TokenType::kControl;
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    t.push_back(name);
-    s.push_back(0);
-    ty.push_back(TokenType::kByte);
-  }
-  auto r = Tokenizer::from_vocab(t, s, ty, 0, 0, false, false);
-  EXPECT_TRUE(r.ok());
-  return std::move(r).value();
+  return toy_vocab({"<eos>", "a", "b", "ab", "c"});
 }
 
 GenerateOptions greedy() {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tokenizer/tokenizer.h"
+#include "toy_vocab.h"
 
 namespace g4 {
 
@@ -22,16 +23,7 @@ static Tokenizer toy() {
   std::vector<float> s{0, -5, -5, -5, -1, -1, -2, -0.5f, -5, -5};
   std::vector<TokenType> ty(t.size(), TokenType::kNormal);
   ty[0] = TokenType::kUnknown;
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof name, "<0x%02X>", b);
-    t.push_back(name);
-    s.push_back(0);
-    ty.push_back(TokenType::kByte);
-  }
-  auto r = Tokenizer::from_vocab(t, s, ty, 0, 0, false, false);
-  EXPECT_TRUE(r.ok());
-  return std::move(r).value();
+  return toy_vocab(t, s, ty);
 }
 
 using Ids = std::vector<int32_t>;
