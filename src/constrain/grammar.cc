@@ -2,7 +2,6 @@
 
 #include <xgrammar/xgrammar.h>
 
-#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -121,7 +120,6 @@ Result<std::shared_ptr<const CompiledConstraint>> ConstraintCompiler::compile(
       break;
   }
   std::call_once(once_, [this] { init(); });
-  const auto t0 = std::chrono::steady_clock::now();
   try {
     auto& c = *impl_->compiler;
     std::optional<xgrammar::CompiledGrammar> g;
@@ -143,7 +141,6 @@ Result<std::shared_ptr<const CompiledConstraint>> ConstraintCompiler::compile(
         g = c.CompileGrammar(text, "root");
         break;
     }
-    last_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return std::shared_ptr<const CompiledConstraint>(new CompiledConstraint{std::move(*g)});
   } catch (const std::exception& e) {
     // XGrammar's messages start with "[time] file.cc:line: "; keep what follows.

@@ -46,8 +46,6 @@ class ConstraintCompiler {
   // Checks and compiles; the error names what is wrong (an unsupported schema keyword, a bad
   // regex, a grammar syntax error, a limit exceeded).
   Result<std::shared_ptr<const CompiledConstraint>> compile(const ConstraintSpec& spec);
-  // Seconds the last successful compile took (for the benchmark and logs).
-  double last_compile_seconds() const { return last_seconds_; }
 
  private:
   struct Impl;
@@ -56,7 +54,6 @@ class ConstraintCompiler {
   int vocab_;
   std::once_flag once_;
   std::unique_ptr<Impl> impl_;
-  double last_seconds_ = 0;
 };
 
 // A fresh per-sequence mask for a compiled constraint.

@@ -294,20 +294,26 @@ Status check_json_schema(const nlohmann::ordered_json& schema, const SchemaLimit
   return w.walk(schema, "$", 0);
 }
 
-Status check_regex(const std::string& re) {
-  if (re.size() > 16384) return Status::error("regex longer than 16384 bytes");
-  if (max_repeat(re) > 1000)
-    return Status::error("regex repetition counts above 1000 are not supported");
-  if (max_nesting(re) > 64) return Status::error("regex nests groups deeper than 64");
+namespace {
+// Length, counted repetitions and nesting: what XGrammar expands at compile time.
+Status check_bounded(const char* what, const std::string& text, size_t max_bytes) {
+  if (text.size() > max_bytes)
+    return Status::error(std::string(what) + " longer than " + std::to_string(max_bytes) +
+                         " bytes");
+  if (max_repeat(text) > 1000)
+    return Status::error(std::string(what) + " repetition counts above 1000 are not supported");
+  if (max_nesting(text) > 64)
+    return Status::error(std::string(what) + " nests groups deeper than 64");
   return Status();
+}
+}  // namespace
+
+Status check_regex(const std::string& re) {
+  return check_bounded("regex", re, 16384);
 }
 
 Status check_grammar_text(const std::string& g) {
-  if (g.size() > 65536) return Status::error("grammar longer than 65536 bytes");
-  if (max_repeat(g) > 1000)
-    return Status::error("grammar repetition counts above 1000 are not supported");
-  if (max_nesting(g) > 64) return Status::error("grammar nests groups deeper than 64");
-  return Status();
+  return check_bounded("grammar", g, 65536);
 }
 
 }  // namespace g4

@@ -86,9 +86,8 @@ TokenOutcome Sequence::next(const float* logits, int64_t cache_len, int64_t n_ct
   // The model's distribution (padding masked) is what logprobs report; bias and constraints
   // only steer the choice.
   for (size_t i = 0; i < n_model_; ++i) chain_[i]->apply(row_.data(), vocab_);
-  std::vector<float> model_row;
   const bool later = chain_.size() > n_model_;
-  if (top_logprobs_ >= 0 && later) model_row.assign(row, row + vocab_);
+  if (top_logprobs_ >= 0 && later) model_row_.assign(row, row + vocab_);  // reused buffer
   for (size_t i = n_model_; i < chain_.size(); ++i) chain_[i]->apply(row_.data(), vocab_);
   const int32_t next = sampler_.sample(row, vocab_);
   sampler_.accept(next);
@@ -100,7 +99,7 @@ TokenOutcome Sequence::next(const float* logits, int64_t cache_len, int64_t n_ct
   o.token = next;
   tokens_.push_back(next);
   if (top_logprobs_ >= 0) {
-    logprobs(later ? model_row.data() : row, std::min(tok_.size(), vocab_), next, top_logprobs_,
+    logprobs(later ? model_row_.data() : row, std::min(tok_.size(), vocab_), next, top_logprobs_,
              &o);
   }
   o.text = text_.push(tok_.piece(next));

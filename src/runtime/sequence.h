@@ -98,8 +98,9 @@ class Sequence {
   Sampler sampler_;
   StopTextStream text_;
   std::vector<std::unique_ptr<LogitsProcessor>> chain_;
-  size_t n_model_ = 0;  // processors that belong to the model's distribution (padding mask)
-  std::vector<float> row_;
+  size_t n_model_ = 0;      // processors that belong to the model's distribution (padding mask)
+  std::vector<float> row_;  // the logits row the processors edit (reused per token)
+  std::vector<float> model_row_;  // the model's row for logprobs when later processors edit
   std::vector<int32_t> tokens_;
 };
 
