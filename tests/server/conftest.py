@@ -31,15 +31,17 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *args, ready_timeout=120, port=None):
-        if not Path(MODEL).exists():
+    def __init__(self, *args, ready_timeout=120, port=None, model=None):
+        """model: a GGUF path to serve instead of the default MODEL."""
+        if model is None and not Path(MODEL).exists():
             pytest.fail(f"default model not found at {MODEL} (run `g4 pull`)")
+        model = model or MODEL
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"g4serve-{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [G4_BIN, "serve", "-m", MODEL, "--port", str(self.port), "--threads", "2", *args],
+            [G4_BIN, "serve", "-m", str(model), "--port", str(self.port), "--threads", "2", *args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + ready_timeout
         while time.time() < deadline:
