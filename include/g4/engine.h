@@ -80,6 +80,15 @@ struct GenerateOptions {
   // Output constrained to a compiled grammar (Engine::constraints().compile, constrain/
   // grammar.h); end of turn then always ends generation.
   std::shared_ptr<const CompiledConstraint> constraint;
+  // Gemma 4's thought channel: the ids of <|channel> and <channel|> (-1: no channel). With
+  // them a constraint starts only once the channel closes (or at once when the model answers
+  // without opening it), and thinking_budget (-1: no cap) closes the channel after that many
+  // tokens inside it.
+  int32_t thought_open = -1;
+  int32_t thought_close = -1;
+  int thinking_budget = -1;
+  // Control tokens stream as their text (<|channel>, ...), for an output parser that needs them.
+  bool show_control = false;
 };
 
 struct GenerateResult {

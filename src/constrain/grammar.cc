@@ -31,6 +31,8 @@ const char* constraint_kind_name(ConstraintSpec::Kind k) {
       return "choice";
     case ConstraintSpec::Kind::kGrammar:
       return "grammar";
+    case ConstraintSpec::Kind::kStructuralTag:
+      return "tool-call format";
   }
   return "?";
 }
@@ -117,6 +119,7 @@ Result<std::shared_ptr<const CompiledConstraint>> ConstraintCompiler::compile(
       break;
     }
     case ConstraintSpec::Kind::kJsonObject:
+    case ConstraintSpec::Kind::kStructuralTag:
       break;
   }
   std::call_once(once_, [this] { init(); });
@@ -139,6 +142,9 @@ Result<std::shared_ptr<const CompiledConstraint>> ConstraintCompiler::compile(
       case ConstraintSpec::Kind::kChoice:
       case ConstraintSpec::Kind::kGrammar:
         g = c.CompileGrammar(text, "root");
+        break;
+      case ConstraintSpec::Kind::kStructuralTag:
+        g = c.CompileStructuralTag(text);
         break;
     }
     return std::shared_ptr<const CompiledConstraint>(new CompiledConstraint{std::move(*g)});

@@ -28,6 +28,9 @@ struct ConstraintSpec {
     kRegex,       // `text`: a regular expression the whole output matches
     kChoice,      // `choices`: the output is exactly one of them
     kGrammar,     // `text`: a GBNF grammar (llama.cpp's dialect, root rule `root`)
+    // `text`: an XGrammar structural tag (JSON), built by g4 itself for tool calls
+    // (agent/chat_format.cc) with every embedded schema already checked; not for clients.
+    kStructuralTag,
   };
   Kind kind = Kind::kJsonObject;
   std::string text;

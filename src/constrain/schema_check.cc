@@ -212,6 +212,8 @@ constexpr const char* kIpv4Pattern =
     "^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
     "(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$";
 
+constexpr int64_t kUnboundedLimit = 999999999999999;
+
 // Rewrites one schema node (then its subschemas); errors name the JSON path.
 Status rewrite(json& s, const std::string& path, int depth) {
   if (depth > 256) return Status::error("schema nests too deeply at " + path);
@@ -219,6 +221,14 @@ Status rewrite(json& s, const std::string& path, int depth) {
   if (s.contains("format") && s["format"] == "ipv4" && !s.contains("pattern")) {
     s.erase("format");
     s["pattern"] = kIpv4Pattern;
+  }
+  // An integer or number without bounds gets |x| < 10^15 (exact in a double), so that its
+  // digits cannot run on until max_tokens.
+  if (s.contains("type") && (s["type"] == "integer" || s["type"] == "number") &&
+      !s.contains("minimum") && !s.contains("maximum") && !s.contains("exclusiveMinimum") &&
+      !s.contains("exclusiveMaximum") && !s.contains("multipleOf")) {
+    s["minimum"] = -kUnboundedLimit;
+    s["maximum"] = kUnboundedLimit;
   }
   if (s.contains("allOf") && s["allOf"].is_array()) {
     static const std::set<std::string> plain = {"type",  "properties",  "required",

@@ -26,6 +26,8 @@ Status check_json_schema(const nlohmann::ordered_json& schema, const SchemaLimit
 // Parses, checks and rewrites a schema into what XGrammar enforces exactly (key order kept:
 // properties are generated in the schema's order):
 //  - allOf of plain object schemas (type/properties/required) merged into one object;
+//  - "type": "integer" or "number" without any bound: |x| <= 999999999999999, so that a
+//    number's digits cannot run on until max_tokens;
 //  - format "ipv4" as a pattern (XGrammar's grammar admits leading zeros, which RFC 2673
 //    dotted-quads and the jsonschema validator refuse).
 Result<std::string> prepare_json_schema(const std::string& text, const SchemaLimits& limits = {});

@@ -19,6 +19,55 @@ void LogitBias::apply(float* logits, int vocab) {
     if (id >= 0 && id < vocab) logits[id] += b;
 }
 
+namespace {
+
+// Gemma 4's thought channel in front of a constraint: the constraint starts after the channel
+// closes (the first token may also open the channel), and a budget forces the close.
+class ThoughtGate final : public LogitsProcessor {
+ public:
+  ThoughtGate(int32_t open, int32_t close, int budget, std::unique_ptr<LogitsProcessor> inner)
+      : open_(open), close_(close), budget_(budget), inner_(std::move(inner)) {}
+
+  void apply(float* logits, int vocab) override {
+    if (state_ == kThinking) {
+      if (budget_ >= 0 && n_ >= budget_ && close_ < vocab) {
+        const float keep = std::isfinite(logits[close_]) ? logits[close_] : 0.0f;
+        std::fill(logits, logits + vocab, -INFINITY);
+        logits[close_] = keep;
+      }
+      return;
+    }
+    if (!inner_) return;
+    const float keep = open_ < vocab ? logits[open_] : 0.0f;
+    inner_->apply(logits, vocab);
+    if (state_ == kStart && open_ < vocab) logits[open_] = keep;
+  }
+
+  void accept(int32_t t) override {
+    if (state_ == kStart && t == open_) {
+      state_ = kThinking;
+    } else if (state_ == kThinking) {
+      if (t == close_)
+        state_ = kAnswer;
+      else
+        ++n_;
+    } else {
+      state_ = kAnswer;
+      if (inner_) inner_->accept(t);
+    }
+  }
+
+ private:
+  enum State { kStart, kThinking, kAnswer };
+  int32_t open_, close_;
+  int budget_;
+  std::unique_ptr<LogitsProcessor> inner_;
+  State state_ = kStart;
+  int n_ = 0;
+};
+
+}  // namespace
+
 Sequence::Sequence(const Tokenizer& tok, int vocab, const GenerateOptions& opts, int top_logprobs)
     : tok_(tok),
       vocab_(vocab),
@@ -26,16 +75,22 @@ Sequence::Sequence(const Tokenizer& tok, int vocab, const GenerateOptions& opts,
       stop_at_eog_(opts.stop_at_eog),
       top_logprobs_(top_logprobs),
       sampler_(opts.sampling),
-      text_(opts.stop) {
+      text_(opts.stop),
+      show_control_(opts.show_control) {
   if (tok.size() < vocab) {
     chain_.push_back(std::make_unique<PaddingMask>(tok.size()));
     n_model_ = 1;
   }
   if (!opts.logit_bias.empty()) chain_.push_back(std::make_unique<LogitBias>(opts.logit_bias));
+  std::unique_ptr<LogitsProcessor> mask;
   if (opts.constraint) {
-    chain_.push_back(make_constraint_mask(opts.constraint, vocab));
+    mask = make_constraint_mask(opts.constraint, vocab);
     stop_at_eog_ = true;  // a complete grammar leaves only end-of-turn tokens
   }
+  if (opts.thought_open >= 0 && opts.thought_close >= 0)
+    mask = std::make_unique<ThoughtGate>(opts.thought_open, opts.thought_close,
+                                         opts.thinking_budget, std::move(mask));
+  if (mask) chain_.push_back(std::move(mask));
 }
 
 Sequence::~Sequence() = default;
@@ -102,7 +157,7 @@ TokenOutcome Sequence::next(const float* logits, int64_t cache_len, int64_t n_ct
     logprobs(later ? model_row_.data() : row, std::min(tok_.size(), vocab_), next, top_logprobs_,
              &o);
   }
-  o.text = text_.push(tok_.piece(next));
+  o.text = text_.push(tok_.piece(next, show_control_));
   if (text_.stopped())
     o.finish = "stop";
   else if (n_generated() >= max_tokens_ || cache_len >= n_ctx)

@@ -97,6 +97,7 @@ class Sequence {
   int top_logprobs_;
   Sampler sampler_;
   StopTextStream text_;
+  bool show_control_ = false;
   std::vector<std::unique_ptr<LogitsProcessor>> chain_;
   size_t n_model_ = 0;      // processors that belong to the model's distribution (padding mask)
   std::vector<float> row_;  // the logits row the processors edit (reused per token)

@@ -191,8 +191,8 @@ std::shared_ptr<const CompiledConstraint> compile_constraint(ServerState& st,
   return c.value();
 }
 
-std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, const json& j) {
-  std::vector<std::pair<std::string, ConstraintSpec>> asked;
+std::optional<AskedConstraint> openai_constraint_spec(const json& j) {
+  std::vector<AskedConstraint> asked;
   if (field(j, "response_format")) {
     const json& rf = j["response_format"];
     if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
@@ -231,13 +231,68 @@ std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, con
     asked.push_back(
         {"choice", {ConstraintSpec::Kind::kChoice, "", c.get<std::vector<std::string>>()}});
   }
-  if (asked.empty()) return nullptr;
+  if (asked.empty()) return std::nullopt;
   if (asked.size() > 1)
     throw ApiError{
         400,
         "give one constraint: '" + asked[0].first + "' and '" + asked[1].first + "' were both set",
         asked[1].first, "invalid_value"};
-  return compile_constraint(st, asked[0].second, asked[0].first);
+  return asked[0];
+}
+
+std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, const json& j) {
+  auto a = openai_constraint_spec(j);
+  return a ? compile_constraint(st, a->second, a->first) : nullptr;
+}
+
+std::optional<AskedConstraint> ollama_format_spec(const json& j) {
+  if (!j.contains("format") || j["format"].is_null() || j["format"] == "") return std::nullopt;
+  const json& f = j["format"];
+  if (f == "json") return AskedConstraint{"format", {ConstraintSpec::Kind::kJsonObject, "", {}}};
+  if (f.is_object())
+    return AskedConstraint{"format", {ConstraintSpec::Kind::kJsonSchema, f.dump(), {}}};
+  throw ApiError{400, "'format' must be \"json\" or a JSON Schema object", "format"};
+}
+
+ChatRequest parse_chat_request(const json& j, bool ollama) {
+  try {
+    return ollama ? parse_ollama_chat(j) : parse_openai_chat(j);
+  } catch (const RequestError& e) {
+    throw ApiError{400, e.message, e.param, e.code};
+  }
+}
+
+std::shared_ptr<AgentPlan> plan_agent(ServerState& st, const ChatRequest& cr,
+                                      const std::optional<AskedConstraint>& response,
+                                      std::vector<int32_t>* prompt) {
+  auto plan = std::make_shared<AgentPlan>();
+  plan->fmt = chat_format_for_arch(st.engine->model().config().arch);
+  plan->agent = cr.agent;
+  const Tokenizer& tok = st.engine->tokenizer();
+  if (cr.agent.thinking && plan->fmt != ChatFormat::kGemma4)
+    throw ApiError{400, "this model (Gemma 3) has no thinking mode", "think", "invalid_value"};
+  auto ids = encode_agent_chat(plan->fmt, tok, cr);
+  if (!ids.ok()) throw ApiError{400, ids.error(), "messages", "invalid_value"};
+  *prompt = std::move(ids).value();
+  std::optional<ConstraintSpec> rs;
+  if (response) rs = response->second;
+  auto spec = agent_constraint(plan->fmt, cr.agent, rs);
+  const std::string param = cr.agent.calls_possible() ? "tools" : response ? response->first : "";
+  if (!spec.ok()) throw ApiError{400, "'" + param + "': " + spec.error(), param, "invalid_value"};
+  if (spec.value()) plan->constraint = compile_constraint(st, *spec.value(), param);
+  plan->parse = plan->fmt == ChatFormat::kGemma4 || cr.agent.calls_possible();
+  return plan;
+}
+
+void apply_plan(const AgentPlan& p, const Tokenizer& tok, GenerateOptions& g) {
+  g.constraint = p.constraint;
+  if (p.fmt != ChatFormat::kGemma4) return;
+  g.show_control = true;
+  if (p.agent.thinking) {
+    g.thought_open = tok.find("<|channel>");
+    g.thought_close = tok.find("<channel|>");
+    g.thinking_budget = p.agent.thinking_budget;
+  }
 }
 
 std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens) {
@@ -466,6 +521,22 @@ std::string iso_time_now() {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json openai_tool_calls(const std::vector<ToolCall>& calls) {
+  json out = json::array();
+  for (const ToolCall& c : calls)
+    out.push_back({{"id", c.id},
+                   {"type", "function"},
+                   {"function", {{"name", c.name}, {"arguments", dump(c.arguments)}}}});
+  return out;
+}
+
+json ollama_tool_calls(const std::vector<ToolCall>& calls) {
+  json out = json::array();
+  for (const ToolCall& c : calls)
+    out.push_back({{"id", c.id}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return out;
 }
 
 }  // namespace g4::server

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/chat_format.h"
 #include "constrain/grammar.h"
 #include "server/api.h"
 
@@ -33,6 +34,33 @@ std::shared_ptr<const CompiledConstraint> compile_constraint(ServerState& st,
 // OpenAI response_format (text | json_object | json_schema {name, schema, strict}) and g4's
 // extras `regex`, `choice` (array of strings), `grammar` (GBNF): the constraint, or nullptr.
 std::shared_ptr<const CompiledConstraint> openai_constraint(ServerState& st, const json& j);
+// The same, not yet compiled: (the parameter that asked, the spec), or nullopt.
+using AskedConstraint = std::pair<std::string, ConstraintSpec>;
+std::optional<AskedConstraint> openai_constraint_spec(const json& j);
+// Ollama's format: "json" or a JSON Schema object.
+std::optional<AskedConstraint> ollama_format_spec(const json& j);
+
+// A chat request parsed by the library (agent/request.h); its errors become 400s.
+ChatRequest parse_chat_request(const json& j, bool ollama);
+// How one chat answer is produced and read: the model's chat format, the tools and thinking
+// asked for, the compiled constraint (tool calls and/or the response format) and whether the
+// output goes through an OutputParser (Gemma 4 always: its thought channel; Gemma 3 when calls
+// are possible).
+struct AgentPlan {
+  ChatFormat fmt = ChatFormat::kGemma3;
+  AgentOptions agent;
+  std::shared_ptr<const CompiledConstraint> constraint;
+  bool parse = false;
+};
+// Builds the plan and the prompt; 400 for what the model cannot do or a schema g4 cannot enforce.
+std::shared_ptr<AgentPlan> plan_agent(ServerState& st, const ChatRequest& cr,
+                                      const std::optional<AskedConstraint>& response,
+                                      std::vector<int32_t>* prompt);
+// The plan's constraint, thought channel and marker display in the generation options.
+void apply_plan(const AgentPlan& p, const Tokenizer& tok, GenerateOptions& g);
+// OpenAI tool_calls entries (arguments as a JSON string) and Ollama's (arguments an object).
+json openai_tool_calls(const std::vector<ToolCall>& calls);
+json ollama_tool_calls(const std::vector<ToolCall>& calls);
 // OpenAI's logit_bias: {"token id": bias in [-100, 100]} -> pairs (400 on anything else).
 std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& j, int n_tokens);
 // Refuses a present, non-default field that g4 does not implement.

@@ -9,7 +9,8 @@ namespace g4::server {
 
 namespace {
 
-SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> prompt) {
+SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> prompt,
+                         const AgentPlan* plan = nullptr) {
   SeqRequest r;
   r.prompt = std::move(prompt);
   SamplingParams& sp = r.gen.sampling;  // Ollama's defaults
@@ -61,28 +62,24 @@ SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> pr
                    "prompt"};
   r.gen.max_tokens =
       int(num_predict < 0 ? room : std::min<int64_t>(std::max<int64_t>(num_predict, 1), room));
-  // format: "json" (any JSON object) or a JSON Schema object, as Ollama takes it.
-  if (j.contains("format") && !j["format"].is_null() && j["format"] != "") {
-    const json& f = j["format"];
-    if (f == "json")
-      r.gen.constraint =
-          compile_constraint(st, {ConstraintSpec::Kind::kJsonObject, "", {}}, "format");
-    else if (f.is_object())
-      r.gen.constraint =
-          compile_constraint(st, {ConstraintSpec::Kind::kJsonSchema, f.dump(), {}}, "format");
-    else
-      throw ApiError{400, "'format' must be \"json\" or a JSON Schema object", "format"};
+  // format: "json" (any JSON object) or a JSON Schema object, as Ollama takes it; for chat it
+  // is part of the plan (with the tools).
+  if (plan) {
+    apply_plan(*plan, st.engine->tokenizer(), r.gen);
+  } else {
+    if (auto f = ollama_format_spec(j)) r.gen.constraint = compile_constraint(st, f->second, "format");
+    if (j.contains("tools") && !j["tools"].is_null() &&
+        !(j["tools"].is_array() && j["tools"].empty()))
+      throw ApiError{400, "'tools' need /api/chat", "tools"};
   }
-  if (j.contains("tools") && !j["tools"].is_null() &&
-      !(j["tools"].is_array() && j["tools"].empty()))
-    throw ApiError{400, "'tools' is not supported yet", "tools"};
   if (j.contains("images") && !j["images"].is_null() &&
       !(j["images"].is_array() && j["images"].empty()))
     throw ApiError{400, "this model reads text only ('images')", "images"};
   return r;
 }
 
-void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream, bool chat) {
+void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream, bool chat,
+             std::shared_ptr<AgentPlan> plan = nullptr) {
   auto hs = submit_all(st, {r});
   const double t0 = unix_now();
   auto final_fields = [t0](json& j, const SeqSummary& s) {
@@ -108,15 +105,31 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
     j["done"] = false;
     return j;
   };
+  // A parsed stretch of a chat answer: thinking and tool_calls beside the content.
+  auto make_parsed = [make](const OutputDelta& d) {
+    json j = make(d.content);
+    if (!d.reasoning.empty()) j["message"]["thinking"] = d.reasoning;
+    if (!d.calls.empty()) j["message"]["tool_calls"] = ollama_tool_calls(d.calls);
+    return j;
+  };
+  const bool parse = chat && plan && plan->parse;
   if (!stream) {
     auto text = std::make_shared<std::string>();
     respond_collected(
         st, res, std::move(hs), [text](size_t, const SeqEvent& e) { *text += e.text; },
-        [text, make, final_fields](const std::vector<SeqSummary>& sums) {
+        [text, make, make_parsed, final_fields, plan, parse](const std::vector<SeqSummary>& sums) {
           if (sums[0].finish_reason == "error")
             throw ApiError{500, "generation failed: " + sums[0].error, ""};
           if (cut_by_shutdown(sums[0])) throw shutdown_error(sums[0]);
-          json j = make(*text);
+          json j;
+          if (parse) {
+            auto p = make_output_parser(plan->fmt, plan->agent, random_id("call_") + "_");
+            OutputDelta d = p->push(*text);
+            append_delta(d, p->finish());
+            j = make_parsed(d);
+          } else {
+            j = make(*text);
+          }
           final_fields(j, sums[0]);
           return j;
         },
@@ -125,16 +138,27 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
   }
   res.set_chunked_content_provider(
       "application/x-ndjson",
-      [&st, hs, make, final_fields](size_t, httplib::DataSink& sink) {
+      [&st, hs, make, make_parsed, final_fields, plan, parse](size_t, httplib::DataSink& sink) {
         auto send = [&](const json& j) {
           const std::string s = dump(j) + "\n";
           return sink.write(s.data(), s.size());
         };
+        std::unique_ptr<OutputParser> parser;
+        if (parse) parser = make_output_parser(plan->fmt, plan->agent, random_id("call_") + "_");
         std::vector<SeqSummary> sums;
-        const bool ok = drain(
+        bool ok = drain(
             hs,
-            [&](size_t, const SeqEvent& e) { return e.text.empty() ? true : send(make(e.text)); },
+            [&](size_t, const SeqEvent& e) {
+              if (e.text.empty()) return true;
+              if (!parser) return send(make(e.text));
+              const OutputDelta d = parser->push(e.text);
+              return d.empty() ? true : send(make_parsed(d));
+            },
             &sums);
+        if (ok && parser && sums[0].finish_reason != "error") {
+          const OutputDelta d = parser->finish();
+          if (!d.empty()) ok = send(make_parsed(d));
+        }
         if (!ok) {
           st.metrics.disconnected();
           return false;
@@ -169,6 +193,13 @@ json details(const ServerState& st) {
           {"families", {c.arch}}, {"parameter_size", ""}, {"quantization_level", ftype}};
 }
 
+json capabilities(const ServerState& st) {
+  if (!st.engine->instruction_tuned()) return json{"completion"};
+  json c = {"completion", "chat", "tools"};
+  if (st.engine->model().config().arch == "gemma4") c.push_back("thinking");
+  return c;
+}
+
 bool stream_flag(const json& j) {
   bool stream = true;  // Ollama streams unless told not to
   get_bool(j, "stream", &stream);
@@ -180,10 +211,11 @@ bool stream_flag(const json& j) {
 void handle_ollama_chat(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json j = parse_body(req);
   check_model(st, j, true);
-  auto msgs = get_messages(j, "messages");
-  auto ids = chat_prompt(*st.engine, msgs);
-  if (!ids.ok()) throw ApiError{400, ids.error(), "messages"};
-  respond(st, res, parse_options(st, j, std::move(ids).value()), stream_flag(j), true);
+  const ChatRequest cr = parse_chat_request(j, true);
+  std::vector<int32_t> ids;
+  auto plan = plan_agent(st, cr, ollama_format_spec(j), &ids);
+  SeqRequest r = parse_options(st, j, std::move(ids), plan.get());
+  respond(st, res, std::move(r), stream_flag(j), true, std::move(plan));
 }
 
 void handle_ollama_generate(ServerState& st, const httplib::Request& req, httplib::Response& res) {
@@ -252,8 +284,7 @@ void handle_ollama_show(ServerState& st, const httplib::Request& req, httplib::R
              {"template", ""},
              {"details", details(st)},
              {"model_info", info},
-             {"capabilities",
-              st.engine->instruction_tuned() ? json{"completion", "chat"} : json{"completion"}},
+             {"capabilities", capabilities(st)},
              {"modified_at", iso_time_now()}});
 }
 

@@ -14,20 +14,21 @@ struct OaiRequest {
   int n = 1;
   int logprobs = -1;  // -1 off; k >= 0 top-k alternatives
   std::vector<SeqRequest> seqs;
+  std::shared_ptr<AgentPlan> plan;  // chat: tools, thinking, output parsing
 };
 
 // Fields shared by both endpoints -> one SeqRequest per choice.
-OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> prompt, bool chat) {
+OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> prompt, bool chat,
+                        std::shared_ptr<AgentPlan> plan = nullptr) {
   OaiRequest o;
   o.chat = chat;
-  refuse_if_set(j, "tools", "function calling is not implemented yet");
-  refuse_if_set(j, "functions", "function calling is not implemented yet");
-  refuse_if_set(j, "function_call", "function calling is not implemented yet");
+  o.plan = std::move(plan);
+  if (!chat) {
+    refuse_if_set(j, "tools", "tools need /v1/chat/completions");
+    refuse_if_set(j, "tool_choice", "tools need /v1/chat/completions");
+  }
   refuse_if_set(j, "audio", "this model reads and writes text only");
   refuse_if_set(j, "prediction", "predicted outputs are not implemented");
-  if (j.contains("tool_choice") && !j["tool_choice"].is_null() && j["tool_choice"] != "none")
-    throw ApiError{400, "'tool_choice' is not supported: function calling is not implemented yet",
-                   "tool_choice", "unsupported_parameter"};
   int64_t best_of = 1;
   if (get_int(j, "best_of", 1, 1, &best_of)) {
   }
@@ -85,7 +86,10 @@ OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> pro
   g.max_tokens = int(max_tokens);
   get_stop(j, "stop", &g.stop);
   g.logit_bias = parse_logit_bias(j, st.engine->tokenizer().size());
-  g.constraint = openai_constraint(st, j);
+  if (o.plan)
+    apply_plan(*o.plan, st.engine->tokenizer(), g);
+  else
+    g.constraint = openai_constraint(st, j);
   // llama.cpp's and vLLM's extra: generate through end-of-turn tokens (benchmarks).
   bool ignore_eos = false;
   if (get_bool(j, "ignore_eos", &ignore_eos)) g.stop_at_eog = !ignore_eos;
@@ -223,7 +227,22 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
           json choices = json::array();
           for (size_t c = 0; c < n; ++c) {
             json ch = {{"index", c}, {"finish_reason", finish_name(sums[c].finish_reason)}};
-            if (o.chat) {
+            if (o.chat && o.plan && o.plan->parse) {
+              // Reasoning, answer and tool calls, read from the whole output.
+              auto p = make_output_parser(o.plan->fmt, o.plan->agent, random_id("call_") + "_");
+              OutputDelta d = p->push(acc->texts[c]);
+              append_delta(d, p->finish());
+              json msg = {{"role", "assistant"},
+                          {"content", d.content.empty() && !d.calls.empty() ? json(nullptr)
+                                                                            : json(d.content)}};
+              if (!d.reasoning.empty()) msg["reasoning_content"] = d.reasoning;
+              if (!d.calls.empty()) {
+                msg["tool_calls"] = openai_tool_calls(d.calls);
+                if (ch["finish_reason"] == "stop") ch["finish_reason"] = "tool_calls";
+              }
+              ch["message"] = std::move(msg);
+              ch["logprobs"] = o.logprobs >= 0 ? json{{"content", acc->chat_lp[c]}} : json(nullptr);
+            } else if (o.chat) {
               ch["message"] = {{"role", "assistant"}, {"content", acc->texts[c]}};
               ch["logprobs"] = o.logprobs >= 0 ? json{{"content", acc->chat_lp[c]}} : json(nullptr);
             } else {
@@ -272,11 +291,53 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
                              {"finish_reason", nullptr}}));
           }
         }
+        // Chat answers read by a parser: reasoning_content, content and tool_calls deltas
+        // (a call as OpenAI streams one: its id and name, then its arguments).
+        std::vector<std::unique_ptr<OutputParser>> parsers;
+        std::vector<int> ncalls(hs.size(), 0);
+        if (o.chat && o.plan && o.plan->parse)
+          for (size_t c = 0; c < hs.size(); ++c)
+            parsers.push_back(
+                make_output_parser(o.plan->fmt, o.plan->agent, random_id("call_") + "_"));
+        auto emit = [&](size_t c, OutputDelta d, json lp) {
+          std::vector<json> deltas;
+          if (!d.reasoning.empty()) deltas.push_back({{"reasoning_content", d.reasoning}});
+          if (!d.content.empty()) deltas.push_back({{"content", d.content}});
+          for (const ToolCall& call : d.calls) {
+            const int k = ncalls[c]++;
+            deltas.push_back(
+                {{"tool_calls",
+                  json::array({{{"index", k},
+                                {"id", call.id},
+                                {"type", "function"},
+                                {"function", {{"name", call.name}, {"arguments", ""}}}}})}});
+            deltas.push_back(
+                {{"tool_calls",
+                  json::array({{{"index", k},
+                                {"function", {{"arguments", dump(call.arguments)}}}}})}});
+          }
+          if (deltas.empty() && !lp.is_null()) deltas.push_back(json::object());
+          for (size_t i = 0; i < deltas.size(); ++i) {
+            json ch = {{"index", c},
+                       {"delta", std::move(deltas[i])},
+                       {"logprobs", i == 0 ? lp : json(nullptr)},
+                       {"finish_reason", nullptr}};
+            if (!send(chunk(std::move(ch)))) return false;
+          }
+          return true;
+        };
         std::vector<SeqSummary> sums;
         if (ok) {
           ok = drain(
               hs,
               [&](size_t c, const SeqEvent& e) {
+                if (!parsers.empty()) {
+                  json lp = nullptr;
+                  if (o.logprobs >= 0 && e.token >= 0)
+                    lp = {{"content", json::array({chat_logprob(tok, e)})}};
+                  if (e.text.empty() && lp.is_null()) return true;
+                  return emit(c, parsers[c]->push(e.text), std::move(lp));
+                }
                 if (e.text.empty() && (o.logprobs < 0 || e.token < 0)) return true;
                 json ch = {{"index", c}, {"finish_reason", nullptr}};
                 json lp = nullptr;
@@ -322,9 +383,12 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
                     {"code", "internal_error"}}}});
             continue;
           }
-          json ch = {{"index", c},
-                     {"logprobs", nullptr},
-                     {"finish_reason", finish_name(sums[c].finish_reason)}};
+          std::string finish = finish_name(sums[c].finish_reason);
+          if (!parsers.empty()) {
+            if (!emit(c, parsers[c]->finish(), nullptr)) break;
+            if (ncalls[c] > 0 && finish == "stop") finish = "tool_calls";
+          }
+          json ch = {{"index", c}, {"logprobs", nullptr}, {"finish_reason", finish}};
           if (o.chat)
             ch["delta"] = json::object();
           else
@@ -350,10 +414,10 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
 void handle_chat_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json j = parse_body(req);
   check_model(st, j, true);
-  auto msgs = get_messages(j, "messages");
-  auto ids = chat_prompt(*st.engine, msgs);
-  if (!ids.ok()) throw ApiError{400, ids.error(), "messages", "invalid_value"};
-  respond(st, req, res, parse_common(st, j, std::move(ids).value(), true));
+  const ChatRequest cr = parse_chat_request(j, false);
+  std::vector<int32_t> ids;
+  auto plan = plan_agent(st, cr, openai_constraint_spec(j), &ids);
+  respond(st, req, res, parse_common(st, j, std::move(ids), true, std::move(plan)));
 }
 
 void handle_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {

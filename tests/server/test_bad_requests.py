@@ -19,6 +19,10 @@ DEEP_SCHEMA = {"type": "string"}
 for _ in range(200):
     DEEP_SCHEMA = {"type": "array", "items": DEEP_SCHEMA}
 
+TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
 def chat(**kw):
     return {"model": MODEL_ID, "messages": OK_MSGS, "max_tokens": 2, **kw}
 
@@ -59,7 +63,25 @@ CASES = [
     ("stream_options without stream", CHAT, chat(stream_options={"include_usage": True}), 400, "invalid_value"),
     ("top_logprobs without logprobs", CHAT, chat(top_logprobs=3), 400, "invalid_value"),
     ("top_logprobs too many", CHAT, chat(logprobs=True, top_logprobs=50), 400, "invalid_value"),
-    ("tools unsupported", CHAT, chat(tools=[{"type": "function", "function": {"name": "f"}}]), 400, "unsupported_parameter"),
+    ("tool with no name", CHAT, chat(tools=[{"type": "function", "function": {"description": "f"}}]), 400, "missing_field"),
+    ("tool name with spaces", CHAT, chat(tools=[{"type": "function", "function": {"name": "get weather"}}]), 400, "invalid_value"),
+    ("tool declared twice", CHAT, chat(tools=[TOOL, TOOL]), 400, "invalid_value"),
+    ("tool parameters not an object schema", CHAT, chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]), 400, "invalid_value"),
+    ("tool schema keyword g4 cannot enforce", CHAT, chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"not": {}}}}}}]), 400, "invalid_value"),
+    ("tool schema bomb", CHAT, chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": DEEP_SCHEMA}}}}]), 400, "invalid_value"),
+    ("tool_choice required without tools", CHAT, chat(tool_choice="required"), 400, "invalid_value"),
+    ("tool_choice names an undeclared tool", CHAT, chat(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "nope"}}), 400, "invalid_value"),
+    ("tool_choice unknown value", CHAT, chat(tools=[TOOL], tool_choice="always"), 400, "invalid_value"),
+    ("tool result for an unknown call id", CHAT, {"model": MODEL_ID, "messages": OK_MSGS + [{"role": "tool", "tool_call_id": "call_x", "content": "1"}]}, 400, "invalid_value"),
+    ("tool result without call id", CHAT, {"model": MODEL_ID, "messages": OK_MSGS + [{"role": "tool", "content": "1"}]}, 400, "missing_field"),
+    ("tool call arguments not json", CHAT, {"model": MODEL_ID, "messages": OK_MSGS + [{"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}, 400, "invalid_value"),
+    ("tools with a regex", CHAT, chat(tools=[TOOL], regex="a+"), 400, "invalid_value"),
+    ("deprecated functions", CHAT, chat(functions=[{"name": "f"}]), 400, "unsupported_parameter"),
+    ("thinking on gemma 3", CHAT, chat(reasoning_effort="high"), 400, "invalid_value"),
+    ("tools on completions", COMP, {"model": MODEL_ID, "prompt": "x", "tools": [TOOL]}, 400, "unsupported_parameter"),
+    ("ollama tool result without a call", "/api/chat", {"model": MODEL_ID, "messages": OK_MSGS + [{"role": "tool", "content": "1"}]}, 400, None),
+    ("ollama tools on generate", "/api/generate", {"model": MODEL_ID, "prompt": "x", "tools": [TOOL]}, 400, None),
+    ("ollama think on gemma 3", "/api/chat", {"model": MODEL_ID, "messages": OK_MSGS, "think": True}, 400, None),
     ("logit_bias not an object", CHAT, chat(logit_bias=[1, 5]), 400, "invalid_type"),
     ("logit_bias key not an id", CHAT, chat(logit_bias={"abc": 5}), 400, "invalid_value"),
     ("logit_bias id past vocabulary", CHAT, chat(logit_bias={"99999999": 5}), 400, "invalid_value"),

@@ -43,17 +43,6 @@ TOOLS = {
 SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
 USER = {"role": "user", "content": "Weather in Paris?"}
 
-# Known server bug (found by these tests): the tool-call grammar admits one whitespace
-# character between a key and ':' (max_whitespace_cnt 1 in agent_constraint), and the Gemma 4
-# argument parser (DictParser::key, src/agent/chat_format.cc) trims only trailing ' ', so a
-# call spelled `{city\n:<|"|>...` comes back as arguments {"city\n": ...}: the required key
-# is missing and the arguments fail the declared schema even though decoding was constrained.
-# Tests that meet it xfail at their end (settle_schema_errors), after every other check passed,
-# and only when stripping the keys makes the arguments valid; once fixed, they simply pass.
-KEY_WS_BUG = ("server bug: Gemma 4 call keys keep the '\\n'/'\\t'/'\\r' the grammar allows "
-              "before ':' (DictParser::key trims only ' '), e.g. arguments {\"city\\n\": ...}")
-
-
 @pytest.fixture(scope="module")
 def tiny():
     s = Server("--parallel", "2", model=TINY)
@@ -168,15 +157,10 @@ def schema_errors(calls):
 
 
 def settle_schema_errors(bad):
-    """Fail on any schema error, except the known key-whitespace bug, which xfails (all other
-    checks of the test have passed by then)."""
-    if not bad:
-        return
-    known = all(not schema_errors([(n, {k.strip(): v for k, v in a.items()})]) and
-                any(k != k.strip() for k in a) for n, a, _ in bad)
-    if known:
-        pytest.xfail(KEY_WS_BUG + f"; got {[a for _, a, _ in bad]}")
-    pytest.fail(f"tool-call arguments fail their schema: {bad}")
+    """Every call's arguments validate. (These tests found keys that kept the whitespace the
+    grammar allows before ':', {"city\\n": ...}; the argument parser now trims it.)"""
+    if bad:
+        pytest.fail(f"tool-call arguments fail their schema: {bad}")
 
 
 # ---------------------------------------------------------------- a. tool_choice required
