@@ -10,6 +10,7 @@
 #include <iterator>
 #include <random>
 
+#include "agent/chat_format.h"
 #include "cli/commands.h"
 #include "constrain/grammar.h"
 #include "g4/engine.h"
@@ -31,6 +32,7 @@ struct RunArgs {
   bool raw = false;
   bool chat = false;
   bool think = false;  // Gemma 4: enable_thinking in the chat template
+  int thinking_budget = -1;
   bool verbose = false;
   bool exact = false;
   std::string dtype = "auto";  // HF checkpoint directories only
@@ -144,11 +146,43 @@ int run(RunArgs& a) {
                  "text. Use --chat to force the chat template.\n",
                  e.model().config().name.c_str());
   }
+  if (a.think && chat_format != ChatFormat::kGemma4) {
+    std::fprintf(stderr, "g4: --think: this model (Gemma 3) has no thinking mode\n");
+    return 2;
+  }
+  // Gemma 4 chat: the thought channel is read apart from the answer (to stderr, dimmed on a
+  // terminal), a constraint applies after it, and --thinking-budget caps it; the same rules
+  // as the server's, so both give the same answer for the same seed.
+  const bool gemma4_chat = chat_mode && chat_format == ChatFormat::kGemma4;
+  if (gemma4_chat) {
+    go.show_control = true;
+    if (a.think) {
+      go.thought_open = e.tokenizer().find("<|channel>");
+      go.thought_close = e.tokenizer().find("<channel|>");
+      go.thinking_budget = a.thinking_budget;
+    }
+  }
   std::signal(SIGINT, on_sigint);
   Session session(e);
-  auto stream = [](std::string_view piece) {
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::unique_ptr<OutputParser> parser;
+  std::string answer;  // this turn's answer without its thoughts
+  const bool dim = isatty(STDERR_FILENO);
+  auto show = [&](const OutputDelta& d) {
+    if (!d.reasoning.empty()) {
+      std::fprintf(stderr, "%s%s%s", dim ? "\x1b[2m" : "", d.reasoning.c_str(), dim ? "\x1b[0m" : "");
+      std::fflush(stderr);
+    }
+    answer += d.content;
+    std::fwrite(d.content.data(), 1, d.content.size(), stdout);
     std::fflush(stdout);
+  };
+  auto stream = [&](std::string_view piece) {
+    if (parser) {
+      show(parser->push(piece));
+    } else {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
     return !g_interrupted.load();
   };
   std::vector<ChatMessage> msgs;
@@ -170,13 +204,16 @@ int run(RunArgs& a) {
       if (!a.prompt.empty()) std::fwrite(text.data(), 1, text.size(), stdout);
     }
     g_interrupted.store(false);
+    answer.clear();
+    parser = gemma4_chat ? make_output_parser(chat_format, AgentOptions{}, "call_") : nullptr;
     auto r = session.generate(ids, go, stream);
+    if (parser) show(parser->finish());
     if (!r.ok()) {
       std::fprintf(stderr, "\ng4: %s\n", r.error().c_str());
       if (chat_mode) msgs.pop_back();
       return 1;
     }
-    if (chat_mode) msgs.push_back({"assistant", r.value().text});
+    if (chat_mode) msgs.push_back({"assistant", parser ? answer : r.value().text});
     std::fputc('\n', stdout);
     print_stats(r.value(), go.sampling.seed);
     return 0;
@@ -209,7 +246,11 @@ Runner add_run(CLI::App& app) {
   app.add_option("--system", a->system, "System prompt (chat mode)");
   app.add_flag("--raw", a->raw, "Complete the prompt as plain text (no chat template)");
   app.add_flag("--chat", a->chat, "Use the chat template even for a base model");
-  app.add_flag("--think", a->think, "Gemma 4: let the model think first (enable_thinking)");
+  app.add_flag("--think", a->think,
+               "Gemma 4: let the model think first (enable_thinking; thoughts go to stderr)");
+  app.add_option("--thinking-budget", a->thinking_budget,
+                 "Gemma 4 with --think: most tokens of thought before the answer")
+      ->check(CLI::Range(0, 1 << 24));
   app.add_option("--temp", a->temp, "Temperature (0 = greedy)")->capture_default_str();
   app.add_option("--top-k", a->top_k, "Top-k (0 = off)")->capture_default_str();
   app.add_option("--top-p", a->top_p, "Top-p (1 = off)")->capture_default_str();

@@ -59,6 +59,83 @@ int32_t Sampler::sample(const float* logits, int vocab) {
     }
     return best;
   }
+  auto by_logit = [](const Cand& a, const Cand& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  if (p_.top_k > 0 && p_.top_k < vocab) return sample_top_k(logits, vocab, penalised, by_logit);
+  // No top-k: only tokens that can be drawn (a constraint or a ban leaves -inf), weighted in id
+  // order; sorting, the expensive part with 262,144 candidates, happens only for what top-p or
+  // min-p must rank, and only as far as they reach.
+  cand_.clear();
+  float mx = -INFINITY;
+  for (int i = 0; i < vocab; ++i) {
+    const float z = penalties && counts_.count(i) ? penalised(i, logits[i]) : logits[i];
+    if (z == -INFINITY) continue;
+    cand_.push_back({i, z});
+    mx = std::max(mx, z);
+  }
+  if (cand_.empty()) return argmax(logits, vocab);
+  std::vector<double>& w = prob_;
+  w.resize(cand_.size());
+  double sum = 0;
+  for (size_t i = 0; i < cand_.size(); ++i) {
+    w[i] = std::exp((double(cand_[i].logit) - mx) / p_.temperature);
+    sum += w[i];
+  }
+  size_t keep = cand_.size();
+  if (p_.min_p > 0.f || p_.top_p < 1.f) {
+    // The candidates min-p keeps (weight >= min_p x the top weight, 1) lead the ranking; rank
+    // them, or with top-p alone a growing head of the ranking until it holds top_p of the mass.
+    size_t head = cand_.size();
+    if (p_.min_p > 0.f) {
+      const double th = double(p_.min_p);
+      size_t m = 0;
+      for (size_t i = 0; i < cand_.size(); ++i)
+        if (w[i] >= th) std::swap(cand_[m++], cand_[i]);
+      head = m;
+    }
+    auto rank = [&](size_t k) {
+      if (k < head) std::nth_element(cand_.begin(), cand_.begin() + long(k), cand_.begin() + long(head), by_logit);
+      std::sort(cand_.begin(), cand_.begin() + long(std::min(k, head)), by_logit);
+    };
+    size_t k = std::min<size_t>(64, head);
+    keep = head;  // min-p alone: the set is enough, its order does not matter
+    while (p_.top_p < 1.f) {
+      rank(k);
+      keep = k;
+      double cum = 0;
+      bool reached = false;
+      for (size_t i = 0; i < k; ++i) {
+        cum += std::exp((double(cand_[i].logit) - mx) / p_.temperature) / sum;
+        if (cum >= p_.top_p) {
+          keep = i + 1;
+          reached = true;
+          break;
+        }
+      }
+      if (reached || k == head) break;
+      k = std::min(head, k * 8);
+    }
+    w.resize(keep);
+    for (size_t i = 0; i < keep; ++i)
+      w[i] = std::exp((double(cand_[i].logit) - mx) / p_.temperature);
+  }
+  double total = 0;
+  for (size_t i = 0; i < keep; ++i) total += w[i];
+  std::uniform_real_distribution<double> u(0.0, total);
+  double r = u(rng_);
+  for (size_t i = 0; i < keep; ++i) {
+    r -= w[i];
+    if (r <= 0) return cand_[i].id;
+  }
+  return cand_[keep - 1].id;
+}
+
+template <class Pen, class Less>
+int32_t Sampler::sample_top_k(const float* logits, int vocab, const Pen& penalised,
+                              const Less& by_logit) {
+  const bool penalties =
+      p_.repetition_penalty != 1.f || p_.presence_penalty != 0.f || p_.frequency_penalty != 0.f;
   cand_.resize(size_t(vocab));
   for (int i = 0; i < vocab; ++i) cand_[size_t(i)] = {i, logits[i]};
   if (penalties) {
@@ -66,19 +143,11 @@ int32_t Sampler::sample(const float* logits, int vocab) {
       if (id >= 0 && id < vocab) cand_[size_t(id)].logit = penalised(id, logits[id]);
     }
   }
-  auto by_logit = [](const Cand& a, const Cand& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
-  size_t n = cand_.size();
-  if (p_.top_k > 0 && size_t(p_.top_k) < n) {
-    // Linear-time selection, then sort only the k survivors. by_logit is a strict total
-    // order (ties by id), so this is the same sequence a full sort would start with.
-    std::nth_element(cand_.begin(), cand_.begin() + (p_.top_k - 1), cand_.end(), by_logit);
-    std::sort(cand_.begin(), cand_.begin() + p_.top_k, by_logit);
-    n = size_t(p_.top_k);
-  } else {
-    std::sort(cand_.begin(), cand_.end(), by_logit);
-  }
+  // Linear-time selection, then sort only the k survivors. by_logit is a strict total order
+  // (ties by id), so this is the same sequence a full sort would start with.
+  std::nth_element(cand_.begin(), cand_.begin() + (p_.top_k - 1), cand_.end(), by_logit);
+  std::sort(cand_.begin(), cand_.begin() + p_.top_k, by_logit);
+  const size_t n = size_t(p_.top_k);
   // Softmax with temperature over the survivors.
   std::vector<double>& prob = prob_;
   prob.resize(n);

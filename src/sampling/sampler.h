@@ -43,6 +43,8 @@ class Sampler {
     float logit;
   };
   std::vector<Cand> cand_;  // reused between calls
+  template <class Pen, class Less>
+  int32_t sample_top_k(const float* logits, int vocab, const Pen& penalised, const Less& by_logit);
   std::vector<double> prob_;
   std::unordered_map<int32_t, int> counts_;
 };
