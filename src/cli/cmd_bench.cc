@@ -1,6 +1,8 @@
 // g4 bench: prefill (pp) and decode (tg) throughput like llama-bench: pp runs N prompt tokens
 // through fresh sequences in chunks; tg decodes M tokens one step at a time after a
-// one-token prompt. Tokens are fixed pseudo-random ids; sampling is not timed.
+// one-token prompt. With -d D (llama-bench's depth) both start after D tokens of context,
+// prefilled once (untimed) and copied into each run's sequences. Tokens are fixed
+// pseudo-random ids; sampling is not timed.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,7 +36,7 @@ Stat stat(const std::vector<double>& v) {
 Runner add_bench(CLI::App& app) {
   struct A {
     std::string model;
-    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 1;
+    int pp = 512, tg = 128, reps = 3, threads = 0, batch = 1, depth = 0;
     bool json = false;
     bool exact = false;
     bool profile = false;
@@ -52,6 +54,10 @@ Runner add_bench(CLI::App& app) {
                  "t/s counts all of them")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
+  app.add_option("-d,--depth", a->depth,
+                 "Tokens of context already in the cache before each test (llama-bench -d)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 22));
   app.add_option("-r,--repetitions", a->reps, "Repetitions")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -66,7 +72,8 @@ Runner add_bench(CLI::App& app) {
     EngineOptions eo;
     eo.model_path = a->model;
     eo.n_threads = a->threads;
-    eo.n_ctx = std::max(a->pp, a->tg + 1) + 16;
+    const int d = a->depth;
+    eo.n_ctx = d + std::max(a->pp, a->tg + 1) + 16;
     eo.max_chunk = 512;
     eo.exact = a->exact;
     auto eng = Engine::load(eo);
@@ -77,7 +84,7 @@ Runner add_bench(CLI::App& app) {
     Engine& e = *eng.value();
     const Model& m = e.model();
     const int vocab = m.config().vocab_size;
-    std::vector<int32_t> ids(size_t(std::max(a->pp, a->tg + 1)));
+    std::vector<int32_t> ids(size_t(d + std::max(a->pp, a->tg + 1)));
     uint64_t x = 88172645463325252ull;
     for (auto& id : ids) {
       x ^= x << 13;
@@ -87,34 +94,66 @@ Runner add_bench(CLI::App& app) {
     }
     ids[0] = e.tokenizer().bos();
     StepOutput out;
-    auto run_pp = [&]() -> double {
-      KvCache kv(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
-      G4_CHECK(kv.add_sequence(0).ok());
-      const double t0 = now();
-      for (int b = 0; b < a->pp; b += int(eo.max_chunk)) {
-        const int n = std::min(a->pp - b, int(eo.max_chunk));
+    // Prefills ids[from, to) into seq in chunks.
+    auto prefill = [&](KvCache& kv, int seq, int from, int to) {
+      for (int b = from; b < to; b += int(eo.max_chunk)) {
+        const int n = std::min(to - b, int(eo.max_chunk));
         StepBatch sb;
-        sb.seqs.push_back({0, std::span<const int32_t>(ids.data() + b, size_t(n)), b, false});
+        sb.seqs.push_back({seq, std::span<const int32_t>(ids.data() + b, size_t(n)), b, false});
         G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
       }
+    };
+    // The depth's context, prefilled once into sequence `base` of one cache; each run's
+    // sequences start as copies of it.
+    const int base = a->batch;
+    std::unique_ptr<KvCache> ctx_kv;
+    if (d > 0) {
+      std::fprintf(stderr, "g4 bench: prefilling %d tokens of context...\n", d);
+      ctx_kv = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+      G4_CHECK(ctx_kv->add_sequence(base).ok());
+      prefill(*ctx_kv, base, 0, d);
+    }
+    auto run_pp = [&]() -> double {
+      std::unique_ptr<KvCache> fresh;
+      KvCache* kv = ctx_kv.get();
+      if (kv) {
+        kv->remove_sequence(0);
+        G4_CHECK(kv->add_sequence(0).ok());
+        kv->copy_prefix(base, 0, d);
+      } else {
+        fresh = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+        kv = fresh.get();
+        G4_CHECK(kv->add_sequence(0).ok());
+      }
+      const double t0 = now();
+      prefill(*kv, 0, d, d + a->pp);
       return a->pp / (now() - t0);
     };
     // batch sequences, each fed its own token stream (ids read from a different offset).
     StepProfile prof;
     auto run_tg = [&]() -> double {
-      KvCache kv(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+      std::unique_ptr<KvCache> fresh;
+      KvCache* kvp = ctx_kv.get();
+      if (!kvp) {
+        fresh = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+        kvp = fresh.get();
+      }
+      KvCache& kv = *kvp;
       StepBatch sb;
       for (int s = 0; s < a->batch; ++s) {
+        if (d > 0) kv.remove_sequence(s);
         G4_CHECK(kv.add_sequence(s).ok());
-        sb.seqs.push_back({s, std::span<const int32_t>(&ids[size_t(s) % ids.size()], 1), 0, false});
+        if (d > 0) kv.copy_prefix(base, s, d);
+        sb.seqs.push_back(
+            {s, std::span<const int32_t>(&ids[(size_t(d) + size_t(s)) % ids.size()], 1), d, false});
       }
       G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
       if (a->profile) e.exec().profile = &prof;
       const double t0 = now();
       for (int i = 1; i <= a->tg; ++i) {
         for (int s = 0; s < a->batch; ++s) {
-          const size_t at = (size_t(i) + size_t(s)) % ids.size();
-          sb.seqs[size_t(s)] = {s, std::span<const int32_t>(&ids[at], 1), i, false};
+          const size_t at = (size_t(d + i) + size_t(s)) % ids.size();
+          sb.seqs[size_t(s)] = {s, std::span<const int32_t>(&ids[at], 1), d + i, false};
         }
         G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
       }
@@ -132,7 +171,8 @@ Runner add_bench(CLI::App& app) {
     nlohmann::json j{{"model", a->model},
                      {"threads", threads},
                      {"isa", isa_name(e.exec().isa)},
-                     {"reps", a->reps}};
+                     {"reps", a->reps},
+                     {"depth", d}};
     if (!pp.empty()) {
       const Stat s = stat(pp);
       j["pp"] = {{"n", a->pp}, {"tokens_per_s", s.mean}, {"sd", s.sd}, {"runs", pp}};
@@ -153,11 +193,12 @@ Runner add_bench(CLI::App& app) {
     } else {
       std::printf("| model | threads | isa | test | t/s |\n|---|---|---|---|---|\n");
       const std::string name = e.model().config().name;
+      const std::string at = d > 0 ? " @ d" + std::to_string(d) : "";
       if (!pp.empty())
-        std::printf("| %s | %d | %s | pp%d | %.2f ± %.2f |\n", name.c_str(), threads,
-                    isa_name(e.exec().isa), a->pp, stat(pp).mean, stat(pp).sd);
-      const std::string tg_name =
-          "tg" + std::to_string(a->tg) + (a->batch > 1 ? " x" + std::to_string(a->batch) : "");
+        std::printf("| %s | %d | %s | pp%d%s | %.2f ± %.2f |\n", name.c_str(), threads,
+                    isa_name(e.exec().isa), a->pp, at.c_str(), stat(pp).mean, stat(pp).sd);
+      const std::string tg_name = "tg" + std::to_string(a->tg) +
+                                  (a->batch > 1 ? " x" + std::to_string(a->batch) : "") + at;
       if (!tg.empty())
         std::printf("| %s | %d | %s | %s | %.2f ± %.2f |\n", name.c_str(), threads,
                     isa_name(e.exec().isa), tg_name.c_str(), stat(tg).mean, stat(tg).sd);

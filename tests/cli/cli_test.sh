@@ -70,6 +70,7 @@ check "perplexity runs a chunk" bash -c \
   "'$G4' perplexity '$MODEL' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 2 -t 2 2>/dev/null | grep -q '^perplexity: '"
 check "bench --json" bash -c "'$G4' bench -p 16 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --batch" bash -c "'$G4' bench -p 0 -n 4 -b 3 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"batch\"] == 3 and d[\"tg\"][\"tokens_per_s\"] > 0'"
+check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"depth\"] == 600 and d[\"pp\"][\"tokens_per_s\"] > 0 and d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --profile" bash -c "'$G4' bench -p 0 -n 4 -r 1 -t 2 --profile --json | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"tg\"][\"profile_ms_per_step\"]; assert len(p) == 8 and p[\"LM head\"] > 0 and min(p.values()) >= 0'"
 printf 'GGUF\x03\x00\x00\x00' > "$tmp/short.gguf"
 check "a truncated file is one clear error, exit 1" bash -c \

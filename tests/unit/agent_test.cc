@@ -38,7 +38,7 @@ ojson weather_tool() {
 
 AgentOptions weather_agent() {
   ojson body = {{"messages", {{{"role", "user"}, {"content", "hi"}}}},
-                {"tools", {weather_tool()}}};
+                {"tools", ojson::array({weather_tool()})}};
   return parse_openai_chat(body).agent;
 }
 
@@ -112,21 +112,21 @@ TEST(AgentRequest, BadRequestsNameTheProblem) {
     std::string want;  // substring of "param: message"
     bool ollama = false;
   } cases[] = {
-      {{{"messages", {user}}, {"tools", {{{"type", "function"}, {"function", {{"description", "d"}}}}}}},
+      {{{"messages", ojson::array({user})}, {"tools", {{{"type", "function"}, {"function", {{"description", "d"}}}}}}},
        "tools[0].function.name is required"},
-      {{{"messages", {user}}, {"tools", {{{"type", "function"}, {"function", {{"name", "a b"}}}}}}},
+      {{{"messages", ojson::array({user})}, {"tools", {{{"type", "function"}, {"function", {{"name", "a b"}}}}}}},
        "letters, digits"},
-      {{{"messages", {user}}, {"tools", {weather_tool(), weather_tool()}}}, "declared twice"},
-      {{{"messages", {user}},
+      {{{"messages", ojson::array({user})}, {"tools", {weather_tool(), weather_tool()}}}, "declared twice"},
+      {{{"messages", ojson::array({user})},
         {"tools", {{{"type", "function"},
                     {"function", {{"name", "f"}, {"parameters", {{"type", "array"}}}}}}}}},
        "must describe an object"},
-      {{{"messages", {user}}, {"tool_choice", "required"}}, "no 'tools' are declared"},
-      {{{"messages", {user}},
-        {"tools", {weather_tool()}},
+      {{{"messages", ojson::array({user})}, {"tool_choice", "required"}}, "no 'tools' are declared"},
+      {{{"messages", ojson::array({user})},
+        {"tools", ojson::array({weather_tool()})},
         {"tool_choice", {{"type", "function"}, {"function", {{"name", "nope"}}}}}},
        "'nope', which is not among the declared tools"},
-      {{{"messages", {user}}, {"tool_choice", "sometimes"}}, "tool_choice: 'tool_choice' must be"},
+      {{{"messages", ojson::array({user})}, {"tool_choice", "sometimes"}}, "tool_choice: 'tool_choice' must be"},
       {{{"messages",
          {user, {{"role", "tool"}, {"tool_call_id", "zz"}, {"content", "r"}}}}},
        "messages[1].tool_call_id: messages[1].tool_call_id 'zz' does not answer"},
@@ -138,13 +138,13 @@ TEST(AgentRequest, BadRequestsNameTheProblem) {
            {"tool_calls",
             {{{"id", "a"}, {"function", {{"name", "f"}, {"arguments", "{not json"}}}}}}}}}},
        "arguments must be a JSON object"},
-      {{{"messages", {user}}, {"functions", ojson::array()}}, "deprecated"},
-      {{{"messages", {user}}, {"reasoning_effort", "max"}}, "reasoning_effort"},
-      {{{"messages", {user}}, {"thinking_budget", -1}}, "thinking_budget"},
-      {{{"messages", {user}}, {"chat_template_kwargs", {{"foo", 1}}}}, "chat_template_kwargs.foo"},
+      {{{"messages", ojson::array({user})}, {"functions", ojson::array()}}, "deprecated"},
+      {{{"messages", ojson::array({user})}, {"reasoning_effort", "max"}}, "reasoning_effort"},
+      {{{"messages", ojson::array({user})}, {"thinking_budget", -1}}, "thinking_budget"},
+      {{{"messages", ojson::array({user})}, {"chat_template_kwargs", {{"foo", 1}}}}, "chat_template_kwargs.foo"},
       {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "text only"},
       {{{"messages", ojson::array()}}, "must not be empty"},
-      {{{"messages", {user}}, {"think", "maybe"}}, "'think' must be", true},
+      {{{"messages", ojson::array({user})}, {"think", "maybe"}}, "'think' must be", true},
   };
   for (const auto& c : cases) {
     const std::string e = expect_error(c.body, c.ollama);
@@ -249,7 +249,7 @@ TEST(AgentFormat, Gemma3JsonConventionRoundTrips) {
     {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function",
       "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
     {"role": "tool", "tool_call_id": "c1", "content": "15 C"}]})");
-  body["tools"] = {weather_tool()};
+  body["tools"] = ojson::array({weather_tool()});
   auto text2 = render_agent_chat(ChatFormat::kGemma3, parse_openai_chat(body));
   ASSERT_TRUE(text2.ok()) << text2.error();
   const std::string& s = text2.value();
