@@ -78,8 +78,9 @@ int32_t Sampler::sample(const float* logits, int vocab) {
   std::vector<double>& w = prob_;
   w.resize(cand_.size());
   double sum = 0;
+  const float inv_t = 1.0f / p_.temperature;  // single-precision exp: relative error ~1e-7
   for (size_t i = 0; i < cand_.size(); ++i) {
-    w[i] = std::exp((double(cand_[i].logit) - mx) / p_.temperature);
+    w[i] = double(std::exp((cand_[i].logit - mx) * inv_t));
     sum += w[i];
   }
   size_t keep = cand_.size();
@@ -136,18 +137,24 @@ int32_t Sampler::sample_top_k(const float* logits, int vocab, const Pen& penalis
                               const Less& by_logit) {
   const bool penalties =
       p_.repetition_penalty != 1.f || p_.presence_penalty != 0.f || p_.frequency_penalty != 0.f;
-  cand_.resize(size_t(vocab));
-  for (int i = 0; i < vocab; ++i) cand_[size_t(i)] = {i, logits[i]};
-  if (penalties) {
-    for (const auto& [id, n] : counts_) {
-      if (id >= 0 && id < vocab) cand_[size_t(id)].logit = penalised(id, logits[id]);
+  // One pass with a heap of the k best so far (its top the worst of them): most tokens lose
+  // one comparison against it. by_logit is a strict total order (ties by id), so the k
+  // survivors, sorted, are the sequence a full sort would start with.
+  const size_t n = size_t(p_.top_k);
+  cand_.clear();
+  cand_.reserve(n);
+  for (int i = 0; i < vocab; ++i) {
+    const Cand c{i, penalties && counts_.count(i) ? penalised(i, logits[i]) : logits[i]};
+    if (cand_.size() < n) {
+      cand_.push_back(c);
+      std::push_heap(cand_.begin(), cand_.end(), by_logit);
+    } else if (by_logit(c, cand_.front())) {
+      std::pop_heap(cand_.begin(), cand_.end(), by_logit);
+      cand_.back() = c;
+      std::push_heap(cand_.begin(), cand_.end(), by_logit);
     }
   }
-  // Linear-time selection, then sort only the k survivors. by_logit is a strict total order
-  // (ties by id), so this is the same sequence a full sort would start with.
-  std::nth_element(cand_.begin(), cand_.begin() + (p_.top_k - 1), cand_.end(), by_logit);
-  std::sort(cand_.begin(), cand_.begin() + p_.top_k, by_logit);
-  const size_t n = size_t(p_.top_k);
+  std::sort(cand_.begin(), cand_.end(), by_logit);
   // Softmax with temperature over the survivors.
   std::vector<double>& prob = prob_;
   prob.resize(n);
