@@ -3,6 +3,8 @@
 # llama-cpp-python's PyPI sdist (the only registry reachable here), for the side-by-side
 # benchmarks in bench/. Output: $G4_HOME/llama.cpp/bin/{llama-server,llama-bench}.
 #   scripts/build_llama_server.sh [--avx2] [VERSION]   (default: the version in requirements-dev.txt)
+# LLAMA_EXTRA_TARGETS (space-separated) adds more tools to the native build, copied beside them,
+# e.g. LLAMA_EXTRA_TARGETS=llama-quantize for bench/shape_models.py.
 # --avx2 builds llama-bench alone without AVX-512 into $G4_HOME/llama.cpp/bin-avx2, for
 # bench/callgrind_compare.py (valgrind cannot execute AVX-512 instructions).
 set -euo pipefail
@@ -35,7 +37,11 @@ if [ "$AVX2" = 1 ]; then
 fi
 cmake -S "$SRC" -B "$OUT/build-$VER" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON >/dev/null
-cmake --build "$OUT/build-$VER" -j "$(nproc)" --target llama-server llama-bench
+EXTRA=${LLAMA_EXTRA_TARGETS:-}
+# shellcheck disable=SC2086  # word splitting of the target list is intended
+cmake --build "$OUT/build-$VER" -j "$(nproc)" --target llama-server llama-bench $EXTRA
 mkdir -p "$OUT/bin"
-cp "$OUT/build-$VER/bin/llama-server" "$OUT/build-$VER/bin/llama-bench" "$OUT/bin/"
-echo "built: $OUT/bin/llama-server $OUT/bin/llama-bench (llama.cpp from llama-cpp-python $VER)"
+for t in llama-server llama-bench $EXTRA; do
+  cp "$OUT/build-$VER/bin/$t" "$OUT/bin/"
+done
+echo "built: $(for t in llama-server llama-bench $EXTRA; do printf '%s ' "$OUT/bin/$t"; done)(llama.cpp from llama-cpp-python $VER)"
