@@ -335,7 +335,7 @@ struct DictParser {
 }  // namespace
 
 Result<ojson> parse_gemma4_arguments(std::string_view text) {
-  DictParser p{text};
+  DictParser p{text, 0, 0, {}};
   p.ws();
   if (p.i >= text.size() || text[p.i] != '{') return Status::error("arguments must start with '{'");
   ojson v;

@@ -22,6 +22,7 @@ Runner add_bench(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_convert(CLI::App& app);
+Runner add_eval(CLI::App& app);
 
 // g4 inspect MODEL --moe-stats (cmd_moe_stats.cc).
 struct MoeStatsArgs {

@@ -7,7 +7,7 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "g4: a Gemma inference engine (run, inspect, tokenize, logits, perplexity, bench, pull, "
-      "serve, quantize)"};
+      "serve, quantize, convert, eval)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "g4 0.1.0");
   std::map<CLI::App*, g4::cli::Runner> runners;
@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   {
     auto* s = app.add_subcommand("convert", "Write a Hugging Face checkpoint directory as GGUF");
     add(s, g4::cli::add_convert(*s));
+  }
+  {
+    auto* s = app.add_subcommand("eval", "Quality checks with the model (niah: needle in a haystack)");
+    add(s, g4::cli::add_eval(*s));
   }
   try {
     app.parse(argc, argv);

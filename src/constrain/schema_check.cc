@@ -213,14 +213,66 @@ constexpr const char* kIpv4Pattern =
     "(\\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$";
 
 constexpr int64_t kUnboundedLimit = 999999999999999;
+// RFC 3339 dates and times as patterns XGrammar enforces exactly. Its own formats accept year
+// 0000 and February 31 (which validators refuse) and any number of fractional digits (a model
+// wrote digits until max_tokens): here years are 0001-9999, days fit their month (February
+// stops at 28: leap days are never produced), fractions have at most 9 digits.
+#define G4_DATE                                                                       \
+  "(\\d{3}[1-9]|\\d{2}[1-9]\\d|\\d[1-9]\\d{2}|[1-9]\\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\\d|3[01])|" \
+  "(0[469]|11)-(0[1-9]|[12]\\d|30)|02-(0[1-9]|1\\d|2[0-8]))"
+#define G4_TIME \
+  "([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d{1,9})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)"
+constexpr const char* kDatePattern = "^" G4_DATE "$";
+constexpr const char* kTimePattern = "^" G4_TIME "$";
+constexpr const char* kDateTimePattern = "^" G4_DATE "T" G4_TIME "$";
+#undef G4_DATE
+#undef G4_TIME
+
+// XGrammar 0.2.9 mishandles an optional group holding a counted repetition in a JSON string's
+// pattern: "(\\.\\d{1,3})?" lets the digits through without the dot (its regex path for whole
+// outputs is right). "{0,1}" after the group is handled correctly, so every "?" quantifier
+// right after a group becomes "{0,1}" (not inside a class, not escaped, not a lazy "??").
+std::string fix_optional_groups(const std::string& re) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < re.size(); ++i) {
+    const char c = re[i];
+    if (c == '\\' && i + 1 < re.size()) {
+      out += c;
+      out += re[++i];
+      continue;
+    }
+    if (in_class) {
+      in_class = c != ']';
+    } else if (c == '[') {
+      in_class = true;
+      if (i + 1 < re.size() && re[i + 1] == ']') out += re[++i];  // "[]...]": ']' is literal
+    } else if (c == ')' && i + 1 < re.size() && re[i + 1] == '?' &&
+               !(i + 2 < re.size() && re[i + 2] == '?')) {
+      out += "){0,1}";
+      ++i;
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
 
 // Rewrites one schema node (then its subschemas); errors name the JSON path.
 Status rewrite(json& s, const std::string& path, int depth) {
   if (depth > 256) return Status::error("schema nests too deeply at " + path);
   if (!s.is_object()) return Status();
-  if (s.contains("format") && s["format"] == "ipv4" && !s.contains("pattern")) {
-    s.erase("format");
-    s["pattern"] = kIpv4Pattern;
+  if (s.contains("format") && s["format"].is_string() && !s.contains("pattern")) {
+    const std::string f = s["format"];
+    const char* pattern = f == "ipv4"        ? kIpv4Pattern
+                          : f == "date"      ? kDatePattern
+                          : f == "time"      ? kTimePattern
+                          : f == "date-time" ? kDateTimePattern
+                                             : nullptr;
+    if (pattern) {
+      s.erase("format");
+      s["pattern"] = pattern;
+    }
   }
   // An integer or number without bounds gets |x| < 10^15 (exact in a double), so that its
   // digits cannot run on until max_tokens.
@@ -230,6 +282,8 @@ Status rewrite(json& s, const std::string& path, int depth) {
     s["minimum"] = -kUnboundedLimit;
     s["maximum"] = kUnboundedLimit;
   }
+  if (s.contains("pattern") && s["pattern"].is_string())
+    s["pattern"] = fix_optional_groups(s["pattern"].get<std::string>());
   if (s.contains("allOf") && s["allOf"].is_array()) {
     static const std::set<std::string> plain = {"type",  "properties",  "required",
                                                 "title", "description", "$comment"};

@@ -28,6 +28,11 @@ Status check_json_schema(const nlohmann::ordered_json& schema, const SchemaLimit
 //  - allOf of plain object schemas (type/properties/required) merged into one object;
 //  - "type": "integer" or "number" without any bound: |x| <= 999999999999999, so that a
 //    number's digits cannot run on until max_tokens;
+//  - formats "date", "time" and "date-time" as patterns: years 0001-9999, days that fit
+//    their month (no February 29), at most 9 fractional digits (XGrammar's own formats take
+//    year 0000, February 31 and endless fractions);
+//  - in patterns, "?" after a group as "{0,1}" (XGrammar 0.2.9 lets "(\.\d{1,3})?" match
+//    digits without the dot inside JSON strings);
 //  - format "ipv4" as a pattern (XGrammar's grammar admits leading zeros, which RFC 2673
 //    dotted-quads and the jsonschema validator refuse).
 Result<std::string> prepare_json_schema(const std::string& text, const SchemaLimits& limits = {});

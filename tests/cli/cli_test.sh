@@ -71,6 +71,10 @@ check "perplexity runs a chunk" bash -c \
 check "bench --json" bash -c "'$G4' bench -p 16 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --batch" bash -c "'$G4' bench -p 0 -n 4 -b 3 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"batch\"] == 3 and d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"depth\"] == 600 and d[\"pp\"][\"tokens_per_s\"] > 0 and d[\"tg\"][\"tokens_per_s\"] > 0'"
+# Needle in a haystack, a fixed-seed sample of `g4 eval niah` (the default model found all 30
+# needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
+check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
+check "eval niah bad depth" bash -c "! '$G4' eval niah --depths 150 2>/dev/null"
 check "bench --profile" bash -c "'$G4' bench -p 0 -n 4 -r 1 -t 2 --profile --json | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"tg\"][\"profile_ms_per_step\"]; assert len(p) == 8 and p[\"LM head\"] > 0 and min(p.values()) >= 0'"
 printf 'GGUF\x03\x00\x00\x00' > "$tmp/short.gguf"
 check "a truncated file is one clear error, exit 1" bash -c \

@@ -2,6 +2,8 @@
 // vocabulary driving a Sequence: only outputs the constraint accepts, ending at end of turn.
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <nlohmann/json.hpp>
 
 #include "constrain/grammar.h"
@@ -65,6 +67,29 @@ TEST(SchemaCheck, RewritesKeepOrderMergeAllOfAndPinIpv4) {
             std::string::npos);
   EXPECT_NE(err(R"({"allOf":[{"type":"string"}]})").find("plain object schemas"),
             std::string::npos);
+}
+
+TEST(SchemaCheck, DateAndTimeFormatsBecomeValidatorExactPatterns) {
+  auto r = prepare_json_schema(
+      R"({"type":"object","properties":{"d":{"type":"string","format":"date"},)"
+      R"("t":{"type":"string","format":"time"},"dt":{"type":"string","format":"date-time"}}})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  const auto j = nlohmann::ordered_json::parse(r.value());
+  auto match = [&](const char* prop, const std::string& s) {
+    return std::regex_match(s, std::regex(j["properties"][prop]["pattern"].get<std::string>()));
+  };
+  for (const char* ok : {"0001-01-01", "2024-12-31", "1999-04-30", "2023-02-28"})
+    EXPECT_TRUE(match("d", ok)) << ok;
+  for (const char* bad : {"0000-01-10", "2023-02-30", "2023-04-31", "2023-13-01", "2023-00-10"})
+    EXPECT_FALSE(match("d", bad)) << bad;
+  EXPECT_TRUE(match("t", "23:59:60.123456789+05:30"));
+  EXPECT_FALSE(match("t", "12:00:00.1234567890Z"));  // 10 fractional digits
+  EXPECT_TRUE(match("dt", "2024-02-28T14:59:22.3-08:00"));
+  EXPECT_FALSE(match("dt", "0000-01-10T14:59:22.300000000-08:00"));
+  // "?" after a group becomes "{0,1}" (an XGrammar bug in JSON-string patterns), nowhere else.
+  auto p = prepare_json_schema(R"({"type":"string","pattern":"^a(\\.\\d{1,3})?[)?]\\)?(b)??Z$"})");
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(nlohmann::json::parse(p.value())["pattern"], "^a(\\.\\d{1,3}){0,1}[)?]\\)?(b)??Z$");
 }
 
 // ids: 0 <eos>, 1 "{", 2 "}", 3 "\"", 4 ":", 5 "a", 6 "1", 7 "2", 8 "ab", then bytes.
