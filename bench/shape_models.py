@@ -489,12 +489,15 @@ def cmd_bench(a):
             results.append(res)
             if a.json_out:
                 Path(a.json_out).write_text(json.dumps(results, indent=1))
-    print_table(results)
+    print_table(results, a.stat)
 
 
-def print_table(results):
-    mean = statistics.mean
-    print(f"\n{len(results)} files; g4 bench and llama-bench alternating, -r 1 each, "
+def print_table(results, stat="mean"):
+    # "max": the best repetition of each engine, less sensitive to other users on a shared VM
+    # (llama.cpp's decode in particular collapses when a core is taken away from its spin barrier)
+    mean = statistics.mean if stat == "mean" else max
+    print(f"\n{len(results)} files; tok/s = {stat} over the repetitions; "
+          "g4 bench and llama-bench alternating, -r 1 each, "
           f"{results[0]['reps'] if results else '?'} reps, {results[0]['threads'] if results else '?'}"
           " threads; read loop = build/release/g4_read_bandwidth after each rep (huge pages / 4 KiB "
           "pages, median); decode % = tok/s x bytes a token must read / read loop (huge pages)\n")
@@ -543,7 +546,10 @@ def main():
     ap.add_argument("--max-busy", type=float, default=0.3,
                     help="bench: before each engine run wait until other processes use fewer cores")
     ap.add_argument("--wait-quiet", type=float, default=900, help="bench: give up waiting after s")
-    ap.add_argument("--json-out", default=None, help="bench: also write the raw results here")
+    ap.add_argument("--json-out", default=None,
+                    help="bench: also write the raw results here; table: comma-separated files to print")
+    ap.add_argument("--stat", choices=["mean", "max"], default="mean",
+                    help="tok/s over the repetitions: mean, or max (best rep; for a loaded machine)")
     a = ap.parse_args()
     a.shapes = [x for x in a.shapes.split(",") if x]
     a.quants = [x for x in a.quants.split(",") if x]
@@ -555,7 +561,10 @@ def main():
     elif a.cmd == "bench":
         cmd_bench(a)
     elif a.cmd == "table":  # re-print a saved --json-out
-        print_table(json.loads(Path(a.json_out).read_text()))
+        rows = []
+        for f in a.json_out.split(","):
+            rows += json.loads(Path(f).read_text())
+        print_table(rows, a.stat)
     else:
         cmd_list(a)
 
