@@ -56,7 +56,8 @@ std::string gemma3_tool_text(const std::vector<ToolDef>& tools) {
 }
 
 std::string gemma3_call_line(const ojson& call) {
-  return py_dumps({{"name", call["function"]["name"]}, {"parameters", call["function"]["arguments"]}});
+  return py_dumps(
+      {{"name", call["function"]["name"]}, {"parameters", call["function"]["arguments"]}});
 }
 
 Result<std::vector<ChatMessage>> gemma3_messages(const ChatRequest& r) {
@@ -80,7 +81,8 @@ Result<std::vector<ChatMessage>> gemma3_messages(const ChatRequest& r) {
     std::string text = m["content"].get<std::string>();
     if (role == "assistant") {
       if (m.contains("tool_calls"))
-        for (const ojson& c : m["tool_calls"]) text += (text.empty() ? "" : "\n") + gemma3_call_line(c);
+        for (const ojson& c : m["tool_calls"])
+          text += (text.empty() ? "" : "\n") + gemma3_call_line(c);
       out.push_back({"assistant", text});
       last_is_result = false;
     } else if (role == "tool" || (role == "user" && last_is_result)) {
@@ -143,8 +145,8 @@ Result<std::optional<ConstraintSpec>> agent_constraint(
     if (a.tool_choice == ToolChoice::kNamed && t.name != a.tool_name) continue;
     auto prepared = prepare_json_schema(t.parameters.dump());
     if (!prepared.ok())
-      return Status::error("tools[" + std::to_string(i) + "].function.parameters: " +
-                           prepared.error());
+      return Status::error("tools[" + std::to_string(i) +
+                           "].function.parameters: " + prepared.error());
     ojson content = {{"type", "json_schema"},
                      {"json_schema", ojson::parse(prepared.value())},
                      {"style", g4 ? "gemma" : "json"},
@@ -183,9 +185,10 @@ Result<std::optional<ConstraintSpec>> agent_constraint(
                            constraint_kind_name(response->kind) +
                            " constraint (json_object and json_schema can)");
     }
-    format = {{"type", "or"},
-              {"elements",
-               {calls, {{"type", "json_schema"}, {"json_schema", schema}, {"max_whitespace_cnt", 1}}}}};
+    format = {
+        {"type", "or"},
+        {"elements",
+         {calls, {{"type", "json_schema"}, {"json_schema", schema}, {"max_whitespace_cnt", 1}}}}};
   } else {
     format = {{"type", "triggered_tags"},
               {"triggers", {g4 ? std::string(kCallOpen) : std::string(kG3CallStart)}},
@@ -244,8 +247,8 @@ struct DictParser {
     const size_t b = i;
     while (i < s.size() && s[i] != ':' && s[i] != ',' && s[i] != '}' && s[i] != '{') ++i;
     std::string_view k = s.substr(b, i - b);
-    while (!k.empty() && (k.back() == ' ' || k.back() == '\n' || k.back() == '\t' ||
-                          k.back() == '\r'))
+    while (!k.empty() &&
+           (k.back() == ' ' || k.back() == '\n' || k.back() == '\t' || k.back() == '\r'))
       k.remove_suffix(1);
     if (k.empty()) return fail("empty key");
     out->assign(k);

@@ -69,8 +69,8 @@ Result<std::string> render_agent_chat(ChatFormat fmt, const ChatRequest& r);
 // response_format, json_object or json_schema, when both are given: calls or that JSON), or the
 // response_format alone; nullopt when nothing constrains the answer. Errors name the tool
 // whose schema cannot be enforced.
-Result<std::optional<ConstraintSpec>> agent_constraint(ChatFormat fmt, const AgentOptions& a,
-                                                       const std::optional<ConstraintSpec>& response);
+Result<std::optional<ConstraintSpec>> agent_constraint(
+    ChatFormat fmt, const AgentOptions& a, const std::optional<ConstraintSpec>& response);
 
 // A parser for one answer; call ids are id_prefix + the call's index.
 std::unique_ptr<OutputParser> make_output_parser(ChatFormat fmt, const AgentOptions& a,

@@ -23,7 +23,8 @@ std::string str_field(const ojson& j, const char* key, const std::string& where,
     if (required) fail(where + "." + key + " is required", where + "." + key, "missing_field");
     return {};
   }
-  if (!f->is_string()) fail(where + "." + key + " must be a string", where + "." + key, "invalid_type");
+  if (!f->is_string())
+    fail(where + "." + key + " must be a string", where + "." + key, "invalid_type");
   return f->get<std::string>();
 }
 
@@ -98,7 +99,8 @@ ojson parse_messages(const ojson& body, bool ollama) {
     if (role != "assistant" && field(m, "tool_calls"))
       fail(p + ".tool_calls is only allowed on assistant messages", p + ".tool_calls");
     if (tc) {
-      if (!tc->is_array()) fail(p + ".tool_calls must be an array", p + ".tool_calls", "invalid_type");
+      if (!tc->is_array())
+        fail(p + ".tool_calls must be an array", p + ".tool_calls", "invalid_type");
       ojson calls = ojson::array();
       for (size_t k = 0; k < tc->size(); ++k) {
         const ojson& call = (*tc)[k];
@@ -118,8 +120,8 @@ ojson parse_messages(const ojson& body, bool ollama) {
                          {"type", "function"},
                          {"function",
                           {{"name", name},
-                           {"arguments", call_arguments(field(*fn, "arguments"),
-                                                        q + ".function.arguments")}}}});
+                           {"arguments",
+                            call_arguments(field(*fn, "arguments"), q + ".function.arguments")}}}});
       }
       if (!calls.empty()) n["tool_calls"] = std::move(calls);
     }
@@ -196,18 +198,22 @@ void parse_tool_choice(const ojson& body, AgentOptions& a) {
     else if (s == "required" || s == "any")
       a.tool_choice = ToolChoice::kRequired;
     else
-      fail("'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": "
-           "{\"name\": ...}}, not '" + s + "'",
-           "tool_choice");
+      fail(
+          "'tool_choice' must be auto, none, required or {\"type\": \"function\", \"function\": "
+          "{\"name\": ...}}, not '" +
+              s + "'",
+          "tool_choice");
     return;
   }
-  if (!f->is_object()) fail("'tool_choice' must be a string or an object", "tool_choice", "invalid_type");
+  if (!f->is_object())
+    fail("'tool_choice' must be a string or an object", "tool_choice", "invalid_type");
   const std::string type = str_field(*f, "type", "tool_choice", false);
   if (!type.empty() && type != "function")
     fail("tool_choice.type must be \"function\"", "tool_choice.type");
   const ojson* fn = field(*f, "function");
   if (!fn || !fn->is_object())
-    fail("tool_choice.function must be an object with a name", "tool_choice.function", "missing_field");
+    fail("tool_choice.function must be an object with a name", "tool_choice.function",
+         "missing_field");
   a.tool_choice = ToolChoice::kNamed;
   a.tool_name = str_field(*fn, "name", "tool_choice.function", true);
 }

@@ -197,8 +197,8 @@ Runner add_bench(CLI::App& app) {
       if (!pp.empty())
         std::printf("| %s | %d | %s | pp%d%s | %.2f ± %.2f |\n", name.c_str(), threads,
                     isa_name(e.exec().isa), a->pp, at.c_str(), stat(pp).mean, stat(pp).sd);
-      const std::string tg_name = "tg" + std::to_string(a->tg) +
-                                  (a->batch > 1 ? " x" + std::to_string(a->batch) : "") + at;
+      const std::string tg_name =
+          "tg" + std::to_string(a->tg) + (a->batch > 1 ? " x" + std::to_string(a->batch) : "") + at;
       if (!tg.empty())
         std::printf("| %s | %d | %s | %s | %.2f ± %.2f |\n", name.c_str(), threads,
                     isa_name(e.exec().isa), tg_name.c_str(), stat(tg).mean, stat(tg).sd);

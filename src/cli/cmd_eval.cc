@@ -58,8 +58,10 @@ Runner add_eval(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   niah->add_option("--seed", a->seed, "Seed of the generated haystacks")->capture_default_str();
   niah->add_option("-t,--threads", a->threads, "Threads (0 = all cores)")->capture_default_str();
-  niah->add_flag("--chat", a->chat, "Use the chat template (default: for instruction-tuned models)");
-  niah->add_flag("--no-chat", a->no_chat, "Plain completion prompt even for instruction-tuned models");
+  niah->add_flag("--chat", a->chat,
+                 "Use the chat template (default: for instruction-tuned models)");
+  niah->add_flag("--no-chat", a->no_chat,
+                 "Plain completion prompt even for instruction-tuned models");
   niah->add_flag("--json", a->json, "JSON output (with every sample's answer)");
   niah->add_flag("-v,--verbose", a->verbose, "Print each sample's answer");
   return [a] {
@@ -114,15 +116,24 @@ Runner add_eval(CLI::App& app) {
     if (a->json) {
       nlohmann::json cells = nlohmann::json::array(), samples = nlohmann::json::array();
       for (const auto& c : res.cells)
-        cells.push_back({{"ctx", c.ctx}, {"depth", c.depth}, {"correct", c.correct},
-                         {"total", c.total}});
+        cells.push_back(
+            {{"ctx", c.ctx}, {"depth", c.depth}, {"correct", c.correct}, {"total", c.total}});
       for (const auto& s : res.samples)
-        samples.push_back({{"ctx", s.ctx}, {"depth", s.depth}, {"trial", s.trial},
-                           {"prompt_tokens", s.prompt_tokens}, {"expected", s.expected},
-                           {"output", s.output}, {"correct", s.correct}});
-      nlohmann::json j{{"model", a->model}, {"chat", o.chat},       {"seed", o.seed},
-                       {"trials", o.trials}, {"accuracy", double(correct) / total},
-                       {"seconds", res.seconds}, {"cells", cells},    {"samples", samples}};
+        samples.push_back({{"ctx", s.ctx},
+                           {"depth", s.depth},
+                           {"trial", s.trial},
+                           {"prompt_tokens", s.prompt_tokens},
+                           {"expected", s.expected},
+                           {"output", s.output},
+                           {"correct", s.correct}});
+      nlohmann::json j{{"model", a->model},
+                       {"chat", o.chat},
+                       {"seed", o.seed},
+                       {"trials", o.trials},
+                       {"accuracy", double(correct) / total},
+                       {"seconds", res.seconds},
+                       {"cells", cells},
+                       {"samples", samples}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       return 0;
     }

@@ -169,7 +169,8 @@ int run(RunArgs& a) {
   const bool dim = isatty(STDERR_FILENO);
   auto show = [&](const OutputDelta& d) {
     if (!d.reasoning.empty()) {
-      std::fprintf(stderr, "%s%s%s", dim ? "\x1b[2m" : "", d.reasoning.c_str(), dim ? "\x1b[0m" : "");
+      std::fprintf(stderr, "%s%s%s", dim ? "\x1b[2m" : "", d.reasoning.c_str(),
+                   dim ? "\x1b[0m" : "");
       std::fflush(stderr);
     }
     answer += d.content;

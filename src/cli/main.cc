@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
     add(s, g4::cli::add_convert(*s));
   }
   {
-    auto* s = app.add_subcommand("eval", "Quality checks with the model (niah: needle in a haystack)");
+    auto* s =
+        app.add_subcommand("eval", "Quality checks with the model (niah: needle in a haystack)");
     add(s, g4::cli::add_eval(*s));
   }
   try {

@@ -217,8 +217,9 @@ constexpr int64_t kUnboundedLimit = 999999999999999;
 // 0000 and February 31 (which validators refuse) and any number of fractional digits (a model
 // wrote digits until max_tokens): here years are 0001-9999, days fit their month (February
 // stops at 28: leap days are never produced), fractions have at most 9 digits.
-#define G4_DATE                                                                       \
-  "(\\d{3}[1-9]|\\d{2}[1-9]\\d|\\d[1-9]\\d{2}|[1-9]\\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\\d|3[01])|" \
+#define G4_DATE                                                                                  \
+  "(\\d{3}[1-9]|\\d{2}[1-9]\\d|\\d[1-9]\\d{2}|[1-9]\\d{3})-((0[13578]|1[02])-(0[1-9]|[12]\\d|3[" \
+  "01])|"                                                                                        \
   "(0[469]|11)-(0[1-9]|[12]\\d|30)|02-(0[1-9]|1\\d|2[0-8]))"
 #define G4_TIME \
   "([01]\\d|2[0-3]):[0-5]\\d:([0-5]\\d|60)(\\.\\d{1,9})?(Z|[+-]([01]\\d|2[0-3]):[0-5]\\d)"

@@ -32,12 +32,13 @@ const char* const kNoun[] = {
     "library", "garden",  "market",  "mountain", "teacher", "window", "valley",  "sailor",
     "kitchen", "forest",  "station", "tower",    "farmer",  "meadow", "clock",   "castle",
     "island",  "road",    "bakery",  "student",  "violin",  "canyon", "wagon",   "lighthouse"};
-const char* const kVerb[] = {"watched", "crossed", "painted", "followed", "repaired", "visited",
-                             "passed",  "found",   "carried", "described", "remembered", "opened",
-                             "guarded", "cleaned", "measured", "admired",  "studied",   "reached"};
-const char* const kTime[] = {"in the morning", "at dusk",        "every winter", "after the rain",
-                             "before noon",    "on market days", "at midnight",  "last spring",
-                             "during the festival", "once a year"};
+const char* const kVerb[] = {"watched",    "crossed", "painted", "followed", "repaired",
+                             "visited",    "passed",  "found",   "carried",  "described",
+                             "remembered", "opened",  "guarded", "cleaned",  "measured",
+                             "admired",    "studied", "reached"};
+const char* const kTime[] = {
+    "in the morning", "at dusk",     "every winter", "after the rain",      "before noon",
+    "on market days", "at midnight", "last spring",  "during the festival", "once a year"};
 
 std::string cap(std::string s) {
   if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = char(s[0] - 'a' + 'A');
@@ -48,21 +49,21 @@ std::string cap(std::string s) {
 std::string sentence(uint64_t& s) {
   switch (splitmix(s) % 5) {
     case 0:
-      return cap(std::string("the ") + pick(s, kAdj) + " " + pick(s, kNoun) + " " +
-                 pick(s, kVerb) + " the " + pick(s, kNoun) + " " + pick(s, kTime) + ".");
+      return cap(std::string("the ") + pick(s, kAdj) + " " + pick(s, kNoun) + " " + pick(s, kVerb) +
+                 " the " + pick(s, kNoun) + " " + pick(s, kTime) + ".");
     case 1:
-      return cap(std::string(pick(s, kTime)) + ", a " + pick(s, kAdj) + " " + pick(s, kNoun) +
-                 " " + pick(s, kVerb) + " the " + pick(s, kAdj) + " " + pick(s, kNoun) + ".");
+      return cap(std::string(pick(s, kTime)) + ", a " + pick(s, kAdj) + " " + pick(s, kNoun) + " " +
+                 pick(s, kVerb) + " the " + pick(s, kAdj) + " " + pick(s, kNoun) + ".");
     case 2:
-      return cap(std::string("nobody ") + pick(s, kVerb) + " the " + pick(s, kNoun) +
-                 " near the " + pick(s, kAdj) + " " + pick(s, kNoun) + ".");
+      return cap(std::string("nobody ") + pick(s, kVerb) + " the " + pick(s, kNoun) + " near the " +
+                 pick(s, kAdj) + " " + pick(s, kNoun) + ".");
     case 3:
       return cap(std::string("the ") + pick(s, kNoun) + " was " + pick(s, kAdj) + " and the " +
                  pick(s, kNoun) + " was " + pick(s, kAdj) + ".");
     default:
       return cap(std::string("a ") + pick(s, kNoun) + " " + pick(s, kVerb) + " a " +
-                 pick(s, kNoun) + ", and the " + pick(s, kNoun) + " " + pick(s, kVerb) +
-                 " it " + pick(s, kTime) + ".");
+                 pick(s, kNoun) + ", and the " + pick(s, kNoun) + " " + pick(s, kVerb) + " it " +
+                 pick(s, kTime) + ".");
   }
 }
 
@@ -162,8 +163,9 @@ Result<NiahResult> run_niah(Engine& e, const NiahOptions& o,
         g.stop = {"\n"};
         auto out = session.generate(c.value().ids, g);
         if (!out.ok()) return out.status();
-        NiahSample smp{ctx, o.depths[k], t, int64_t(c.value().ids.size()), c.value().answer,
-                       out.value().text, false};
+        NiahSample smp{
+            ctx,  o.depths[k], t, int64_t(c.value().ids.size()), c.value().answer, out.value().text,
+            false};
         smp.correct = smp.output.find(smp.expected) != std::string::npos;
         row[k].correct += smp.correct;
         row[k].total += 1;

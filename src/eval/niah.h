@@ -19,7 +19,8 @@ class Engine;
 class Tokenizer;
 
 struct NiahOptions {
-  std::vector<int64_t> contexts = {1024, 2048, 4096};  // prompt tokens, needle and question included
+  std::vector<int64_t> contexts = {1024, 2048,
+                                   4096};  // prompt tokens, needle and question included
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // where the needle sits, 0..1
   int trials = 1;
   uint64_t seed = 1;

@@ -148,7 +148,8 @@ Status KvBlockManager::check() const {
   std::vector<int> in_free(refs_.size(), 0);
   for (int32_t b : free_) {
     if (b < 0 || size_t(b) >= refs_.size()) return Status::error("free block id out of range");
-    if (++in_free[size_t(b)] > 1) return Status::error("block " + std::to_string(b) + " freed twice");
+    if (++in_free[size_t(b)] > 1)
+      return Status::error("block " + std::to_string(b) + " freed twice");
   }
   for (size_t b = 0; b < refs_.size(); ++b) {
     if (count[b] != refs_[b])

@@ -40,36 +40,29 @@ void Sampler::accept(int32_t id) {
 int32_t Sampler::sample(const float* logits, int vocab) {
   const bool penalties =
       p_.repetition_penalty != 1.f || p_.presence_penalty != 0.f || p_.frequency_penalty != 0.f;
-  auto penalised = [&](int32_t id, float z) {
-    auto it = counts_.find(id);
-    if (it == counts_.end()) return z;
-    z = z > 0 ? z / p_.repetition_penalty : z * p_.repetition_penalty;
-    return z - float(it->second) * p_.frequency_penalty - p_.presence_penalty;
-  };
-  if (p_.temperature <= 0.f) {
-    if (!penalties) return argmax(logits, vocab);
-    int32_t best = 0;
-    float bz = penalised(0, logits[0]);
-    for (int i = 1; i < vocab; ++i) {
-      const float z = counts_.count(i) ? penalised(i, logits[i]) : logits[i];
-      if (z > bz) {
-        bz = z;
-        best = i;
-      }
+  if (penalties && !counts_.empty()) {
+    // One row with the penalties applied to the tokens seen (not a lookup per vocabulary entry).
+    pen_.assign(logits, logits + vocab);
+    for (const auto& [id, n] : counts_) {
+      if (id < 0 || id >= vocab) continue;
+      float z = logits[id];
+      z = z > 0 ? z / p_.repetition_penalty : z * p_.repetition_penalty;
+      pen_[size_t(id)] = z - float(n) * p_.frequency_penalty - p_.presence_penalty;
     }
-    return best;
+    logits = pen_.data();
   }
+  if (p_.temperature <= 0.f) return argmax(logits, vocab);
   auto by_logit = [](const Cand& a, const Cand& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
-  if (p_.top_k > 0 && p_.top_k < vocab) return sample_top_k(logits, vocab, penalised, by_logit);
+  if (p_.top_k > 0 && p_.top_k < vocab) return sample_top_k(logits, vocab, by_logit);
   // No top-k: only tokens that can be drawn (a constraint or a ban leaves -inf), weighted in id
   // order; sorting, the expensive part with 262,144 candidates, happens only for what top-p or
   // min-p must rank, and only as far as they reach.
   cand_.clear();
   float mx = -INFINITY;
   for (int i = 0; i < vocab; ++i) {
-    const float z = penalties && counts_.count(i) ? penalised(i, logits[i]) : logits[i];
+    const float z = logits[i];
     if (z == -INFINITY) continue;
     cand_.push_back({i, z});
     mx = std::max(mx, z);
@@ -96,7 +89,9 @@ int32_t Sampler::sample(const float* logits, int vocab) {
       head = m;
     }
     auto rank = [&](size_t k) {
-      if (k < head) std::nth_element(cand_.begin(), cand_.begin() + long(k), cand_.begin() + long(head), by_logit);
+      if (k < head)
+        std::nth_element(cand_.begin(), cand_.begin() + long(k), cand_.begin() + long(head),
+                         by_logit);
       std::sort(cand_.begin(), cand_.begin() + long(std::min(k, head)), by_logit);
     };
     size_t k = std::min<size_t>(64, head);
@@ -121,22 +116,11 @@ int32_t Sampler::sample(const float* logits, int vocab) {
     for (size_t i = 0; i < keep; ++i)
       w[i] = std::exp((double(cand_[i].logit) - mx) / p_.temperature);
   }
-  double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += w[i];
-  std::uniform_real_distribution<double> u(0.0, total);
-  double r = u(rng_);
-  for (size_t i = 0; i < keep; ++i) {
-    r -= w[i];
-    if (r <= 0) return cand_[i].id;
-  }
-  return cand_[keep - 1].id;
+  return draw(w, keep);
 }
 
-template <class Pen, class Less>
-int32_t Sampler::sample_top_k(const float* logits, int vocab, const Pen& penalised,
-                              const Less& by_logit) {
-  const bool penalties =
-      p_.repetition_penalty != 1.f || p_.presence_penalty != 0.f || p_.frequency_penalty != 0.f;
+template <class Less>
+int32_t Sampler::sample_top_k(const float* logits, int vocab, const Less& by_logit) {
   // One pass with a heap of the k best so far (its top the worst of them): most tokens lose
   // one comparison against it. by_logit is a strict total order (ties by id), so the k
   // survivors, sorted, are the sequence a full sort would start with.
@@ -144,7 +128,7 @@ int32_t Sampler::sample_top_k(const float* logits, int vocab, const Pen& penalis
   cand_.clear();
   cand_.reserve(n);
   for (int i = 0; i < vocab; ++i) {
-    const Cand c{i, penalties && counts_.count(i) ? penalised(i, logits[i]) : logits[i]};
+    const Cand c{i, logits[i]};
     if (cand_.size() < n) {
       cand_.push_back(c);
       std::push_heap(cand_.begin(), cand_.end(), by_logit);
@@ -182,12 +166,16 @@ int32_t Sampler::sample_top_k(const float* logits, int vocab, const Pen& penalis
     while (m < keep && prob[m] >= th) ++m;
     keep = m;
   }
+  return draw(prob, keep);
+}
+
+int32_t Sampler::draw(const std::vector<double>& w, size_t keep) {
   double total = 0;
-  for (size_t i = 0; i < keep; ++i) total += prob[i];
+  for (size_t i = 0; i < keep; ++i) total += w[i];
   std::uniform_real_distribution<double> u(0.0, total);
   double r = u(rng_);
   for (size_t i = 0; i < keep; ++i) {
-    r -= prob[i];
+    r -= w[i];
     if (r <= 0) return cand_[i].id;
   }
   return cand_[keep - 1].id;

@@ -43,8 +43,11 @@ class Sampler {
     float logit;
   };
   std::vector<Cand> cand_;  // reused between calls
-  template <class Pen, class Less>
-  int32_t sample_top_k(const float* logits, int vocab, const Pen& penalised, const Less& by_logit);
+  template <class Less>
+  int32_t sample_top_k(const float* logits, int vocab, const Less& by_logit);
+  // A draw over the first `keep` candidates with weights w (cand_ order).
+  int32_t draw(const std::vector<double>& w, size_t keep);
+  std::vector<float> pen_;  // the logits row with penalties applied (reused)
   std::vector<double> prob_;
   std::unordered_map<int32_t, int> counts_;
 };

@@ -67,7 +67,8 @@ SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> pr
   if (plan) {
     apply_plan(*plan, st.engine->tokenizer(), r.gen);
   } else {
-    if (auto f = ollama_format_spec(j)) r.gen.constraint = compile_constraint(st, f->second, "format");
+    if (auto f = ollama_format_spec(j))
+      r.gen.constraint = compile_constraint(st, f->second, "format");
     if (j.contains("tools") && !j["tools"].is_null() &&
         !(j["tools"].is_array() && j["tools"].empty()))
       throw ApiError{400, "'tools' need /api/chat", "tools"};

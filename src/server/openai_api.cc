@@ -313,8 +313,8 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
                                 {"function", {{"name", call.name}, {"arguments", ""}}}}})}});
             deltas.push_back(
                 {{"tool_calls",
-                  json::array({{{"index", k},
-                                {"function", {{"arguments", dump(call.arguments)}}}}})}});
+                  json::array(
+                      {{{"index", k}, {"function", {{"arguments", dump(call.arguments)}}}}})}});
           }
           if (deltas.empty() && !lp.is_null()) deltas.push_back(json::object());
           for (size_t i = 0; i < deltas.size(); ++i) {

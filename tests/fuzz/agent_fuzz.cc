@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../unit/toy_vocab.h"
 #include "agent/chat_format.h"
 #include "agent/request.h"
 #include "constrain/grammar.h"
@@ -17,21 +18,9 @@
 namespace {
 
 const g4::Tokenizer& toy() {
-  static const g4::Tokenizer t = [] {
-    std::vector<std::string> v{"<eos>", "{", "}", "\"", ":", ",", "[", "]", " ",
-                               "<|tool_call>", "<tool_call|>", "<|\"|>", "call:", "name"};
-    std::vector<float> s(v.size(), 0.f);
-    std::vector<g4::TokenType> ty(v.size(), g4::TokenType::kNormal);
-    ty[0] = g4::TokenType::kControl;
-    for (int b = 0; b < 256; ++b) {
-      char name[8];
-      std::snprintf(name, sizeof name, "<0x%02X>", b);
-      v.push_back(name);
-      s.push_back(0);
-      ty.push_back(g4::TokenType::kByte);
-    }
-    return std::move(g4::Tokenizer::from_vocab(v, s, ty, 0, 0, false, false).value());
-  }();
+  static const g4::Tokenizer t =
+      g4::toy_vocab({"<eos>", "{", "}", "\"", ":", ",", "[", "]", " ", "<|tool_call>",
+                     "<tool_call|>", "<|\"|>", "call:", "name"});
   return t;
 }
 
@@ -48,7 +37,8 @@ void request(const std::string& text, bool ollama) {
   for (g4::ChatFormat f : {g4::ChatFormat::kGemma3, g4::ChatFormat::kGemma4}) {
     (void)g4::render_agent_chat(f, r);
     auto spec = g4::agent_constraint(f, r.agent, std::nullopt);
-    if (spec.ok() && spec.value() && spec.value()->text.size() < 4096) (void)cc.compile(*spec.value());
+    if (spec.ok() && spec.value() && spec.value()->text.size() < 4096)
+      (void)cc.compile(*spec.value());
   }
 }
 
@@ -57,7 +47,8 @@ void parse_output(const std::string& text, g4::ChatFormat f, size_t piece) {
   a.tools.push_back({"get_weather", "", {{"type", "object"}}});
   a.tools.push_back({"f", "", {{"type", "object"}}});
   auto p = g4::make_output_parser(f, a, "c");
-  for (size_t at = 0; at < text.size(); at += piece) (void)p->push(std::string_view(text).substr(at, piece));
+  for (size_t at = 0; at < text.size(); at += piece)
+    (void)p->push(std::string_view(text).substr(at, piece));
   (void)p->finish();
 }
 

@@ -7,28 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "../unit/toy_vocab.h"
 #include "constrain/grammar.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
 
 const g4::Tokenizer& toy() {
-  static const g4::Tokenizer t = [] {
-    std::vector<std::string> v{"<eos>", "{",    "}",    "\"", ":",     ",",
-                               "[",     "]",    " ",    "a",  "b",     "1",
-                               "2",     "true", "null", "ab", "\"a\"", "\xE2\x96\x81"};
-    std::vector<float> s(v.size(), 0.f);
-    std::vector<g4::TokenType> ty(v.size(), g4::TokenType::kNormal);
-    ty[0] = g4::TokenType::kControl;
-    for (int b = 0; b < 256; ++b) {
-      char name[8];
-      std::snprintf(name, sizeof name, "<0x%02X>", b);
-      v.push_back(name);
-      s.push_back(0);
-      ty.push_back(g4::TokenType::kByte);
-    }
-    return std::move(g4::Tokenizer::from_vocab(v, s, ty, 0, 0, false, false).value());
-  }();
+  static const g4::Tokenizer t =
+      g4::toy_vocab({"<eos>", "{", "}", "\"", ":", ",", "[", "]", " ", "a", "b", "1", "2", "true",
+                     "null", "ab", "\"a\"", "\xE2\x96\x81"});
   return t;
 }
 

@@ -112,23 +112,28 @@ TEST(AgentRequest, BadRequestsNameTheProblem) {
     std::string want;  // substring of "param: message"
     bool ollama = false;
   } cases[] = {
-      {{{"messages", ojson::array({user})}, {"tools", {{{"type", "function"}, {"function", {{"description", "d"}}}}}}},
-       "tools[0].function.name is required"},
-      {{{"messages", ojson::array({user})}, {"tools", {{{"type", "function"}, {"function", {{"name", "a b"}}}}}}},
-       "letters, digits"},
-      {{{"messages", ojson::array({user})}, {"tools", {weather_tool(), weather_tool()}}}, "declared twice"},
       {{{"messages", ojson::array({user})},
-        {"tools", {{{"type", "function"},
-                    {"function", {{"name", "f"}, {"parameters", {{"type", "array"}}}}}}}}},
+        {"tools", {{{"type", "function"}, {"function", {{"description", "d"}}}}}}},
+       "tools[0].function.name is required"},
+      {{{"messages", ojson::array({user})},
+        {"tools", {{{"type", "function"}, {"function", {{"name", "a b"}}}}}}},
+       "letters, digits"},
+      {{{"messages", ojson::array({user})}, {"tools", {weather_tool(), weather_tool()}}},
+       "declared twice"},
+      {{{"messages", ojson::array({user})},
+        {"tools",
+         {{{"type", "function"},
+           {"function", {{"name", "f"}, {"parameters", {{"type", "array"}}}}}}}}},
        "must describe an object"},
-      {{{"messages", ojson::array({user})}, {"tool_choice", "required"}}, "no 'tools' are declared"},
+      {{{"messages", ojson::array({user})}, {"tool_choice", "required"}},
+       "no 'tools' are declared"},
       {{{"messages", ojson::array({user})},
         {"tools", ojson::array({weather_tool()})},
         {"tool_choice", {{"type", "function"}, {"function", {{"name", "nope"}}}}}},
        "'nope', which is not among the declared tools"},
-      {{{"messages", ojson::array({user})}, {"tool_choice", "sometimes"}}, "tool_choice: 'tool_choice' must be"},
-      {{{"messages",
-         {user, {{"role", "tool"}, {"tool_call_id", "zz"}, {"content", "r"}}}}},
+      {{{"messages", ojson::array({user})}, {"tool_choice", "sometimes"}},
+       "tool_choice: 'tool_choice' must be"},
+      {{{"messages", {user, {{"role", "tool"}, {"tool_call_id", "zz"}, {"content", "r"}}}}},
        "messages[1].tool_call_id: messages[1].tool_call_id 'zz' does not answer"},
       {{{"messages", {user, {{"role", "tool"}, {"content", "r"}}}}}, "tool_call_id is required"},
       {{{"messages", {user, {{"role", "tool"}, {"content", "r"}}}}}, "no earlier assistant", true},
@@ -141,7 +146,8 @@ TEST(AgentRequest, BadRequestsNameTheProblem) {
       {{{"messages", ojson::array({user})}, {"functions", ojson::array()}}, "deprecated"},
       {{{"messages", ojson::array({user})}, {"reasoning_effort", "max"}}, "reasoning_effort"},
       {{{"messages", ojson::array({user})}, {"thinking_budget", -1}}, "thinking_budget"},
-      {{{"messages", ojson::array({user})}, {"chat_template_kwargs", {{"foo", 1}}}}, "chat_template_kwargs.foo"},
+      {{{"messages", ojson::array({user})}, {"chat_template_kwargs", {{"foo", 1}}}},
+       "chat_template_kwargs.foo"},
       {{{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}, "text only"},
       {{{"messages", ojson::array()}}, "must not be empty"},
       {{{"messages", ojson::array({user})}, {"think", "maybe"}}, "'think' must be", true},
@@ -186,32 +192,49 @@ TEST(AgentFormat, Gemma4ArgumentsParseAsTheTemplateWritesThem) {
   EXPECT_EQ(njson(w.value()), njson::parse(R"({"city": "P", "days": 2})"));
   auto v = parse_gemma4_arguments("{\"q k\":[1,-2.5e3,true,null,<|\"|>x, y{}<|\"|>],b:{}}");
   ASSERT_TRUE(v.ok()) << v.error();
-  EXPECT_EQ(njson(v.value()), njson::parse(R"({"q k": [1, -2500.0, true, null, "x, y{}"], "b": {}})"));
+  EXPECT_EQ(njson(v.value()),
+            njson::parse(R"({"q k": [1, -2500.0, true, null, "x, y{}"], "b": {}})"));
 }
 
 TEST(AgentFormat, Gemma4ParserEdgeCasesUsersReported) {
   const AgentOptions a = weather_agent();
-  const std::string call1 = "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:2}<tool_call|>";
+  const std::string call1 =
+      "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:2}<tool_call|>";
   const std::string call2 = "<|tool_call>call:get_weather{city:<|\"|>Oslo<|\"|>}<tool_call|>";
   struct Case {
     std::string name, text, reasoning, content;
     std::vector<std::string> cities;
   } cases[] = {
       {"plain answer", "Hello there.", "", "Hello there.", {}},
-      {"thinking then answer", "<|channel>thought\nSky: Rayleigh.<channel|>Blue light scatters.",
-       "Sky: Rayleigh.", "Blue light scatters.", {}},
+      {"thinking then answer",
+       "<|channel>thought\nSky: Rayleigh.<channel|>Blue light scatters.",
+       "Sky: Rayleigh.",
+       "Blue light scatters.",
+       {}},
       {"several calls in a row", call1 + call2, "", "", {"Paris", "Oslo"}},
       {"empty thought block then call", "<|channel>thought\n<channel|>" + call1, "", "", {"Paris"}},
-      {"stray channel close", "<channel|>Answer." , "", "Answer.", {}},
-      {"two thought blocks", "<|channel>thought\nA<channel|><|channel>thought\nB<channel|>Done",
-       "AB", "Done", {}},
-      {"call inside thinking", "<|channel>thought\nI will call. " + call1 + "<channel|>", "I will call. ",
-       "", {"Paris"}},
+      {"stray channel close", "<channel|>Answer.", "", "Answer.", {}},
+      {"two thought blocks",
+       "<|channel>thought\nA<channel|><|channel>thought\nB<channel|>Done",
+       "AB",
+       "Done",
+       {}},
+      {"call inside thinking",
+       "<|channel>thought\nI will call. " + call1 + "<channel|>",
+       "I will call. ",
+       "",
+       {"Paris"}},
       {"text then call", "Let me check.\n" + call1, "", "Let me check.", {"Paris"}},
-      {"unknown tool stays text", "<|tool_call>call:nope{}<tool_call|>", "",
-       "<|tool_call>call:nope{}<tool_call|>", {}},
-      {"unfinished call is text", "<|tool_call>call:get_weather{city:", "",
-       "<|tool_call>call:get_weather{city:", {}},
+      {"unknown tool stays text",
+       "<|tool_call>call:nope{}<tool_call|>",
+       "",
+       "<|tool_call>call:nope{}<tool_call|>",
+       {}},
+      {"unfinished call is text",
+       "<|tool_call>call:get_weather{city:",
+       "",
+       "<|tool_call>call:get_weather{city:",
+       {}},
       {"unclosed thought", "<|channel>thought\nstill thinking", "still thinking", "", {}},
       {"marker-like text", "a <|chan b", "", "a <|chan b", {}},
   };
@@ -258,8 +281,9 @@ TEST(AgentFormat, Gemma3JsonConventionRoundTrips) {
                    "\"Paris\"}}<end_of_turn>"),
             std::string::npos)
       << s;
-  EXPECT_NE(s.find("<start_of_turn>user\n```tool_output\n15 C\n```<end_of_turn>\n<start_of_turn>model\n"),
-            std::string::npos)
+  EXPECT_NE(
+      s.find("<start_of_turn>user\n```tool_output\n15 C\n```<end_of_turn>\n<start_of_turn>model\n"),
+      std::string::npos)
       << s;
 }
 
@@ -309,12 +333,17 @@ TEST(AgentFormat, Gemma4CallConstraintAdmitsExactlyValidCalls) {
     ASSERT_TRUE(spec.value().has_value());
     auto c = cc.compile(*spec.value());
     ASSERT_TRUE(c.ok()) << c.error();
-    const std::string good = "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:2}<tool_call|>";
+    const std::string good =
+        "<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:2}<tool_call|>";
     EXPECT_TRUE(mask_accepts(c.value(), g.tok, good, resp));
     EXPECT_TRUE(mask_accepts(c.value(), g.tok, good + good, resp));
-    EXPECT_FALSE(mask_accepts(c.value(), g.tok, "<|tool_call>call:get_wetter{city:<|\"|>P<|\"|>}<tool_call|>", resp));
-    EXPECT_FALSE(mask_accepts(c.value(), g.tok, "<|tool_call>call:get_weather{days:2}<tool_call|>", resp));
-    EXPECT_FALSE(mask_accepts(c.value(), g.tok, "<|tool_call>call:get_weather{city:<|\"|>P<|\"|>,days:9}<tool_call|>", resp));
+    EXPECT_FALSE(mask_accepts(c.value(), g.tok,
+                              "<|tool_call>call:get_wetter{city:<|\"|>P<|\"|>}<tool_call|>", resp));
+    EXPECT_FALSE(
+        mask_accepts(c.value(), g.tok, "<|tool_call>call:get_weather{days:2}<tool_call|>", resp));
+    EXPECT_FALSE(mask_accepts(c.value(), g.tok,
+                              "<|tool_call>call:get_weather{city:<|\"|>P<|\"|>,days:9}<tool_call|>",
+                              resp));
     // Text instead of a call: fine when the model may choose, not when a call is required.
     EXPECT_EQ(mask_accepts(c.value(), g.tok, "It is sunny.", eot), choice == ToolChoice::kAuto);
   }
@@ -353,7 +382,8 @@ TEST(AgentFormat, ToolSchemasAreCheckedLikeResponseFormats) {
   EXPECT_NE(s.error().find("tools[0].function.parameters"), std::string::npos) << s.error();
   EXPECT_NE(s.error().find("'not'"), std::string::npos) << s.error();
   a = weather_agent();
-  auto r = agent_constraint(ChatFormat::kGemma3, a, ConstraintSpec{ConstraintSpec::Kind::kRegex, "a+", {}});
+  auto r = agent_constraint(ChatFormat::kGemma3, a,
+                            ConstraintSpec{ConstraintSpec::Kind::kRegex, "a+", {}});
   EXPECT_FALSE(r.ok());
 }
 

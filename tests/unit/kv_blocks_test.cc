@@ -86,7 +86,7 @@ TEST(KvBlocks, RandomWalkKeepsEverySequencesData) {
     const int n_blocks = 40;
     KvBlockManager m(bt, n_blocks);
     std::vector<int64_t> storage(size_t(n_blocks) * size_t(bt), -1);  // the "K/V"
-    std::map<int, std::vector<int64_t>> want;                          // what each seq wrote
+    std::map<int, std::vector<int64_t>> want;                         // what each seq wrote
     std::mt19937 rng(1234 + uint32_t(bt));
     int64_t stamp = 0;
     auto read = [&](int s) {

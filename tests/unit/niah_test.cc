@@ -53,7 +53,8 @@ TEST(Niah, CasesFitPlaceTheNeedleAndShareTheHaystack) {
       EXPECT_EQ(cs[0].key, cs[2].key);
       EXPECT_EQ(cs[0].answer, cs[2].answer);
       const size_t common = size_t(cs[1].needle_token) - 2;
-      EXPECT_TRUE(std::equal(cs[1].ids.begin(), cs[1].ids.begin() + long(common), cs[2].ids.begin()));
+      EXPECT_TRUE(
+          std::equal(cs[1].ids.begin(), cs[1].ids.begin() + long(common), cs[2].ids.begin()));
     }
     // Same seed, same case; another trial or seed, another haystack.
     auto a = make_niah_case(t.tok, true, o, 1000, 0.5, 0).value();
