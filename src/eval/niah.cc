@@ -87,6 +87,17 @@ Result<std::vector<int32_t>> encode(const Tokenizer& tok, bool chat, bool gemma4
 
 }  // namespace
 
+uint64_t eval_random(uint64_t& state) {
+  return splitmix(state);
+}
+std::string filler_sentence(uint64_t& state) {
+  return sentence(state);
+}
+std::string filler_key(uint64_t& state) {
+  std::string k = pick(state, kAdj);
+  return k + "-" + pick(state, kNoun);
+}
+
 Result<NiahCase> make_niah_case(const Tokenizer& tok, bool gemma4_chat, const NiahOptions& o,
                                 int64_t ctx, double depth, int trial) {
   if (ctx < 64) return Status::error("niah: a context of " + std::to_string(ctx) + " is too short");

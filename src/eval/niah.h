@@ -65,4 +65,10 @@ struct NiahResult {
 Result<NiahResult> run_niah(Engine& e, const NiahOptions& o,
                             const std::function<void(size_t done, size_t total)>& progress = {});
 
+// The generated text, shared with the RULER-style suite (eval/ruler.h). All draw from a
+// splitmix64 state, so a seed fixes every word.
+uint64_t eval_random(uint64_t& state);
+std::string filler_sentence(uint64_t& state);  // one plain sentence, never about numbers
+std::string filler_key(uint64_t& state);       // "adjective-noun", a needle's key
+
 }  // namespace g4
