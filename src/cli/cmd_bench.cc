@@ -103,13 +103,18 @@ Runner add_bench(CLI::App& app) {
         G4_CHECK(m.forward(sb, kv, e.exec(), out).ok());
       }
     };
+    // Room for the base context and every sequence of a run.
+    KvCacheOptions kv_opts;
+    kv_opts.n_ctx = eo.n_ctx;
+    kv_opts.max_chunk = eo.max_chunk;
+    kv_opts.pool_tokens = eo.n_ctx * int64_t(a->batch + 2);
     // The depth's context, prefilled once into sequence `base` of one cache; each run's
     // sequences start as copies of it.
     const int base = a->batch;
     std::unique_ptr<KvCache> ctx_kv;
     if (d > 0) {
       std::fprintf(stderr, "g4 bench: prefilling %d tokens of context...\n", d);
-      ctx_kv = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+      ctx_kv = std::make_unique<KvCache>(m.kv_geometry(), kv_opts);
       G4_CHECK(ctx_kv->add_sequence(base).ok());
       prefill(*ctx_kv, base, 0, d);
     }
@@ -121,7 +126,7 @@ Runner add_bench(CLI::App& app) {
         G4_CHECK(kv->add_sequence(0).ok());
         kv->copy_prefix(base, 0, d);
       } else {
-        fresh = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+        fresh = std::make_unique<KvCache>(m.kv_geometry(), kv_opts);
         kv = fresh.get();
         G4_CHECK(kv->add_sequence(0).ok());
       }
@@ -135,7 +140,7 @@ Runner add_bench(CLI::App& app) {
       std::unique_ptr<KvCache> fresh;
       KvCache* kvp = ctx_kv.get();
       if (!kvp) {
-        fresh = std::make_unique<KvCache>(m.kv_geometry(), eo.n_ctx, eo.max_chunk);
+        fresh = std::make_unique<KvCache>(m.kv_geometry(), kv_opts);
         kvp = fresh.get();
       }
       KvCache& kv = *kvp;

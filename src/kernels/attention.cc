@@ -280,10 +280,10 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
     if (have_avx2() && hd % 8 == 0) {
       const size_t off = size_t(kvh) * size_t(hd);
       auto krow = [&](int64_t j) {
-        return k + size_t((first + j) % a.capacity) * slot_stride + off;
+        return k + size_t(attention_row(a, first + j)) * slot_stride + off;
       };
       auto vrow = [&](int64_t j) {
-        return v + size_t((first + j) % a.capacity) * slot_stride + off;
+        return v + size_t(attention_row(a, first + j)) * slot_stride + off;
       };
       qk_scores_avx2(q + size_t(hs) * size_t(hd), he - hs, hd, n, krow, scores);
       for (int h = hs; h < he; ++h) {
@@ -304,7 +304,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
 #endif
     float* row = scores + size_t(he - hs) * size_t(n);
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
+      const int64_t slot = attention_row(a, first + j);
       widen(k + size_t(slot) * slot_stride + size_t(kvh) * size_t(hd), row, hd);
       for (int h = hs; h < he; ++h) {
         float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
@@ -317,7 +317,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
       std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
     }
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
+      const int64_t slot = attention_row(a, first + j);
       widen(v + size_t(slot) * slot_stride + size_t(kvh) * size_t(hd), row, hd);
       for (int h = hs; h < he; ++h)
         axpy_f32(out + size_t(h) * size_t(hd), scores[size_t(h - hs) * size_t(n) + size_t(j)], row,
@@ -355,7 +355,7 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
     const int kvh = h / group;
     const float* qh = q + size_t(h) * size_t(a.head_dim);
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
+      const int64_t slot = attention_row(a, first + j);
       float s = row_dot(qh, k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim),
                         a.head_dim);
       if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
@@ -365,7 +365,7 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
     float* oh = out + size_t(h) * size_t(a.head_dim);
     std::memset(oh, 0, sizeof(float) * size_t(a.head_dim));
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = (first + j) % a.capacity;
+      const int64_t slot = attention_row(a, first + j);
       row_axpy(oh, scores[j], v + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim),
                a.head_dim);
     }

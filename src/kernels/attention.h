@@ -13,9 +13,21 @@ struct AttentionArgs {
   int64_t window = 0;    // 0 = causal over all positions; else keys p - window < k <= p
   float softcap = 0.f;   // 0 = none
   bool kv_f32 = false;   // k, v hold float instead of fp16
+  // Paged cache (global layers): the row of position p is
+  // (blocks[p >> block_shift] << block_shift) + (p & (2^block_shift - 1)); capacity unused.
+  const int32_t* blocks = nullptr;
+  int block_shift = 0;
 };
 
-// q: [n_heads][head_dim] (already scaled and rotated); k, v: [capacity][n_kv_heads][head_dim]
+// The cache row holding position p.
+inline int64_t attention_row(const AttentionArgs& a, int64_t p) {
+  return a.blocks ? (int64_t(a.blocks[p >> a.block_shift]) << a.block_shift) +
+                        (p & ((int64_t(1) << a.block_shift) - 1))
+                  : p % a.capacity;
+}
+
+// q: [n_heads][head_dim] (already scaled and rotated); k, v: rows of [n_kv_heads][head_dim]
+// (see attention_row)
 // fp16, or float when a.kv_f32; out: [n_heads][head_dim]. scores: scratch of at least min(pos+1,
 // window or pos+1) floats. Heads [h0, h1) only, so callers can split heads across threads.
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,

@@ -7,7 +7,7 @@
 
 namespace g4 {
 
-Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatBatch& fb) {
+Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& fb) {
   const int64_t T = batch.n_tokens();
   fb.tok_seq.clear();
   fb.tok_pos.clear();
@@ -42,7 +42,10 @@ Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatB
     }
   }
   if (T == 0) return Status::error("empty batch");
-  return Status();
+  std::vector<std::pair<int, int64_t>> ends;
+  for (const SeqStep& st : batch.seqs)
+    ends.push_back({st.seq_id, st.start_pos + int64_t(st.tokens.size())});
+  return kv.reserve_all(ends);
 }
 
 void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "runtime/kv_cache.h"
 #include "runtime/step_batch.h"
@@ -22,8 +23,16 @@ struct FlatBatch {
 };
 
 // Checks every SeqStep against the cache (known sequence, contiguous position, chunk and
-// context limits, token ids < vocab) before any state is touched.
-Status flatten_batch(const StepBatch& batch, const KvCache& kv, int vocab, FlatBatch& fb);
+// context limits, token ids < vocab), then reserves the KV blocks the step writes (all or
+// none: "KV memory full" changes nothing) before any state is touched.
+Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& fb);
+
+// The attention arguments for one sequence's view of one layer's cache.
+inline AttentionArgs with_view(AttentionArgs a, const KvView& w) {
+  a.blocks = w.blocks;
+  a.block_shift = w.block_shift;
+  return a;
+}
 
 // Per-token norm/residual loops run on the pool from this many tokens up (below it, a
 // barrier costs more than the loop).

@@ -167,13 +167,12 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
         for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
       }
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      const int64_t slot = tok_pos[t] % cap;
       for (int hh = 0; hh < Hkv; ++hh) {
         float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
         rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
         rope_neox_cs(kh, hd, cs, sn);
       }
-      kv.store(seq, layer, slot, k + t * size_t(kvd), v + t * size_t(kvd));
+      kv.store(seq, layer, tok_pos[t], k + t * size_t(kvd), v + t * size_t(kvd));
     }
   });
 
@@ -192,8 +191,9 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
       const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      attend_group(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
-                   tok_pos[t], h0, h0 + per_job, a + t * size_t(qd), scores);
+      const KvView w = kv.view(seq, layer);
+      attend_group(with_view(args, w), q + t * size_t(qd), w.k, w.v, tok_pos[t], h0, h0 + per_job,
+                   a + t * size_t(qd), scores);
     }
   });
   clock.mark(StepPhase::kAttention);

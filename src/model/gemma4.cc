@@ -268,7 +268,7 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
         float* vh = v + t * size_t(kvd) + size_t(hh) * size_t(hd);
         rmsnorm(vh, nullptr, vh, hd, c_.rms_eps);  // V-norm, no weight
       }
-      kv.store(seq, layer, fb.tok_pos[t] % cap, k + t * size_t(kvd), v + t * size_t(kvd));
+      kv.store(seq, layer, fb.tok_pos[t], k + t * size_t(kvd), v + t * size_t(kvd));
     }
   });
 
@@ -287,8 +287,9 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
       const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      attend_group(args, q + t * size_t(qd), kv.k_data(seq, layer), kv.v_data(seq, layer),
-                   fb.tok_pos[t], h0, h0 + per_job, a + t * size_t(qd), scores);
+      const KvView w = kv.view(seq, layer);
+      attend_group(with_view(args, w), q + t * size_t(qd), w.k, w.v, fb.tok_pos[t], h0, h0 + per_job,
+                   a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, B.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);

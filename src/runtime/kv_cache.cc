@@ -1,15 +1,70 @@
 #include "runtime/kv_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstring>
+#include <string>
 
 #include "core/fp16.h"
 
 namespace g4 {
 
+// One owning global layer's K and V blocks: address space reserved up front, committed by
+// the OS page by page as blocks are first written (so an idle pool costs nothing resident).
+struct KvCache::Pool {
+  uint8_t* base = nullptr;  // [n_blocks][block_tokens][row] K, then the same for V
+  size_t k_bytes = 0;       // bytes of the K half
+  size_t map_bytes = 0;
+  explicit Pool(size_t half) : k_bytes(half), map_bytes(2 * half) {
+    if (map_bytes == 0) return;
+    void* p = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    G4_CHECK(p != MAP_FAILED);
+    base = static_cast<uint8_t*>(p);
+  }
+  ~Pool() {
+    if (base) munmap(base, map_bytes);
+  }
+};
+
+namespace {
+// Blocks of block_tokens rounded up to a power of two, no longer than the context needs (a
+// 64-token test context gets 64-token blocks).
+int block_size(const KvCacheOptions& o) {
+  int b = 1;
+  while (b < o.block_tokens && b < o.n_ctx) b *= 2;
+  return b;
+}
+int log2_of(int n) {
+  int s = 0;
+  while ((1 << s) < n) ++s;
+  return s;
+}
+KvCacheOptions shorthand(int64_t n_ctx, int64_t max_chunk, bool f32, int64_t ring_slack) {
+  KvCacheOptions o;
+  o.n_ctx = n_ctx;
+  o.max_chunk = max_chunk;
+  o.f32 = f32;
+  o.ring_slack = ring_slack;
+  return o;
+}
+}  // namespace
+
 KvCache::KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max_chunk, bool f32,
                  int64_t ring_slack)
-    : layers_(std::move(layers)), n_ctx_(n_ctx), max_chunk_(max_chunk), f32_(f32) {
-  const int64_t slack = std::max(max_chunk_, ring_slack);
+    : KvCache(std::move(layers), shorthand(n_ctx, max_chunk, f32, ring_slack)) {}
+
+KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
+    : layers_(std::move(layers)),
+      n_ctx_(o.n_ctx),
+      max_chunk_(o.max_chunk),
+      f32_(o.f32),
+      block_shift_(log2_of(block_size(o))),
+      blocks_(block_size(o),
+              (std::max(o.pool_tokens, o.n_ctx) + block_size(o) - 1) / block_size(o)) {
+  const int64_t slack = std::max(max_chunk_, o.ring_slack);
+  const int64_t n_blocks = blocks_.stats().total;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& g = layers_[l];
     G4_CHECK(g.donor < int(l));  // a donor precedes its sharers and owns its own cache
@@ -17,26 +72,41 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max
     cap_.push_back(g.donor >= 0   ? cap_[size_t(g.donor)]
                    : g.window > 0 ? std::min<int64_t>(n_ctx_, g.window + slack)
                                   : n_ctx_);
+    pool_of_.push_back(-1);
+    if (g.donor >= 0) continue;
+    if (g.window > 0) {
+      ring_bytes_ += 2 * size_t(cap_[l]) * row_bytes(int(l));
+    } else {
+      pool_of_[l] = int(pools_.size());
+      const size_t block = size_t(block_tokens()) * row_bytes(int(l));
+      pools_.push_back(std::make_unique<Pool>(size_t(n_blocks) * block));
+      block_bytes_ += 2 * block;
+    }
   }
+}
+
+KvCache::~KvCache() = default;
+
+size_t KvCache::row_bytes(int layer) const {
+  const auto& g = layers_[size_t(layer)];
+  return size_t(g.n_kv_heads) * size_t(g.head_dim) * (f32_ ? 4 : 2);
 }
 
 Status KvCache::add_sequence(int seq) {
   if (seqs_.count(seq)) return Status::error("sequence " + std::to_string(seq) + " exists");
+  if (Status st = blocks_.add_sequence(seq); !st.ok()) return st;
   Seq s;
+  s.ring.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const size_t n = layers_[l].donor >= 0 ? 0
-                                           : size_t(cap_[l]) * size_t(layers_[l].n_kv_heads) *
-                                                 size_t(layers_[l].head_dim);
-    s.k.emplace_back(f32_ ? 0 : n);
-    s.v.emplace_back(f32_ ? 0 : n);
-    s.kf.emplace_back(f32_ ? n : 0);
-    s.vf.emplace_back(f32_ ? n : 0);
+    if (layers_[l].donor < 0 && layers_[l].window > 0)
+      s.ring[l].assign(2 * size_t(cap_[l]) * row_bytes(int(l)), 0);
   }
   seqs_.emplace(seq, std::move(s));
   return Status();
 }
 
 void KvCache::remove_sequence(int seq) {
+  blocks_.remove_sequence(seq);
   seqs_.erase(seq);
 }
 
@@ -54,8 +124,12 @@ const KvCache::Seq& KvCache::get(int seq) const {
 int64_t KvCache::length(int seq) const {
   return get(seq).length;
 }
+
 void KvCache::set_length(int seq, int64_t n) {
-  get(seq).length = n;
+  Seq& s = get(seq);
+  G4_CHECK(n >= 0 && n <= blocks_.length(seq));  // growth goes through reserve()
+  blocks_.truncate(seq, n);
+  s.length = n;
 }
 
 bool KvCache::can_truncate(int seq, int64_t n) const {
@@ -67,6 +141,49 @@ bool KvCache::can_truncate(int seq, int64_t n) const {
   return true;
 }
 
+int64_t KvCache::blocks_needed(int seq, int64_t n) const {
+  // Blocks reserved past n and not written yet are handed back by reserve(), not taken.
+  if (n <= get(seq).length || blocks_.length(seq) >= n) return 0;
+  return blocks_.blocks_needed(seq, n);
+}
+
+Status KvCache::reserve(int seq, int64_t n) {
+  if (!has_sequence(seq)) return Status::error("unknown sequence " + std::to_string(seq));
+  if (blocks_.length(seq) > n) blocks_.truncate(seq, std::max(n, get(seq).length));
+  auto copies = blocks_.grow(seq, n);
+  if (!copies.ok()) return copies.status();
+  for (const KvBlockCopy& c : copies.value()) {
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      if (pool_of_[l] < 0) continue;
+      const Pool& p = *pools_[size_t(pool_of_[l])];
+      const size_t block = size_t(block_tokens()) * row_bytes(int(l));
+      const size_t used = size_t(c.tokens) * row_bytes(int(l));
+      for (size_t half : {size_t(0), p.k_bytes})
+        std::memcpy(p.base + half + size_t(c.to) * block, p.base + half + size_t(c.from) * block,
+                    used);
+    }
+  }
+  return Status();
+}
+
+Status KvCache::reserve_all(const std::vector<std::pair<int, int64_t>>& seq_len) {
+  int64_t need = 0;
+  for (const auto& [seq, n] : seq_len) {
+    if (!has_sequence(seq)) return Status::error("unknown sequence " + std::to_string(seq));
+    need += blocks_needed(seq, n);
+  }
+  const int64_t free = blocks_.stats().free;
+  if (need > free)
+    return Status::error("KV memory full: the step needs " + std::to_string(need) + " blocks of " +
+                         std::to_string(block_tokens()) + " positions, " + std::to_string(free) +
+                         " are free");
+  for (const auto& [seq, n] : seq_len) {
+    Status st = reserve(seq, n);
+    G4_CHECK(st.ok());  // counted above
+  }
+  return Status();
+}
+
 bool KvCache::can_copy_prefix(int src, int64_t n) const {
   return can_truncate(src, n);  // same condition: the window before n is still in every ring
 }
@@ -75,19 +192,16 @@ void KvCache::copy_prefix(int src, int dst, int64_t n) {
   G4_CHECK(src != dst && can_copy_prefix(src, n));
   Seq& s = get(src);
   Seq& d = get(dst);
+  blocks_.truncate(dst, 0);
+  G4_CHECK(blocks_.fork(src, dst, n).ok());  // global layers: shared blocks, no copy
   for (size_t l = 0; l < layers_.size(); ++l) {
-    if (layers_[l].donor >= 0) continue;  // sharers read their donor's arrays
-    const size_t row = size_t(layers_[l].n_kv_heads) * size_t(layers_[l].head_dim);
-    const int64_t from = layers_[l].window > 0 ? std::max<int64_t>(0, n - layers_[l].window) : 0;
-    for (int64_t p = from; p < n; ++p) {
+    if (layers_[l].donor >= 0 || layers_[l].window == 0) continue;
+    const size_t row = row_bytes(int(l));
+    const size_t v_off = size_t(cap_[l]) * row;
+    for (int64_t p = std::max<int64_t>(0, n - layers_[l].window); p < n; ++p) {
       const size_t off = size_t(p % cap_[l]) * row;
-      if (f32_) {
-        std::copy_n(s.kf[l].data() + off, row, d.kf[l].data() + off);
-        std::copy_n(s.vf[l].data() + off, row, d.vf[l].data() + off);
-      } else {
-        std::copy_n(s.k[l].data() + off, row, d.k[l].data() + off);
-        std::copy_n(s.v[l].data() + off, row, d.v[l].data() + off);
-      }
+      std::memcpy(d.ring[l].data() + off, s.ring[l].data() + off, row);
+      std::memcpy(d.ring[l].data() + v_off + off, s.ring[l].data() + v_off + off, row);
     }
   }
   d.length = n;
@@ -97,51 +211,60 @@ int KvCache::owner(int layer) const {
   const int d = layers_[size_t(layer)].donor;
   return d >= 0 ? d : layer;
 }
-uint16_t* KvCache::k(int seq, int layer) {
-  G4_CHECK(!f32_);
-  return get(seq).k[size_t(owner(layer))].data();
+
+KvView KvCache::view(int seq, int layer) const {
+  const int o = owner(layer);
+  const Seq& s = get(seq);
+  KvView w;
+  w.capacity = cap_[size_t(o)];
+  if (pool_of_[size_t(o)] >= 0) {
+    const Pool& p = *pools_[size_t(pool_of_[size_t(o)])];
+    w.k = p.base;
+    w.v = p.base + p.k_bytes;
+    w.blocks = blocks_.table(seq).data();
+    w.block_shift = block_shift_;
+  } else {
+    w.k = s.ring[size_t(o)].data();
+    w.v = s.ring[size_t(o)].data() + size_t(cap_[size_t(o)]) * row_bytes(o);
+  }
+  return w;
 }
-uint16_t* KvCache::v(int seq, int layer) {
-  G4_CHECK(!f32_);
-  return get(seq).v[size_t(owner(layer))].data();
+
+uint8_t* KvCache::row_ptr(int seq, int layer, int64_t pos, bool value) {
+  const int o = owner(layer);
+  const KvView w = view(seq, o);
+  G4_CHECK(pos >= 0 && (w.blocks == nullptr || pos < blocks_.length(seq)));
+  const uint8_t* base = static_cast<const uint8_t*>(value ? w.v : w.k);
+  return const_cast<uint8_t*>(base) + size_t(w.row(pos)) * row_bytes(o);
 }
-const void* KvCache::k_data(int seq, int layer) {
-  Seq& s = get(seq);
-  const size_t o = size_t(owner(layer));
-  return f32_ ? static_cast<const void*>(s.kf[o].data()) : s.k[o].data();
+void* KvCache::k_row(int seq, int layer, int64_t pos) {
+  return row_ptr(seq, layer, pos, false);
 }
-const void* KvCache::v_data(int seq, int layer) {
-  Seq& s = get(seq);
-  const size_t o = size_t(owner(layer));
-  return f32_ ? static_cast<const void*>(s.vf[o].data()) : s.v[o].data();
+void* KvCache::v_row(int seq, int layer, int64_t pos) {
+  return row_ptr(seq, layer, pos, true);
 }
-void KvCache::store(int seq, int layer, int64_t slot, const float* k_row, const float* v_row) {
+
+void KvCache::store(int seq, int layer, int64_t pos, const float* k_row, const float* v_row) {
   G4_CHECK(layers_[size_t(layer)].donor < 0);  // sharers never write their donor's cache
-  Seq& s = get(seq);
   const size_t n =
       size_t(layers_[size_t(layer)].n_kv_heads) * size_t(layers_[size_t(layer)].head_dim);
-  const size_t at = size_t(slot) * n;
+  uint8_t* kc = row_ptr(seq, layer, pos, false);
+  uint8_t* vc = row_ptr(seq, layer, pos, true);
   if (f32_) {
-    std::copy(k_row, k_row + n, s.kf[size_t(layer)].data() + at);
-    std::copy(v_row, v_row + n, s.vf[size_t(layer)].data() + at);
+    std::memcpy(kc, k_row, n * sizeof(float));
+    std::memcpy(vc, v_row, n * sizeof(float));
   } else {
-    uint16_t* kc = s.k[size_t(layer)].data() + at;
-    uint16_t* vc = s.v[size_t(layer)].data() + at;
+    uint16_t* k16 = reinterpret_cast<uint16_t*>(kc);
+    uint16_t* v16 = reinterpret_cast<uint16_t*>(vc);
     for (size_t i = 0; i < n; ++i) {
-      kc[i] = fp32_to_fp16(k_row[i]);
-      vc[i] = fp32_to_fp16(v_row[i]);
+      k16[i] = fp32_to_fp16(k_row[i]);
+      v16[i] = fp32_to_fp16(v_row[i]);
     }
   }
 }
 
 size_t KvCache::bytes() const {
-  size_t per_seq = 0;
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    if (layers_[l].donor >= 0) continue;
-    per_seq += 2 * size_t(cap_[l]) * size_t(layers_[l].n_kv_heads) * size_t(layers_[l].head_dim) *
-               (f32_ ? 4 : 2);
-  }
-  return per_seq * seqs_.size();
+  return ring_bytes_ * seqs_.size() + size_t(blocks_.stats().used) * block_bytes_;
 }
 
 }  // namespace g4

@@ -1,19 +1,32 @@
-// Per-sequence KV cache with per-layer geometry.
+// KV cache with per-layer geometry: paged global layers, ring buffers for sliding layers.
 //
-// K and V are stored as fp16, one slot per position: [slot][n_kv_heads][head_dim].
-// Global layers keep n_ctx slots (slot = position). Sliding-window layers keep a ring of
-// window + max_chunk slots (slot = position % capacity): a step may append up to max_chunk
-// tokens and every query of that step still finds its whole window in the ring, so a chunk's
-// K/V can be written before any of its attention runs (ref: gemma-architecture.md §2.7, §6.12).
+// K and V are stored as fp16 (or f32 for exact numerics), one row per position:
+// [n_kv_heads][head_dim].
+// - Global layers are paged: a pool of blocks of block_tokens positions, one block-id space
+//   for all global layers (block b of a sequence holds the same positions in every global
+//   layer), handed out by a KvBlockManager as sequences grow. Forks share blocks by reference
+//   count and copy a block only when a sequence writes into one it shares. The pool is
+//   reserved as address space and committed by the OS as blocks are first written, so memory
+//   follows what sequences hold, not n_ctx per sequence.
+// - Sliding-window layers keep a private ring per sequence of window + max_chunk slots
+//   (slot = position % capacity): a step may append up to max_chunk tokens and every query
+//   of that step still finds its whole window in the ring, so a chunk's K/V can be written
+//   before any of its attention runs (ref: gemma-architecture.md §2.7, §6.12).
+// - Gemma 4 KV-shared layers own nothing and read their donor's storage.
+// Before a step writes, reserve() (called by the forward's batch check) gives every sequence
+// of the step the blocks it will write; it fails, changing nothing, when the pool is short.
 // The cache knows nothing about the model beyond these shapes.
-// Thread-safety: distinct sequences may be written concurrently; structure changes
-// (add/remove) must not overlap a forward pass.
+// Thread-safety: distinct sequences may be written concurrently between reserve() calls;
+// structure changes (add/remove/fork/reserve/set_length) must not overlap a forward pass.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "core/status.h"
+#include "runtime/kv_blocks.h"
 
 namespace g4 {
 
@@ -22,17 +35,50 @@ struct KvLayerGeometry {
   int head_dim = 256;
   int window = 0;  // 0 = global (full context)
   // >= 0: this layer owns no cache and reads (and never writes) layer `donor`'s, which must
-  // come earlier (Gemma 4 KV sharing, spec §2.7). k()/v()/capacity() then return the donor's.
+  // come earlier (Gemma 4 KV sharing, spec §2.7). Views then return the donor's storage.
   int donor = -1;
+};
+
+struct KvCacheOptions {
+  int64_t n_ctx = 4096;
+  int64_t max_chunk = 512;
+  bool f32 = false;  // float32 K/V instead of fp16 (exact numerics; twice the memory)
+  // Extra sliding-ring slots beyond max_chunk: lets a sequence be cut back (or its prefix
+  // forked) further behind its end (server prefix cache).
+  int64_t ring_slack = 0;
+  // Positions per global-layer block, rounded up to a power of two (and no more than the
+  // context needs).
+  int block_tokens = 256;
+  // Global-layer positions the pool can hold over all sequences (rounded up to blocks);
+  // 0 = one full context. Address space only until written.
+  int64_t pool_tokens = 0;
+};
+
+// Where one layer of one sequence keeps its K/V rows. Row of position p:
+//   paged (blocks != nullptr): (blocks[p >> block_shift] << block_shift) + (p & block_mask)
+//   ring: p % capacity
+struct KvView {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t capacity = 0;  // ring slots (paged: n_ctx)
+  const int32_t* blocks = nullptr;
+  int block_shift = 0;
+  int64_t row(int64_t p) const {
+    return blocks ? (int64_t(blocks[p >> block_shift]) << block_shift) +
+                        (p & ((int64_t(1) << block_shift) - 1))
+                  : p % capacity;
+  }
 };
 
 class KvCache {
  public:
-  // f32 = true stores K/V as float32 instead of fp16 (exact numerics; twice the memory).
-  // Sliding rings hold window + max(max_chunk, ring_slack) slots; extra slack lets a
-  // sequence be cut back (or its prefix copied) further behind its end (server prefix cache).
+  explicit KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o);
+  // Shorthand for tests and single-sequence users: pool of one full context.
   KvCache(std::vector<KvLayerGeometry> layers, int64_t n_ctx, int64_t max_chunk, bool f32 = false,
           int64_t ring_slack = 0);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   Status add_sequence(int seq);
   void remove_sequence(int seq);
@@ -40,49 +86,76 @@ class KvCache {
 
   int64_t n_ctx() const { return n_ctx_; }
   int64_t max_chunk() const { return max_chunk_; }
+  // Ring slots of a sliding layer; n_ctx for a global one.
   int64_t capacity(int layer) const { return cap_[size_t(layer)]; }
   const KvLayerGeometry& geometry(int layer) const { return layers_[size_t(layer)]; }
   int n_layers() const { return int(layers_.size()); }
+  bool paged(int layer) const { return layers_[size_t(owner(layer))].window == 0; }
 
   // Number of positions stored for seq (the next position to write).
   int64_t length(int seq) const;
+  // Cuts seq back to n <= length (global blocks past n are released), or records that a step
+  // wrote up to n (after reserve(seq, n)).
   void set_length(int seq, int64_t n);
   // Whether length can be cut back to n without losing window entries of sliding layers.
   bool can_truncate(int seq, int64_t n) const;
 
+  // Gives seq the global blocks for positions [length, n), copying shared blocks it will
+  // write into. Fails (nothing changed) when the pool has too few free blocks.
+  Status reserve(int seq, int64_t n);
+  // Free blocks reserve(seq, n) would take.
+  int64_t blocks_needed(int seq, int64_t n) const;
+  // Reserves several sequences at once: all or none.
+  Status reserve_all(const std::vector<std::pair<int, int64_t>>& seq_len);
+
   // Whether dst can take src's first n positions: every sliding layer still holds the
-  // window before n. copy_prefix makes dst's length n with those K/V (src unchanged).
+  // window before n. copy_prefix makes dst's length n with those K/V (src unchanged): global
+  // layers by sharing src's blocks, sliding rings by copying the window.
   bool can_copy_prefix(int src, int64_t n) const;
   void copy_prefix(int src, int dst, int64_t n);
 
-  // The layer whose arrays `layer` uses (itself, or its donor).
+  // The layer whose storage `layer` uses (itself, or its donor).
   int owner(int layer) const;
-  // Base of the [capacity][n_kv_heads][head_dim] arrays of one layer of one sequence
-  // (fp16 caches only).
-  uint16_t* k(int seq, int layer);
-  uint16_t* v(int seq, int layer);
+  KvView view(int seq, int layer) const;
   bool is_f32() const { return f32_; }
-  // Storage-format-agnostic access: the arrays (uint16_t fp16 or float, see is_f32()), and a
-  // write of one slot's K and V rows ([n_kv_heads * head_dim] f32 each) in the cache's format.
-  const void* k_data(int seq, int layer);
-  const void* v_data(int seq, int layer);
-  void store(int seq, int layer, int64_t slot, const float* k_row, const float* v_row);
+  // Writes one position's K and V rows ([n_kv_heads * head_dim] f32 each) in the cache's
+  // format. The position must be reserved (global) or within the ring's reach (sliding).
+  void store(int seq, int layer, int64_t pos, const float* k_row, const float* v_row);
+  // Row of one position (tests and tools): fp16 or float per is_f32().
+  void* k_row(int seq, int layer, int64_t pos);
+  void* v_row(int seq, int layer, int64_t pos);
+
+  // Bytes of K/V the sequences hold: their rings plus the global blocks in use (each shared
+  // block once).
   size_t bytes() const;
+  // Bytes of one global block over all owning global layers, and of one sequence's rings.
+  size_t block_bytes() const { return block_bytes_; }
+  size_t ring_bytes_per_seq() const { return ring_bytes_; }
+  int block_tokens() const { return blocks_.block_tokens(); }
+  KvBlockStats block_stats() const { return blocks_.stats(); }
 
  private:
   struct Seq {
     int64_t length = 0;
-    std::vector<std::vector<uint16_t>> k, v;  // per layer (fp16 caches)
-    std::vector<std::vector<float>> kf, vf;   // per layer (f32 caches)
+    std::vector<std::vector<uint8_t>> ring;  // per layer: K then V (sliding owners only)
   };
+  struct Pool;  // one owning global layer's blocks (reserved address space)
   Seq& get(int seq);
   const Seq& get(int seq) const;
+  size_t row_bytes(int layer) const;
+  uint8_t* row_ptr(int seq, int layer, int64_t pos, bool value);
 
   std::vector<KvLayerGeometry> layers_;
   std::vector<int64_t> cap_;
+  std::vector<int> pool_of_;  // per layer: index into pools_ (owning global layers), else -1
+  std::vector<std::unique_ptr<Pool>> pools_;
   int64_t n_ctx_;
   int64_t max_chunk_;
   bool f32_ = false;
+  int block_shift_ = 8;
+  size_t block_bytes_ = 0;
+  size_t ring_bytes_ = 0;
+  KvBlockManager blocks_;
   std::map<int, Seq> seqs_;
 };
 

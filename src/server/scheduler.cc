@@ -70,8 +70,15 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics
   const auto& eo = engine_.options();
   if (opts_.step_tokens <= 0) opts_.step_tokens = eo.max_chunk;
   opts_.step_tokens = std::clamp<int64_t>(opts_.step_tokens, 1, eo.max_chunk);
-  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), eo.n_ctx, eo.max_chunk, eo.kv_f32,
-                                  opts_.ring_slack);
+  KvCacheOptions ko;
+  ko.n_ctx = eo.n_ctx;
+  ko.max_chunk = eo.max_chunk;
+  ko.f32 = eo.kv_f32;
+  ko.ring_slack = opts_.ring_slack;
+  // Default: every slot can hold a full context (address space; memory follows use).
+  ko.pool_tokens = opts_.kv_pool_tokens > 0 ? std::max(opts_.kv_pool_tokens, eo.n_ctx)
+                                            : int64_t(opts_.n_slots) * eo.n_ctx;
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), ko);
   slots_.resize(size_t(opts_.n_slots));
   for (int s = 0; s < opts_.n_slots; ++s) G4_CHECK(kv_->add_sequence(s).ok());
   stats_.n_slots = opts_.n_slots;

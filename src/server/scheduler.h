@@ -83,6 +83,10 @@ struct SchedulerOptions {
   int max_queue = 64;       // waiting requests beyond the slots; more are refused
   int64_t step_tokens = 0;  // token budget per step (0 = the engine's max_chunk)
   int64_t ring_slack = 0;   // extra sliding-window ring slots (prefix reuse reach)
+  // Global-layer KV positions shared by all slots (0 = n_slots * n_ctx, never short). Less
+  // lets more slots share memory: admission waits for free blocks, and a step that runs out
+  // preempts the youngest sequence (recomputed later), never failing the others.
+  int64_t kv_pool_tokens = 0;
 };
 
 struct SchedulerStats {

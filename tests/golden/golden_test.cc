@@ -365,7 +365,10 @@ TEST_F(Golden, BatchOfTwoEqualsSeparateRuns) {
   const Model& m = engine_->model();
   const auto a = engine_->tokenizer().encode("The quick brown fox", true, false);
   const auto b = engine_->tokenizer().encode("Bonjour, je m'appelle", true, false);
-  KvCache kv(m.kv_geometry(), 64, 64);
+  KvCacheOptions ko;
+  ko.n_ctx = ko.max_chunk = 64;
+  ko.pool_tokens = 128;  // two sequences
+  KvCache kv(m.kv_geometry(), ko);
   ASSERT_TRUE(kv.add_sequence(1).ok());
   ASSERT_TRUE(kv.add_sequence(2).ok());
   StepBatch batch;
