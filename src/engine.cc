@@ -37,10 +37,11 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   auto arch = e->file_->get_string("general.architecture");
   if (!arch.ok()) return arch.status();
   if (!arch.value()) return Status::error(opts.model_path + ": no general.architecture");
-  if (*arch.value() != "gemma3" && *arch.value() != "gemma4") {
+  if (*arch.value() != "gemma2" && *arch.value() != "gemma3" && *arch.value() != "gemma4") {
     return Status::error(opts.model_path + ": architecture '" + *arch.value() +
-                         "' is not supported yet (supported: gemma3, gemma4)");
+                         "' is not supported yet (supported: gemma2, gemma3, gemma4)");
   }
+  // gemma2 runs through the Gemma 3 forward (config flags, src/model/config.cc).
   auto m = *arch.value() == "gemma4" ? load_gemma4(*e->file_, ModelOptions{opts.embed_scale})
                                      : load_gemma3(*e->file_, ModelOptions{opts.embed_scale});
   if (!m.ok()) return Status::error(opts.model_path + ": " + m.error());

@@ -395,21 +395,56 @@ Status check_activation(Cfg& c) {
   return c.err;
 }
 
-// Gemma 3 (Gemma3TextConfig defaults where config.json omits a key, as transformers does).
-Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
-  const std::string p = "gemma3.";
+// Gemma 2's RoPE: one theta for all layers, from a flat `rope_parameters` (transformers 5) or
+// the legacy `rope_theta`; only the default rope type.
+Status gemma2_rope(Cfg& c, double* theta) {
+  std::string type = "default";
+  *theta = c.number("rope_theta", 10000);
+  if (c.has("rope_parameters")) {
+    const json& o = c.j["rope_parameters"];
+    if (!o.is_object() || (!o.contains("rope_theta") && !o.contains("rope_type")))
+      return Status::error(
+          "config.json: rope_parameters must be {rope_theta, rope_type} for gemma2");
+    *theta = c.number(o, "rope_theta", *theta);
+    type = c.string(o, "rope_type", "default");
+  } else if (c.has("rope_scaling") && c.j["rope_scaling"].is_object()) {
+    const json& o = c.j["rope_scaling"];
+    type = c.string(o, "rope_type", c.string(o, "type", "default"));
+  }
+  if (!c.err.ok()) return c.err;
+  if (type != "default")
+    return Status::error("config.json: RoPE '" + type + "' is not supported for gemma2 (default)");
+  if (!(*theta > 0)) return Status::error("config.json: rope_theta must be > 0");
+  return Status();
+}
+
+// A soft-cap as Gemma2Config reads it: absent = its default, null = none (written as 0).
+Status softcap_of(Cfg& c, const char* key, double def, double* out) {
+  *out = !c.j.contains(key) ? def : c.j[key].is_null() ? 0 : c.number(key, def);
+  if (!c.err.ok()) return c.err;
+  if (!(*out >= 0)) return Status::error("config.json: '" + std::string(key) + "' must be >= 0");
+  return Status();
+}
+
+// Gemma 3 (Gemma3TextConfig defaults where config.json omits a key, as transformers does) and
+// Gemma 2 (Gemma2Config's defaults; llama.cpp's gemma2 keys): one writer, as one forward runs
+// both. Gemma 2 differs by its soft-caps, one RoPE theta, the period-2 layer pattern, the
+// 46-layer 27B's query scale and its 8192-token context default.
+Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name, const std::string& arch) {
+  const bool g2 = arch == "gemma2";
+  const std::string p = arch + ".";
   const int L = int(c.integer("num_hidden_layers", 26));
   const int64_t d = c.integer("hidden_size", 2304), ff = c.integer("intermediate_size", 9216),
                 H = c.integer("num_attention_heads", 8), Hkv = c.integer("num_key_value_heads", 4),
                 hd = c.integer("head_dim", 256), W = c.integer("sliding_window", 4096),
-                ctx = c.integer("max_position_embeddings", 131072);
+                ctx = c.integer("max_position_embeddings", g2 ? 8192 : 131072);
   if (!c.err.ok()) return c.err;
   if (L < 1 || d < 1 || H < 1 || Hkv < 1 || hd < 1)
     return Status::error("config.json: layer, width and head counts must be >= 1");
   if (Status s = check_common(c); !s.ok()) return s;
   if (flag(c.j, "use_bidirectional_attention"))
     return Status::error("config.json: use_bidirectional_attention is not supported");
-  auto types = layer_types(c, L, 6);
+  auto types = layer_types(c, L, g2 ? 2 : 6);
   if (!types.ok()) return types.status();
   // A periodic pattern is written as its period (llama.cpp's key); any other as one bool per
   // layer, as gemma4 files carry it.
@@ -422,8 +457,17 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
   bool periodic = true;
   for (int i = 0; i < L; ++i)
     periodic = periodic && types.value()[size_t(i)] == ((i + 1) % period != 0);
-  const Rope g = rope_for(c, "full_attention", 1e6, true),
-             s = rope_for(c, "sliding_attention", 1e4, false);
+  Rope g, s;
+  double attn_cap = 0, final_cap = 0;
+  if (g2) {
+    if (Status st = gemma2_rope(c, &g.theta); !st.ok()) return st;
+    s.theta = g.theta;
+    if (Status st = softcap_of(c, "attn_logit_softcapping", 50, &attn_cap); !st.ok()) return st;
+    if (Status st = softcap_of(c, "final_logit_softcapping", 30, &final_cap); !st.ok()) return st;
+  } else {
+    g = rope_for(c, "full_attention", 1e6, true);
+    s = rope_for(c, "sliding_attention", 1e4, false);
+  }
   if (!c.err.ok()) return c.err;
   if (s.type != "default" || s.factor != 1 || s.partial != 1 || g.partial != 1 ||
       (g.type != "default" && g.type != "linear")) {
@@ -433,9 +477,9 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
   // llama.cpp derives the query scale from the shape; a config that says otherwise gets it
   // written as attention.scale (read by g4).
   const double qpas = c.number("query_pre_attn_scalar", 256),
-               derived = L == 62 ? double(d) / double(H) : double(hd);
+               derived = L == (g2 ? 46 : 62) ? double(d) / double(H) : double(hd);
   if (!(qpas > 0)) return Status::error("config.json: query_pre_attn_scalar must be > 0");
-  b.str("general.architecture", "gemma3");
+  b.str("general.architecture", arch);
   b.str("general.name", name);
   b.u32(p + "context_length", uint32_t(ctx));
   b.u32(p + "embedding_length", uint32_t(d));
@@ -459,9 +503,13 @@ Status gemma3_meta(Cfg& c, ImageBuilder& b, const std::string& name) {
     b.str(p + "rope.scaling.type", "linear");
     b.f32(p + "rope.scaling.factor", float(g.factor));
   }
-  if (c.has("final_logit_softcapping"))
+  if (g2) {  // llama.cpp's keys; 0 (a config's null) is g4's "none", which llama.cpp lacks
+    b.f32(p + "attn_logit_softcapping", float(attn_cap));
+    b.f32(p + "final_logit_softcapping", float(final_cap));
+  } else if (c.has("final_logit_softcapping")) {
     b.f32(p + "final_logit_softcapping", float(c.number("final_logit_softcapping", 0)));
-  // attn_logit_softcapping is not written: transformers' Gemma 3 attention never applies it.
+  }
+  // Gemma 3: attn_logit_softcapping is not written (transformers' attention never applies it).
   return c.err;
 }
 
@@ -604,12 +652,13 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
                    [](unsigned char ch) { return char(std::tolower(ch)); });
   }
   if (!c.err.ok()) return c.err;
-  const std::string arch = mt.rfind("gemma3", 0) == 0   ? "gemma3"
+  const std::string arch = mt.rfind("gemma2", 0) == 0   ? "gemma2"
+                           : mt.rfind("gemma3", 0) == 0 ? "gemma3"
                            : mt.rfind("gemma4", 0) == 0 ? "gemma4"
                                                         : "";
   if (arch.empty()) {
     return Status::error(dir + "/config.json: model_type '" + mt +
-                         "' is not supported (gemma3, gemma4)");
+                         "' is not supported (gemma2, gemma3, gemma4)");
   }
   std::optional<DType> want;
   if (opts.dtype != "auto") {
@@ -621,8 +670,8 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
   ImageBuilder b;
   b.on_progress(opts.progress);
   int rope_pairs = 0, hd_g = 0;
-  Status s =
-      arch == "gemma3" ? gemma3_meta(c, b, name) : gemma4_meta(c, b, name, &rope_pairs, &hd_g);
+  Status s = arch == "gemma4" ? gemma4_meta(c, b, name, &rope_pairs, &hd_g)
+                              : gemma3_meta(c, b, name, arch);
   if (!s.ok()) return Status::error(dir + "/" + s.message());
   auto ck = SafetensorsCheckpoint::open_dir(dir);
   if (!ck.ok()) return ck.status();
@@ -699,7 +748,8 @@ Result<HfImage> convert_hf_checkpoint(const std::string& dir, const HfLoadOption
                            " tokens but " + t->name + " only " + std::to_string(t->shape[0]) +
                            " rows");
     }
-    b.tensor(convert(*t, gname, target, arch == "gemma3" && is_gemma3_norm(gname),
+    // Gemma 2 and 3 RMSNorm multiply by (1 + w); GGUF stores the sum (llama.cpp's converters).
+    b.tensor(convert(*t, gname, target, arch != "gemma4" && is_gemma3_norm(gname),
                      vocab_matrix ? vocab_rows : -1));
   }
   if (!tied && lm_head == nullptr) {

@@ -1,7 +1,7 @@
 // Hugging Face checkpoint directories (config.json + safetensors) loaded as an in-memory GGUF
-// image: config.json becomes gemma3 / gemma4 GGUF metadata, HF tensor names become the GGUF
-// names the binders use (gemma-architecture.md §3.3), and the converter transformations of
-// §3.4 are applied on load (Gemma 3 RMSNorm weights w -> 1 + w; Gemma 4 rope_freqs from the
+// image: config.json becomes gemma2 / gemma3 / gemma4 GGUF metadata, HF tensor names become the
+// GGUF names the binders use (gemma-architecture.md §3.3), and the converter transformations of
+// §3.4 are applied on load (Gemma 2/3 RMSNorm weights w -> 1 + w; Gemma 4 rope_freqs from the
 // proportional partial RoPE factor). The image is a complete GGUF v3 file in memory, so the
 // GGUF reader, config readers and binders run unchanged, and a GGUF writer (`g4 convert`) only
 // has to write `HfImage::data` to disk.
@@ -37,7 +37,7 @@ struct HfLoadOptions {
 struct HfImage {
   std::shared_ptr<const uint8_t[]> data;  // a GGUF v3 file image (64-byte aligned)
   size_t size = 0;
-  std::string arch;  // "gemma3" | "gemma4"
+  std::string arch;  // "gemma2" | "gemma3" | "gemma4"
 };
 
 // True when `path` is a directory holding config.json.

@@ -18,6 +18,10 @@ std::string ModelConfig::summary() const {
   os << arch << " '" << name << "': " << n_layers << " layers, d=" << model_dim << ", ff=" << ff_dim
      << ", heads " << n_heads << "/" << n_kv_heads << " x " << head_dim << ", vocab " << vocab_size
      << ", window " << window << ", ctx " << n_ctx_train;
+  if (arch == "gemma2") {
+    os << ", soft-caps " << attn_softcap << "/" << final_softcap << " (attention/final)"
+       << ", query scale " << query_scale << ", no QK-norm";
+  }
   if (arch == "gemma4") {
     os << ", head dims " << head_dim_swa << "/" << head_dim << " (sliding/global)";
     if (n_kv_shared > 0) os << ", " << n_kv_shared << " KV-shared layers";
@@ -55,10 +59,15 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   if (!arch) return Status::error("missing general.architecture");
   c.arch = *arch;
   if (c.arch == "gemma4") return gemma4_config_from_gguf(f);
-  if (c.arch != "gemma3") {
+  if (c.arch != "gemma3" && c.arch != "gemma2") {
     return Status::error("architecture '" + c.arch +
-                         "' is not supported yet (supported: gemma3, gemma4)");
+                         "' is not supported yet (supported: gemma2, gemma3, gemma4)");
   }
+  // Gemma 2 (llama.cpp's gemma2 layout): no QK-norm, attention and final soft-caps (defaults
+  // 50 / 30 as llama.cpp's), one RoPE theta for both layer types, layers alternate sliding /
+  // global (period 2), and the 46-layer 27B scales queries by (d/H)^-0.5.
+  const bool g2 = c.arch == "gemma2";
+  c.qk_norm = !g2;
   G4_TRY_GET(name, f.get_string("general.name"));
   c.name = name.value_or("");
   const std::string p = c.arch + ".";
@@ -92,7 +101,7 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   c.head_dim = key_len ? int(*key_len) : c.model_dim / c.n_heads;
   G4_TRY_GET(val_len, f.get_uint(p + "attention.value_length"));
   if (val_len && int(*val_len) != c.head_dim) {
-    return Status::error("value_length differs from key_length: not a Gemma 3 layout");
+    return Status::error("value_length differs from key_length: not a " + c.arch + " layout");
   }
   if (c.head_dim <= 0 || c.head_dim > 1024 || c.head_dim % 2 != 0) {
     return Status::error("head dimension " + std::to_string(c.head_dim) + " is not supported");
@@ -107,22 +116,35 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   G4_TRY_GET(eps, f.get_float(p + "attention.layer_norm_rms_epsilon"));
   c.rms_eps = float(eps.value_or(1e-6));
   G4_TRY_GET(theta, f.get_float(p + "rope.freq_base"));
-  c.rope_theta_global = float(theta.value_or(1e6));
+  c.rope_theta_global = float(theta.value_or(g2 ? 1e4 : 1e6));
   G4_TRY_GET(theta_swa, f.get_float(p + "rope.freq_base_swa"));
-  c.rope_theta_local = float(theta_swa.value_or(1e4));
+  c.rope_theta_local = float(theta_swa.value_or(g2 ? double(c.rope_theta_global) : 1e4));
+  if (!(c.rope_theta_global > 0) || !(c.rope_theta_local > 0) ||
+      !std::isfinite(c.rope_theta_global) || !std::isfinite(c.rope_theta_local))
+    return Status::error("metadata '" + p + "rope.freq_base' must be a positive number");
   G4_TRY_GET(scaling, f.get_string(p + "rope.scaling.type"));
   G4_TRY_GET(factor, f.get_float(p + "rope.scaling.factor"));
-  if (scaling && *scaling == "linear" && factor && *factor > 0)
+  if (scaling && *scaling == "linear" && factor && *factor > 0 && !g2)
     c.rope_scale_global = float(*factor);
-  else if (scaling && *scaling != "none" && *scaling != "linear") {
-    return Status::error("rope scaling '" + *scaling + "' is not supported for gemma3");
+  else if (scaling && *scaling != "none" && (g2 || *scaling != "linear")) {
+    return Status::error("rope scaling '" + *scaling + "' is not supported for " + c.arch);
   }
-  G4_TRY_GET(softcap, f.get_float(p + "final_logit_softcapping"));
-  c.final_softcap = float(softcap.value_or(0.0));
-  // No attention-logit softcap: Gemma 3's attention in transformers never passes
+  // A soft-cap of 0 means none (g4's convert writes 0 for a config's null).
+  auto softcap = [&](const char* key, double def, float& out) -> Status {
+    auto r = f.get_float(p + key);
+    if (!r.ok()) return r.status();
+    const double v = r.value().value_or(def);
+    if (!(v >= 0) || !std::isfinite(v))
+      return Status::error("metadata '" + p + key + "' must be a number >= 0 (0 = none)");
+    out = float(v);
+    return Status();
+  };
+  if (!(s = softcap("final_logit_softcapping", g2 ? 30.0 : 0.0, c.final_softcap)).ok()) return s;
+  // Gemma 3 has no attention-logit softcap: its attention in transformers never passes
   // attn_logit_softcapping to its kernels, and llama.cpp's gemma3 graph has none; a file or
   // config that carries the key is read the same way (config fuzzing, tests/unit).
   c.attn_softcap = 0.f;
+  if (g2 && !(s = softcap("attn_logit_softcapping", 50.0, c.attn_softcap)).ok()) return s;
   // The layer pattern: a period (llama.cpp's key), or one bool per layer (true = sliding) for
   // a checkpoint whose layer_types are not periodic (g4 convert writes it as gemma4 files do).
   const GgufValue* pat = f.find(p + "attention.sliding_window_pattern");
@@ -136,12 +158,15 @@ Result<ModelConfig> config_from_gguf(const GgufFile& f) {
   } else {
     G4_TRY_GET(period, f.get_uint(p + "attention.sliding_window_pattern"));
     if (period && *period < 1) return Status::error("attention.sliding_window_pattern is 0");
-    c.layer_sliding = gemma3_pattern(c.n_layers, period ? int(*period) : 6);
+    c.layer_sliding = gemma3_pattern(c.n_layers, period ? int(*period) : g2 ? 2 : 6);
   }
-  // Gemma 3 27B scales queries by (d/H)^-0.5 = 168^-0.5; every other size by head_dim^-0.5
-  // (llama.cpp keys this on the 62-layer model type; HF's query_pre_attn_scalar). A checkpoint
+  // Gemma 3 27B scales queries by (d/H)^-0.5 = 168^-0.5 (Gemma 2 27B: 144^-0.5); every other
+  // size by head_dim^-0.5 (llama.cpp keys this on the 62- / 46-layer model type; HF's
+  // query_pre_attn_scalar). A checkpoint
   // whose query_pre_attn_scalar differs carries the scale itself (attention.scale).
-  finish_gemma3(c, c.n_layers == 62 ? float(c.model_dim) / float(c.n_heads) : float(c.head_dim));
+  const int layers_27b = g2 ? 46 : 62;
+  finish_gemma3(
+      c, c.n_layers == layers_27b ? float(c.model_dim) / float(c.n_heads) : float(c.head_dim));
   G4_TRY_GET(qscale, f.get_float(p + "attention.scale"));
   if (qscale) {
     if (!(*qscale > 0) || !std::isfinite(*qscale))

@@ -13,7 +13,7 @@ class GgufFile;
 enum class EmbedScale { kBf16Rounded, kExact };
 
 struct ModelConfig {
-  std::string arch;  // "gemma3"
+  std::string arch;  // "gemma2" | "gemma3" | "gemma4"
   std::string name;
   int n_layers = 0;
   int model_dim = 0;
@@ -30,7 +30,8 @@ struct ModelConfig {
   float rope_scale_global = 1.f;  // linear factor (positions divided by it) on global layers
   float query_scale = 0.f;        // query_pre_attn_scalar^-0.5
   float final_softcap = 0.f;
-  float attn_softcap = 0.f;
+  float attn_softcap = 0.f;         // attention logit soft-cap (gemma2; 0 = none)
+  bool qk_norm = true;              // RMSNorm on q and k heads (gemma3/4; not gemma2)
   std::vector<bool> layer_sliding;  // per layer: true = sliding window
 
   // Gemma 4 (spec §1.2, §2.3-2.7, §3.2); empty / zero for gemma3. For gemma4, head_dim is the
@@ -51,6 +52,8 @@ struct ModelConfig {
   std::string summary() const;
 };
 
+// gemma2 and gemma3 metadata (one reader: Gemma 2 is Gemma 3's forward without QK-norm, with
+// an attention soft-cap, one RoPE theta and a period-2 layer pattern); gemma4 is delegated.
 Result<ModelConfig> config_from_gguf(const GgufFile& f);
 
 // Gemma 4 metadata (called by config_from_gguf for general.architecture = gemma4).

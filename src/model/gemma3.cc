@@ -1,4 +1,6 @@
-// Gemma 3 forward pass over a ragged batch (ref: gemma-architecture.md §2.2).
+// Gemma 3 forward pass over a ragged batch (ref: gemma-architecture.md §2.2). Gemma 2 runs
+// through it too (config flags): no QK-norm, attention logits soft-capped in the attention
+// kernel (AttentionArgs), one RoPE theta for both layer types, its own layer pattern.
 //
 //   x = embed(ids) * bf16(sqrt(d))
 //   per layer: x += post_attn_norm(attn(attn_norm(x)));  x += post_ffw_norm(geglu(ffn_norm(x)))
@@ -162,14 +164,14 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
       const float* sn = cs + hd / 2;
       for (int hh = 0; hh < H; ++hh) {
         float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
-        rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
+        if (c_.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
         rope_neox_cs(qh, hd, cs, sn);
         for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
       }
       const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
       for (int hh = 0; hh < Hkv; ++hh) {
         float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
-        rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
+        if (c_.qk_norm) rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
         rope_neox_cs(kh, hd, cs, sn);
       }
       kv.store(seq, layer, tok_pos[t], k + t * size_t(kvd), v + t * size_t(kvd));

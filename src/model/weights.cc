@@ -34,8 +34,10 @@ void for_each_tensor(const ModelConfig& c, Gemma3Weights& w,
     mat(b + "attn_k.weight", d, kv, L.k);
     mat(b + "attn_v.weight", d, kv, L.v);
     mat(b + "attn_output.weight", q, d, L.o);
-    vec(b + "attn_q_norm.weight", hd, L.q_norm);
-    vec(b + "attn_k_norm.weight", hd, L.k_norm);
+    if (c.qk_norm) {  // gemma3; gemma2 has none
+      vec(b + "attn_q_norm.weight", hd, L.q_norm);
+      vec(b + "attn_k_norm.weight", hd, L.k_norm);
+    }
     vec(b + "post_attention_norm.weight", d, L.post_attn_norm);
     vec(b + "ffn_norm.weight", d, L.ffn_norm);
     mat(b + "ffn_gate.weight", d, ff, L.gate);

@@ -17,7 +17,7 @@ class GgufFile;
 struct Gemma3Layer {
   std::vector<float> attn_norm;       // [d]
   WeightView q, k, v, o;              // q: [H*hd, d]  k, v: [Hkv*hd, d]  o: [d, H*hd]
-  std::vector<float> q_norm, k_norm;  // [hd]
+  std::vector<float> q_norm, k_norm;  // [hd]; empty without QK-norm (gemma2)
   std::vector<float> post_attn_norm;  // [d]
   std::vector<float> ffn_norm;        // [d]
   WeightView gate, up, down;          // gate, up: [ff, d]  down: [d, ff]

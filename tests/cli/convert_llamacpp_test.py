@@ -40,6 +40,10 @@ CASES = [  # fixture, reference GGUF, --type that matches the reference's storag
     ("gemma4_31b_like", "tiny_gemma4/tiny_31b_like.gguf", "f32"),
     ("gemma4_26b_like", "tiny_gemma4/tiny_26b_like.gguf", "f16"),
     ("gemma3_4b_like", "tiny/tiny_4b_like.gguf", "f32"),
+    # Gemma 2 (scripts/gen_tiny_gemma2.py; reference written in convert_hf_to_gguf.py's gemma2
+    # layout). Its sibling gemma2_qpas holds what llama.cpp's gemma2 graph cannot express
+    # (query_pre_attn_scalar != head_dim), so it is only checked against transformers (g4 tests).
+    ("gemma2_2b_like", "tiny_gemma2/gemma2_2b_like.gguf", "f32"),
 ]
 
 

@@ -86,7 +86,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"gemma4_e2b_like", "tiny_gemma4/tiny_e2b_like.gguf"},
                       Case{"gemma3_4b_like", "tiny/tiny_4b_like.gguf"},
                       Case{"gemma4_31b_like", "tiny_gemma4/tiny_31b_like.gguf"},
-                      Case{"gemma4_26b_like", "tiny_gemma4/tiny_26b_like.gguf"}),
+                      Case{"gemma4_26b_like", "tiny_gemma4/tiny_26b_like.gguf"},
+                      // Gemma 2 (scripts/gen_tiny_gemma2.py): GGUF twins in llama.cpp's layout.
+                      Case{"gemma2_2b_like", "tiny_gemma2/gemma2_2b_like.gguf"},
+                      Case{"gemma2_qpas", "tiny_gemma2/gemma2_qpas.gguf"}),
     [](const auto& info) { return std::string(info.param.dir); });
 
 TEST(HfCheckpoint, MetadataAndConversions) {
@@ -280,6 +283,58 @@ TEST(HfCheckpoint, BadCheckpoints) {
     std::ofstream(s.p / "config.json") << "{";
     EXPECT_NE(s.load_error().find("not a JSON object"), std::string::npos);
   }
+}
+
+// Gemma 2 config.json forms: the Hub's older files (no layer_types, legacy rope_theta, both
+// activation keys) give the same logits, as does chunked prefill; null soft-caps mean none;
+// bad values are named.
+TEST(HfCheckpoint, Gemma2Configs) {
+  const auto fx = expected("gemma2_2b_like");
+  const auto want = run(exact_options(kDir + "tiny_hf/gemma2_2b_like"), fx);
+  ASSERT_EQ(want.size(), 3u);
+  Scratch s("gemma2_2b_like", "g2");
+  s.edit_config([](nlohmann::json& j) {
+    j.erase("layer_types");
+    j.erase("rope_parameters");
+    j["rope_theta"] = 10000.0;
+    j["hidden_act"] = "gelu_pytorch_tanh";
+    j["cache_implementation"] = "hybrid";
+  });
+  EXPECT_TRUE(run(exact_options(s.p.string()), fx) == want);
+  // Prefill in 3-token chunks (the sliding rings wrap between steps): the same logits.
+  auto chunked = exact_options(kDir + "tiny_hf/gemma2_2b_like");
+  chunked.max_chunk = 3;
+  EXPECT_TRUE(run(chunked, fx) == want);
+  auto f = load_hf_checkpoint(s.p.string(), {});
+  ASSERT_TRUE(f.ok()) << f.error();
+  EXPECT_EQ(f.value()->get_string("general.architecture").value().value(), "gemma2");
+  EXPECT_EQ(f.value()->get_float("gemma2.attn_logit_softcapping").value().value(), 50.0);
+  EXPECT_EQ(f.value()->get_float("gemma2.final_logit_softcapping").value().value(), 30.0);
+  EXPECT_EQ(f.value()->get_uint("gemma2.attention.sliding_window_pattern").value().value(), 2u);
+  EXPECT_EQ(f.value()->find("gemma2.attention.scale"), nullptr);  // 16 = head_dim: derived
+  EXPECT_EQ(f.value()->tensor("blk.0.attn_q_norm.weight"), nullptr);
+  s.edit_config([](nlohmann::json& j) {
+    j["attn_logit_softcapping"] = nullptr;
+    j["final_logit_softcapping"] = nullptr;
+  });
+  auto none = load_hf_checkpoint(s.p.string(), {});
+  ASSERT_TRUE(none.ok()) << none.error();
+  EXPECT_EQ(none.value()->get_float("gemma2.attn_logit_softcapping").value().value(), 0.0);
+  EXPECT_EQ(s.load_error(), "");
+  s.edit_config([](nlohmann::json& j) { j["attn_logit_softcapping"] = -1; });
+  EXPECT_NE(s.load_error().find("'attn_logit_softcapping' must be >= 0"), std::string::npos)
+      << s.load_error();
+  s.edit_config([](nlohmann::json& j) {
+    j["attn_logit_softcapping"] = 50;
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  });
+  EXPECT_NE(s.load_error().find("RoPE 'linear' is not supported for gemma2"), std::string::npos)
+      << s.load_error();
+  s.edit_config([](nlohmann::json& j) {
+    j.erase("rope_scaling");
+    j["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e4}};
+  });
+  EXPECT_NE(s.load_error().find("RoPE 'yarn'"), std::string::npos) << s.load_error();
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ TEST_P(Convert, F32MatchesTransformersAndDirectory) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Convert,
                          ::testing::Values("gemma4_e2b_like", "gemma4_31b_like", "gemma4_26b_like",
-                                           "gemma3_4b_like"));
+                                           "gemma3_4b_like", "gemma2_2b_like", "gemma2_qpas"));
 
 // f16/bf16: the same weights as loading the directory with that --dtype. Block types: the
 // conversion re-encoded by the quantizer, identical to `g4 quantize` of the f32 file; and a
