@@ -74,12 +74,17 @@ int serve(server::ServeOptions& o) {
   so.n_slots = o.parallel;
   so.max_queue = o.max_queue;
   so.ring_slack = o.ring_slack;
+  so.kv_pool_tokens = o.kv_pool_tokens;
   st.sched = std::make_unique<Scheduler>(*st.engine, so, &st.metrics);
   st.created = server::unix_now();
   st.ready.store(true);
-  std::fprintf(stderr, "g4 serve: ready: model '%s', %d slots x %lld tokens, %s of KV cache\n",
+  const SchedulerStats ss = st.sched->stats();
+  std::fprintf(stderr,
+               "g4 serve: ready: model '%s', %d slots x %lld tokens; KV pool %lld positions "
+               "(%lld blocks, committed as used), %s held now\n",
                st.model_id.c_str(), o.parallel, (long long)st.engine->options().n_ctx,
-               std::to_string(st.sched->stats().kv_bytes >> 20).append(" MiB").c_str());
+               (long long)ss.kv_tokens_capacity, (long long)ss.kv_blocks.total,
+               std::to_string(ss.kv_bytes >> 20).append(" MiB").c_str());
   while (g_signal.load() == 0 && svr.is_running())
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::fprintf(stderr, "g4 serve: %s: finishing in-flight requests (up to %.0f s)\n",
@@ -116,6 +121,11 @@ Runner add_serve(CLI::App& app) {
   app.add_option("--swa-slack", o->ring_slack,
                  "Extra sliding-window KV slots per sequence: how far behind a cached prefix may "
                  "be reused (default: the prefill chunk, 512)");
+  app.add_option("--kv-pool", o->kv_pool_tokens,
+                 "Global-layer KV positions shared by all slots (default: parallel x ctx, never "
+                 "short). Less lets many slots share memory: prompts wait for free blocks and the "
+                 "youngest sequence is preempted and recomputed when a step runs out")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   app.add_flag("--exact", o->exact, "f32 activations in every matmul (slower)");
   return [o] { return serve(*o); };
 }

@@ -49,6 +49,7 @@ struct ServeOptions {
   int max_n = 8;                 // most choices per request
   double shutdown_grace = 10.0;  // seconds in-flight requests get after SIGTERM
   int64_t ring_slack = 0;
+  int64_t kv_pool_tokens = 0;  // global-layer KV positions for all slots (0 = parallel * ctx)
   bool exact = false;
 };
 

@@ -84,19 +84,28 @@ std::string ServerMetrics::render(const SchedulerStats& s) const {
   line(out, "g4_sequences_waiting", s.waiting);
   head(out, "g4_slots_total", "gauge", "Sequence slots (--parallel).");
   line(out, "g4_slots_total", s.n_slots);
-  // KV accounting in blocks of 256 positions per slot.
-  const double block = 256;
+  // The paged KV pool of the global layers (sliding layers' rings are per slot, in bytes).
+  head(out, "g4_kv_cache_block_tokens", "gauge", "Positions per KV block.");
+  line(out, "g4_kv_cache_block_tokens", double(s.kv_block_tokens));
+  head(out, "g4_kv_cache_blocks_total", "gauge", "KV blocks in the pool.");
+  line(out, "g4_kv_cache_blocks_total", double(s.kv_blocks.total));
   head(out, "g4_kv_cache_blocks_used", "gauge",
-       "KV blocks (256 positions) held by running sequences.");
-  line(out, "g4_kv_cache_blocks_used", double((s.kv_tokens_used + 255) / 256));
-  head(out, "g4_kv_cache_blocks_cached", "gauge",
-       "KV blocks kept by idle slots for prefix reuse (reclaimable).");
-  line(out, "g4_kv_cache_blocks_cached", double((s.kv_tokens_cached + 255) / 256));
-  head(out, "g4_kv_cache_blocks_free", "gauge", "KV blocks not held by running sequences.");
-  line(out, "g4_kv_cache_blocks_free",
-       double(s.kv_tokens_capacity) / block - double((s.kv_tokens_used + 255) / 256));
-  head(out, "g4_kv_cache_bytes", "gauge", "Bytes allocated for the KV cache.");
+       "KV blocks held by sequences (running, or idle slots kept for prefix reuse).");
+  line(out, "g4_kv_cache_blocks_used", double(s.kv_blocks.used));
+  head(out, "g4_kv_cache_blocks_shared", "gauge",
+       "KV blocks held by more than one sequence (shared prefixes, copy on write).");
+  line(out, "g4_kv_cache_blocks_shared", double(s.kv_blocks.shared));
+  head(out, "g4_kv_cache_blocks_free", "gauge", "KV blocks free.");
+  line(out, "g4_kv_cache_blocks_free", double(s.kv_blocks.free));
+  head(out, "g4_kv_cache_tokens", "gauge", "Positions held, by running and idle (cached) slots.");
+  out += "g4_kv_cache_tokens{state=\"running\"} " + std::to_string(s.kv_tokens_used) + "\n";
+  out += "g4_kv_cache_tokens{state=\"cached\"} " + std::to_string(s.kv_tokens_cached) + "\n";
+  head(out, "g4_kv_cache_bytes", "gauge",
+       "Bytes of K/V held: sliding rings plus global blocks in use (each shared block once).");
   line(out, "g4_kv_cache_bytes", double(s.kv_bytes));
+  head(out, "g4_kv_preemptions_total", "counter",
+       "Sequences preempted when KV memory ran out (recomputed, nothing lost).");
+  line(out, "g4_kv_preemptions_total", double(s.preemptions));
   head(out, "g4_time_to_first_token_seconds", "histogram", "Submit to first generated token.");
   ttft.render(out, "g4_time_to_first_token_seconds");
   head(out, "g4_time_per_output_token_seconds", "histogram",

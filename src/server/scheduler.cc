@@ -54,9 +54,13 @@ struct Scheduler::Active {
   std::shared_ptr<SeqHandle> h;
   SeqRequest req;
   int slot = 0;
-  size_t fed = 0;     // prompt tokens in the cache
-  Sequence seq;       // the per-token rules, as Session::generate runs them
-  int32_t last = -1;  // sampled token still to be fed
+  // Tokens to prefill: the prompt, or after a preemption everything the sequence had (prompt,
+  // tokens generated so far) so that decoding resumes where it stopped.
+  std::vector<int32_t> feed;
+  size_t fed = 0;      // tokens of feed in the cache
+  uint64_t order = 0;  // admission order
+  Sequence seq;        // the per-token rules, as Session::generate runs them
+  int32_t last = -1;   // sampled token still to be fed
   bool done = false;
   SeqSummary sum;
   double t_submit = 0, t_first = 0;
@@ -82,7 +86,9 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics
   slots_.resize(size_t(opts_.n_slots));
   for (int s = 0; s < opts_.n_slots; ++s) G4_CHECK(kv_->add_sequence(s).ok());
   stats_.n_slots = opts_.n_slots;
-  stats_.kv_tokens_capacity = int64_t(opts_.n_slots) * eo.n_ctx;
+  stats_.kv_blocks = kv_->block_stats();
+  stats_.kv_block_tokens = kv_->block_tokens();
+  stats_.kv_tokens_capacity = stats_.kv_blocks.total * kv_->block_tokens();
   stats_.kv_bytes = kv_->bytes();
   thread_ = std::thread([this] { loop(); });
 }
@@ -235,7 +241,9 @@ void Scheduler::admit(Pending p) {
   }
   slot.busy = true;
   a->slot = target;
+  a->feed = prompt;
   a->fed = best;
+  a->order = ++admitted_;
   a->sum.n_prompt = int(prompt.size());
   a->sum.n_cached = int(best);
   a->sum.queue_seconds = now_s() - p.t_submit;
@@ -271,29 +279,87 @@ void Scheduler::emit_token(Active& a, const float* logits) {
   a.last = o.token;
 }
 
+bool Scheduler::make_room() {
+  // Idle slots' prefix caches go first, least recently used first.
+  int idle = -1;
+  for (int s = 0; s < int(slots_.size()); ++s) {
+    const Slot& sl = slots_[size_t(s)];
+    if (sl.busy || kv_->length(s) == 0) continue;
+    if (idle < 0 || sl.last_used < slots_[size_t(idle)].last_used) idle = s;
+  }
+  if (idle >= 0) {
+    kv_->set_length(idle, 0);
+    slots_[size_t(idle)].history.clear();
+    return true;
+  }
+  // Then the youngest sequence that holds memory.
+  Active* victim = nullptr;
+  for (auto& a : active_) {
+    if (a->done || kv_->length(a->slot) == 0) continue;
+    if (victim == nullptr || a->order > victim->order) victim = a.get();
+  }
+  if (victim == nullptr) return false;
+  preempt(*victim);
+  return true;
+}
+
+void Scheduler::preempt(Active& a) {
+  Slot& slot = slots_[size_t(a.slot)];
+  std::vector<int32_t> feed = slot.history;
+  feed.insert(feed.end(), a.feed.begin() + long(a.fed), a.feed.end());
+  if (a.last >= 0) feed.push_back(a.last);
+  a.feed = std::move(feed);
+  a.fed = 0;
+  a.last = -1;
+  kv_->set_length(a.slot, 0);
+  slot.history.clear();
+  std::lock_guard<std::mutex> l(mu_);
+  ++stats_.preemptions;
+}
+
 void Scheduler::step() {
   // Build the batch: decoders first (one token each), then prompt chunks in arrival order
-  // within the remaining budget.
+  // within the remaining budget and the free KV blocks (a chunk that does not fit waits for
+  // memory, keeping one block per decoder in reserve). When even that cannot run, memory is
+  // made (idle prefix caches, then the youngest sequence) and the batch is built again.
   StepBatch batch;
   std::vector<Active*> who;
-  int64_t budget = opts_.step_tokens;
-  for (auto& a : active_) {
-    if (a->last < 0) continue;
-    batch.seqs.push_back(
-        {a->slot, std::span<const int32_t>(&a->last, 1), kv_->length(a->slot), false});
-    who.push_back(a.get());
-    --budget;
+  for (;;) {
+    batch.seqs.clear();
+    who.clear();
+    int64_t budget = opts_.step_tokens;
+    int64_t need = 0;
+    for (auto& a : active_) {
+      if (a->last < 0) continue;
+      const int64_t at = kv_->length(a->slot);
+      batch.seqs.push_back({a->slot, std::span<const int32_t>(&a->last, 1), at, false});
+      who.push_back(a.get());
+      need += kv_->blocks_needed(a->slot, at + 1);
+      --budget;
+    }
+    const int64_t n_decoders = int64_t(who.size());
+    int64_t free = kv_->block_stats().free - need;
+    budget = std::max<int64_t>(budget, std::min<int64_t>(opts_.step_tokens, 16));
+    for (auto& a : active_) {
+      if (a->last >= 0 || budget <= 0) continue;
+      const size_t n = std::min<size_t>(a->feed.size() - a->fed, size_t(budget));
+      const int64_t nb = kv_->blocks_needed(a->slot, int64_t(a->fed + n));
+      // Alone in the step, the oldest prompt goes ahead even if memory must be made for it.
+      if (nb > free - n_decoders && !(who.empty() && need == 0)) continue;
+      batch.seqs.push_back(
+          {a->slot, std::span<const int32_t>(a->feed.data() + a->fed, n), int64_t(a->fed), false});
+      who.push_back(a.get());
+      need += nb;
+      free -= nb;
+      budget -= int64_t(n);
+    }
+    if (batch.seqs.empty()) {
+      // Prompts are waiting for memory that only idle caches hold.
+      if (!active_.empty() && make_room()) continue;
+      return;
+    }
+    if (need <= kv_->block_stats().free || !make_room()) break;
   }
-  budget = std::max<int64_t>(budget, std::min<int64_t>(opts_.step_tokens, 16));
-  for (auto& a : active_) {
-    if (a->last >= 0 || budget <= 0) continue;
-    const size_t n = std::min<size_t>(a->req.prompt.size() - a->fed, size_t(budget));
-    batch.seqs.push_back({a->slot, std::span<const int32_t>(a->req.prompt.data() + a->fed, n),
-                          int64_t(a->fed), false});
-    who.push_back(a.get());
-    budget -= int64_t(n);
-  }
-  if (batch.seqs.empty()) return;
   Status st = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -318,7 +384,7 @@ void Scheduler::step() {
       emit_token(a, out_.row(r));
     } else {
       a.fed += s.tokens.size();
-      if (a.fed == a.req.prompt.size()) emit_token(a, out_.row(r));
+      if (a.fed == a.feed.size()) emit_token(a, out_.row(r));
     }
   }
 }
@@ -365,6 +431,8 @@ void Scheduler::loop() {
     for (int s = 0; s < int(slots_.size()); ++s) {
       (slots_[size_t(s)].busy ? stats_.kv_tokens_used : stats_.kv_tokens_cached) += kv_->length(s);
     }
+    stats_.kv_blocks = kv_->block_stats();
+    stats_.kv_bytes = kv_->bytes();
   }
   // Stopping: whatever is still running or queued is cut short ("shutdown", which the API
   // layer reports to the client as a truncated answer).

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "g4/engine.h"
+#include "runtime/kv_blocks.h"
 #include "runtime/sequence.h"
 #include "server/metrics.h"
 
@@ -95,8 +96,11 @@ struct SchedulerStats {
   int n_slots = 0;
   int64_t kv_tokens_used = 0;      // positions held by running sequences
   int64_t kv_tokens_cached = 0;    // positions kept by idle slots for prefix reuse
-  int64_t kv_tokens_capacity = 0;  // n_slots * n_ctx
-  size_t kv_bytes = 0;
+  int64_t kv_tokens_capacity = 0;  // positions the global-layer pool holds
+  size_t kv_bytes = 0;             // K/V bytes held (rings + global blocks in use)
+  KvBlockStats kv_blocks;          // the paged pool
+  int kv_block_tokens = 0;
+  uint64_t preemptions = 0;  // sequences evicted for memory and recomputed
   uint64_t prompt_tokens = 0;
   uint64_t cached_prompt_tokens = 0;
   uint64_t generated_tokens = 0;
@@ -138,6 +142,11 @@ class Scheduler {
   void loop();
   void admit(Pending p);
   void step();
+  // Frees KV blocks when a step needs more than are free: idle slots' prefix
+  // caches first (least recently used), then the youngest running sequence, which starts
+  // over from its tokens so far. False when nothing could be freed.
+  bool make_room();
+  void preempt(Active& a);
   void finish(Active& a, const std::string& reason, const std::string& error = "");
   void emit_token(Active& a, const float* logits);
 
@@ -149,6 +158,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> active_;  // engine thread only
   StepOutput out_;
   uint64_t clock_ = 0;
+  uint64_t admitted_ = 0;  // admission order (the youngest is preempted first)
 
   // Guards queue_, slots_taken_, accepting_, stop_ and stats_ (shared with client threads).
   mutable std::mutex mu_;
