@@ -74,6 +74,14 @@ Result<ModelConfig> gemma4_preset(const std::string& size, const Gemma4PresetOve
 // types, and KV donors (HF rule: the last non-shared layer of the same type).
 Status gemma4_finish_layers(ModelConfig& c);
 
+// The product brief's family (../shared/docs/product-brief.txt: dense 2B/9B/27B, a 270B MoE
+// with 8 routed experts, 2-3 active), which Google has not published, as gemma4-architecture
+// shapes: the dense ones take Gemma 2 2B/9B/27B's published dimensions (layers, width, heads,
+// head size, FFN) with Gemma 4's 5:1 sliding/global pattern (last layer global); the 270B MoE
+// is the 31B trunk with 8 SwiGLU experts (top-2) of width 30720 beside its dense MLP
+// (~268B parameters, ~90B active). Sizes: 2b, 9b, 27b, 270b. For planning and shape tests.
+Result<ModelConfig> brief_preset(const std::string& size);
+
 // Known Gemma 3 shapes (for tests, docs and `g4 inspect`): 270m, 1b, 4b, 12b, 27b.
 Result<ModelConfig> gemma3_preset(const std::string& size);
 

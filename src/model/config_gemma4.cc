@@ -324,4 +324,55 @@ Result<ModelConfig> gemma4_preset(const std::string& size, const Gemma4PresetOve
   return Status::error("unknown gemma4 size '" + size + "' (e2b, e4b, 31b, 26b-a4b)");
 }
 
+Result<ModelConfig> brief_preset(const std::string& size) {
+  if (size == "270b") {
+    Gemma4PresetOverrides o;
+    o.n_experts = 8;
+    o.n_experts_used = 2;
+    o.expert_ff_dim = 30720;
+    o.swiglu = 1;
+    auto c = gemma4_preset("31b", o);
+    if (c.ok()) c.value().name = "brief-270b";
+    return c;
+  }
+  struct P {
+    const char* name;
+    int L, d, H, Hkv, hd, ff, W;
+    int64_t ctx;
+  };
+  // Gemma 2 2B / 9B / 27B dimensions; window and context as Gemma 4's small / large models.
+  static const P presets[] = {
+      {"2b", 26, 2304, 8, 4, 256, 9216, 512, 131072},
+      {"9b", 42, 3584, 16, 8, 256, 14336, 1024, 131072},
+      {"27b", 46, 4608, 32, 16, 128, 36864, 1024, 262144},
+  };
+  for (const P& p : presets) {
+    if (size != p.name) continue;
+    ModelConfig c;
+    c.arch = "gemma4";
+    c.name = std::string("brief-") + p.name;
+    c.n_layers = p.L;
+    c.model_dim = p.d;
+    c.n_heads = p.H;
+    c.head_dim = c.head_dim_swa = p.hd;
+    c.rope_dims_global = c.rope_dims_local = p.hd;
+    c.window = p.W;
+    c.n_ctx_train = p.ctx;
+    c.vocab_size = 262144;
+    c.final_softcap = 30.f;
+    c.query_scale = 1.f;
+    c.layer_sliding.resize(size_t(p.L));
+    for (int l = 0; l < p.L; ++l) c.layer_sliding[size_t(l)] = (l + 1) % 6 != 0;
+    c.layer_sliding.back() = false;
+    c.layer_kv_heads.assign(size_t(p.L), p.Hkv);
+    c.layer_ff_dim.assign(size_t(p.L), p.ff);
+    c.n_kv_heads = p.Hkv;
+    c.ff_dim = p.ff;
+    Status s = gemma4_finish_layers(c);
+    if (!s.ok()) return s;
+    return c;
+  }
+  return Status::error("unknown brief size '" + size + "' (2b, 9b, 27b, 270b)");
+}
+
 }  // namespace g4

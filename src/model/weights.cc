@@ -186,47 +186,70 @@ Result<Gemma4Weights> bind_gemma4(const GgufFile& f, const ModelConfig& c) {
   return bind_and_pack<Gemma4Weights>(f, c);
 }
 
+namespace {
+
+enum class PackAct { kSkip, kPack, kCopy };
+
+// pack_matrices' rules: which matrices get an R16 copy, a plain copy, or stay mapped.
+struct PackRules {
+  bool off = false, q8_only = false, r16 = false, untied = false;
+  explicit PackRules(const GgufFile& f) {
+    const char* env = std::getenv("G4_PACK");
+    off = env != nullptr && std::strcmp(env, "0") == 0;
+    q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
+    r16 = best_isa() == Isa::kAvx512 && packed_kernels_avx512().prepare != nullptr;
+    // With an untied head (output.weight) the embedding, like the per-layer table, is only
+    // looked up by row.
+    untied = f.tensor("output.weight") != nullptr;
+  }
+  PackAct action(const GgufFile& f, const TensorSlot& s) const {
+    if (off || s.matrix == nullptr || s.matrix->data == nullptr) return PackAct::kSkip;
+    if (s.name == "per_layer_token_embd.weight") return PackAct::kSkip;
+    if (untied && s.name == "token_embd.weight") return PackAct::kSkip;
+    const WeightView& w = *s.matrix;
+    if (r16 && s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0))
+      return PackAct::kPack;
+    return f.is_mapped() && !q8_only ? PackAct::kCopy : PackAct::kSkip;
+  }
+  size_t arena_bytes(const GgufFile& f, const TensorSlot& s) const {
+    const PackAct a = action(f, s);
+    const size_t n = a == PackAct::kPack   ? packed_bytes(*s.matrix)
+                     : a == PackAct::kCopy ? s.matrix->row_bytes * size_t(s.matrix->out)
+                                           : 0;
+    return (n + 63) / 64 * 64;
+  }
+};
+
+}  // namespace
+
+size_t packed_arena_bytes(
+    const GgufFile& f,
+    const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each) {
+  const PackRules rules(f);
+  size_t total = 0;
+  for_each([&](TensorSlot& s) { total += rules.arena_bytes(f, s); });
+  return total;
+}
+
 std::shared_ptr<PackedStore> pack_matrices(
     const GgufFile& f,
     const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each) {
-  const char* env = std::getenv("G4_PACK");
-  const bool off = env != nullptr && std::strcmp(env, "0") == 0;
-  const bool q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
-  if (off) return {};
   // Packable matrices get an R16 copy (AVX-512 VNNI CPUs); the others, and on other CPUs all,
   // when the file is mapped, a plain copy in the same huge-page arena (the mapped pages are
   // then released, so RSS does not double): the AVX2 kernels stream 4 KiB file pages TLB-bound
   // (G4_ISA=avx2 tg128 85-95 -> 99-103 tok/s, alternating). The per-layer embedding table is only
   // ever looked up by row and stays mapped.
-  const bool r16 = best_isa() == Isa::kAvx512 && packed_kernels_avx512().prepare != nullptr;
-  enum class Act { kSkip, kPack, kCopy };
-  // With an untied head (output.weight) the embedding, like the per-layer table, is only
-  // looked up by row.
-  const bool untied = f.tensor("output.weight") != nullptr;
-  auto action = [&](const TensorSlot& s) {
-    if (s.matrix == nullptr || s.matrix->data == nullptr) return Act::kSkip;
-    if (s.name == "per_layer_token_embd.weight") return Act::kSkip;
-    if (untied && s.name == "token_embd.weight") return Act::kSkip;
-    const WeightView& w = *s.matrix;
-    if (r16 && s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0)) return Act::kPack;
-    return f.is_mapped() && !q8_only ? Act::kCopy : Act::kSkip;
-  };
-  size_t total = 0;
-  for_each([&](TensorSlot& s) {
-    const Act a = action(s);
-    const size_t n = a == Act::kPack   ? packed_bytes(*s.matrix)
-                     : a == Act::kCopy ? s.matrix->row_bytes * size_t(s.matrix->out)
-                                       : 0;
-    total += (n + 63) / 64 * 64;
-  });
+  const PackRules rules(f);
+  if (rules.off) return {};
+  const size_t total = packed_arena_bytes(f, for_each);
   if (total == 0) return {};
   auto store = std::make_shared<PackedStore>(total);
   auto release = [&](const uint8_t* p, size_t n) { f.release_pages(p, n); };
   for_each([&](TensorSlot& s) {
-    const Act a = action(s);
-    if (a == Act::kSkip) return;
+    const PackAct a = rules.action(f, s);
+    if (a == PackAct::kSkip) return;
     WeightView& w = *s.matrix;
-    if (a == Act::kPack) {
+    if (a == PackAct::kPack) {
       pack_weight(w, *store, 0, release);
       return;
     }

@@ -102,6 +102,12 @@ Status validate_model_file(const GgufFile& f);
 // AVX-512 VNNI kernels, and returns the mapped source pages of fully packed tensors to the
 // kernel (only exact mode and row lookups read them again). Expert stacks stay as stored.
 // G4_PACK=0 turns packing off, G4_PACK=q8 packs Q8_0 matrices only (A/B benchmarks).
+// Bytes pack_matrices would put in its arena for the same slots (bound views): the resident
+// copy of the weights (g4 plan).
+size_t packed_arena_bytes(
+    const GgufFile& f,
+    const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each);
+
 std::shared_ptr<PackedStore> pack_matrices(
     const GgufFile& f,
     const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each);
