@@ -23,6 +23,7 @@ Runner add_serve(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_plan(CLI::App& app);
 
 // g4 inspect MODEL --moe-stats (cmd_moe_stats.cc).
 struct MoeStatsArgs {

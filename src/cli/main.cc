@@ -7,7 +7,7 @@
 int main(int argc, char** argv) {
   CLI::App app{
       "g4: a Gemma inference engine (run, inspect, tokenize, logits, perplexity, bench, pull, "
-      "serve, quantize, convert, eval)"};
+      "serve, quantize, convert, eval, plan)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "g4 0.1.0");
   std::map<CLI::App*, g4::cli::Runner> runners;
@@ -60,6 +60,11 @@ int main(int argc, char** argv) {
     auto* s =
         app.add_subcommand("eval", "Quality checks with the model (niah: needle in a haystack)");
     add(s, g4::cli::add_eval(*s));
+  }
+  {
+    auto* s = app.add_subcommand(
+        "plan", "Memory a run needs (weights, KV, activations) and whether it fits a budget");
+    add(s, g4::cli::add_plan(*s));
   }
   try {
     app.parse(argc, argv);

@@ -75,6 +75,14 @@ check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --js
 # needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
 check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
 check "eval niah bad depth" bash -c "! '$G4' eval niah --depths 150 2>/dev/null"
+# g4 plan: the default model's KV at 8K is 3 global layers x 3 KiB/token (f16) and 15 rings
+# of 1024 slots; a preset with a budget says whether it fits; bad arguments are clear errors.
+check "plan on the default model" bash -c "'$G4' plan '$MODEL' --ctx 8192 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); k=d[\"kv\"][\"layer_types\"]; assert k[0][\"layers\"] == 3 and k[0][\"bytes\"] == 3072 * 8192 and k[1][\"bytes\"] == 15 * 1024 * 1024 and d[\"total_bytes\"] > d[\"weights\"][\"resident_bytes\"] > 0'"
+check "plan a preset against a budget" bash -c "'$G4' plan gemma4-e2b --ctx 32768 --parallel 4 --kv-type q8_0 --budget 16GiB | grep -q '^budget 16.00 GiB: fits' && '$G4' plan brief-270b --budget 16GiB | grep -q 'does not fit'"
+check "plan rejects a bad budget and an unknown preset" bash -c \
+  "! '$G4' plan gemma4-e2b --budget 16XB 2> '$tmp/plan.err' && grep -q 'bad size' '$tmp/plan.err' &&
+   ! '$G4' plan gemma9-1b 2> '$tmp/plan.err' && grep -q 'neither a file nor a preset' '$tmp/plan.err' &&
+   ! '$G4' plan gemma4-e2b --ctx 0 2>/dev/null"
 check "bench --profile" bash -c "'$G4' bench -p 0 -n 4 -r 1 -t 2 --profile --json | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"tg\"][\"profile_ms_per_step\"]; assert len(p) == 8 and p[\"LM head\"] > 0 and min(p.values()) >= 0'"
 printf 'GGUF\x03\x00\x00\x00' > "$tmp/short.gguf"
 check "a truncated file is one clear error, exit 1" bash -c \
