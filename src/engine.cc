@@ -77,7 +77,12 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
 
 Session::Session(Engine& engine, int seq_id) : engine_(engine), seq_(seq_id) {
   const auto& o = engine_.options();
-  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), o.n_ctx, o.max_chunk, o.kv_f32);
+  KvCacheOptions ko;
+  ko.n_ctx = o.n_ctx;
+  ko.max_chunk = o.max_chunk;
+  ko.f32 = o.kv_f32;
+  ko.sparse = o.sparse;
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), ko);
   G4_CHECK(kv_->add_sequence(seq_).ok());
 }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/sparse_attention.h"
 #include "model/model.h"
 #include "sampling/sampler.h"
 #include "tokenizer/chat_template.h"
@@ -38,6 +39,8 @@ struct EngineOptions {
   bool exact = false;
   // K/V cache in float32 instead of fp16 (twice the memory; for reference comparisons).
   bool kv_f32 = false;
+  // Sparse attention routing on global layers (off by default; kernels/sparse_attention.h).
+  SparseAttentionOptions sparse;
   // Hugging Face checkpoint directories (model_path holds config.json): matrix type on load,
   // "auto" (as stored), "f32", "f16", "bf16" or "q8_0" (src/io/hf_checkpoint.h).
   std::string hf_dtype = "auto";

@@ -39,6 +39,7 @@ Runner add_bench(CLI::App& app) {
     int pp = 512, tg = 128, reps = 3, threads = 0, batch = 1, depth = 0;
     bool json = false;
     bool exact = false;
+    SparseAttentionOptions sparse;
     bool profile = false;
   };
   auto a = std::make_shared<A>();
@@ -66,6 +67,7 @@ Runner add_bench(CLI::App& app) {
   app.add_flag("--profile", a->profile,
                "Time per phase of the decode steps (Gemma 3 models; each phase includes its "
                "thread barrier)");
+  add_sparse_options(app, &a->sparse);
   app.add_flag("--exact", a->exact, "f32 activations in every matmul");
   return [a] {
     if (!resolve_model(a->model)) return 1;
@@ -76,6 +78,7 @@ Runner add_bench(CLI::App& app) {
     eo.n_ctx = d + std::max(a->pp, a->tg + 1) + 16;
     eo.max_chunk = 512;
     eo.exact = a->exact;
+    eo.sparse = a->sparse;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
@@ -108,6 +111,8 @@ Runner add_bench(CLI::App& app) {
     kv_opts.n_ctx = eo.n_ctx;
     kv_opts.max_chunk = eo.max_chunk;
     kv_opts.pool_tokens = eo.n_ctx * int64_t(a->batch + 2);
+    kv_opts.f32 = eo.kv_f32;
+    kv_opts.sparse = eo.sparse;
     // The depth's context, prefilled once into sequence `base` of one cache; each run's
     // sequences start as copies of it.
     const int base = a->batch;

@@ -58,6 +58,7 @@ Runner add_perplexity(CLI::App& app) {
     int max_chunks = 0;
     bool json = false;
     bool exact = false;
+    SparseAttentionOptions sparse;
     std::string embed_scale = "bf16";
     std::string kld_base;
   };
@@ -70,6 +71,7 @@ Runner add_perplexity(CLI::App& app) {
   app.add_option("--chunks", a->max_chunks, "Stop after this many chunks (0 = all)");
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   app.add_flag("--json", a->json, "Print the result as JSON on stdout");
+  add_sparse_options(app, &a->sparse);
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
       ->check(CLI::IsMember({"bf16", "exact"}));
@@ -88,6 +90,7 @@ Runner add_perplexity(CLI::App& app) {
     eo.n_ctx = a->ctx;
     eo.max_chunk = a->ctx;
     eo.exact = a->exact;
+    eo.sparse = a->sparse;
     eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {

@@ -80,6 +80,19 @@ bool resolve_model(std::string& path) {
   return false;
 }
 
+void add_sparse_options(CLI::App& app, SparseAttentionOptions* o) {
+  app.add_flag("--sparse", o->enabled,
+               "Sparse attention routing on global layers: from --sparse-min-ctx on, each query "
+               "attends to the KV blocks whose key bounds score best (plus the first and the "
+               "recent ones), --sparse-budget keys per KV head");
+  app.add_option("--sparse-budget", o->budget_tokens, "Keys per query and KV head (sparse)")
+      ->check(CLI::Range(int64_t(256), int64_t(1) << 30))
+      ->capture_default_str();
+  app.add_option("--sparse-min-ctx", o->min_context, "Dense attention below this position")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
+      ->capture_default_str();
+}
+
 void progress(const char* label, double frac, bool done) {
   static const bool tty = isatty(STDERR_FILENO);
   if (tty) {

@@ -62,6 +62,7 @@ int serve(server::ServeOptions& o) {
   eo.n_threads = o.threads;
   eo.n_ctx = o.ctx;
   eo.exact = o.exact;
+  eo.sparse = o.sparse;
   auto e = Engine::load(eo);
   if (!e.ok()) {
     std::fprintf(stderr, "error: %s\n", e.error().c_str());
@@ -126,6 +127,7 @@ Runner add_serve(CLI::App& app) {
                  "short). Less lets many slots share memory: prompts wait for free blocks and the "
                  "youngest sequence is preempted and recomputed when a step runs out")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
+  add_sparse_options(app, &o->sparse);
   app.add_flag("--exact", o->exact, "f32 activations in every matmul (slower)");
   return [o] { return serve(*o); };
 }

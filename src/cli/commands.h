@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/sparse_attention.h"
 
 namespace g4::cli {
 
@@ -43,5 +44,7 @@ std::string default_model_path();
 bool resolve_model(std::string& path);
 // Progress bar on stderr (only when stderr is a terminal, else sparse lines).
 void progress(const char* label, double frac, bool done = false);
+// --sparse, --sparse-budget, --sparse-min-ctx (sparse attention routing, engine option).
+void add_sparse_options(CLI::App& app, SparseAttentionOptions* o);
 
 }  // namespace g4::cli

@@ -31,6 +31,23 @@ const VariantKey kVariantKeys[] = {
        o->exact = v == "on";
        return Status();
      }},
+    {"attn", "dense|sparse",
+     [](std::string_view v, EngineOptions* o) {
+       if (v != "dense" && v != "sparse") return Status::error("");
+       o->sparse.enabled = v == "sparse";
+       return Status();
+     }},
+    {"budget", "TOKENS (sparse routing's keys per query)",
+     [](std::string_view v, EngineOptions* o) {
+       int64_t n = 0;
+       for (char c : v) {
+         if (c < '0' || c > '9' || n > (int64_t(1) << 40)) return Status::error("");
+         n = n * 10 + (c - '0');
+       }
+       if (v.empty() || n < 1) return Status::error("");
+       o->sparse.budget_tokens = n;
+       return Status();
+     }},
 };
 
 const VariantKey* find_key(std::string_view k) {

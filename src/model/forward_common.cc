@@ -48,6 +48,44 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
   return kv.reserve_all(ends);
 }
 
+void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                   const float* q_tok, int64_t pos, int h0, int h1, float* out_tok, float* scores) {
+  const KvView w = kv.view(seq, layer);
+  AttentionArgs a = args;
+  a.blocks = w.blocks;
+  a.block_shift = w.block_shift;
+  const SparseAttentionOptions& sp = kv.sparse();
+  const int64_t bt = int64_t(1) << w.block_shift;
+  const int64_t n_blocks = (pos >> w.block_shift) + 1;
+  const int64_t budget = (sp.budget_tokens + bt - 1) / bt;
+  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || n_blocks <= budget) {
+    attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
+    return;
+  }
+  // The group's queries choose the blocks; attention runs over them as one virtual sequence
+  // (keys are stored rotated, so a key's score does not depend on where it sits).
+  thread_local std::vector<int32_t> sel, table;
+  thread_local std::vector<float> bound;
+  sel.resize(size_t(n_blocks));
+  table.resize(size_t(n_blocks));
+  bound.resize(size_t(n_blocks));
+  const int group = a.n_heads / a.n_kv_heads;
+  const int kvh = h0 / group;
+  const float* qg = q_tok + size_t(kvh) * size_t(group) * size_t(a.head_dim);
+  const int n = select_blocks(qg, group, a.head_dim, kv.summaries(seq, layer, kvh), n_blocks,
+                              budget, sp.recent_blocks, sel.data(), bound.data());
+  for (int i = 0; i < n; ++i) table[size_t(i)] = w.blocks[sel[size_t(i)]];
+  a.blocks = table.data();
+  const int64_t vpos = (int64_t(n - 1) << w.block_shift) + (pos & (bt - 1));
+  attend_group(a, q_tok, w.k, w.v, vpos, h0, h1, out_tok, scores);
+}
+
+void summarize_step(const StepBatch& batch, KvCache& kv, int layer) {
+  if (!kv.sparse().enabled || !kv.paged(layer) || kv.owner(layer) != layer) return;
+  for (const SeqStep& st : batch.seqs)
+    kv.summarize(st.seq_id, layer, st.start_pos, st.start_pos + int64_t(st.tokens.size()));
+}
+
 void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
                  const std::vector<float>& output_norm, float eps, const WeightView& tok_embd,
                  int vocab, float softcap, ExecContext& ctx, StepOutput& out) {

@@ -27,12 +27,16 @@ struct FlatBatch {
 // none: "KV memory full" changes nothing) before any state is touched.
 Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& fb);
 
-// The attention arguments for one sequence's view of one layer's cache.
-inline AttentionArgs with_view(AttentionArgs a, const KvView& w) {
-  a.blocks = w.blocks;
-  a.block_shift = w.block_shift;
-  return a;
-}
+// One attention job: heads [h0, h1) (within one KV head's group) of the query token at
+// `pos` over sequence seq's cache of `layer`. q_tok, out_tok: the token's [n_heads][head_dim]
+// rows. Global layers of a cache with sparse routing attend, from sparse.min_context on, to
+// the blocks select_blocks chooses for the KV head (the same for every head of the group).
+void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                   const float* q_tok, int64_t pos, int h0, int h1, float* out_tok, float* scores);
+
+// After a step stored its K/V rows: brings sparse routing's block summaries up to date for
+// every sequence of the batch (nothing without sparse routing or for sliding layers).
+void summarize_step(const StepBatch& batch, KvCache& kv, int layer);
 
 // Per-token norm/residual loops run on the pool from this many tokens up (below it, a
 // barrier costs more than the loop).

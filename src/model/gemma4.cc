@@ -272,7 +272,9 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
     }
   });
 
-  // KV-shared layers read their donor's cache (kv.k/v map the layer to it) with their own mask.
+  summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
+  // KV-shared layers read their donor's cache (kv.view maps the layer to it) with their own
+  // mask.
   AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[19];
@@ -287,9 +289,8 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
       const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      const KvView w = kv.view(seq, layer);
-      attend_group(with_view(args, w), q + t * size_t(qd), w.k, w.v, fb.tok_pos[t], h0, h0 + per_job,
-                   a + t * size_t(qd), scores);
+      attend_cached(args, kv, seq, layer, q + t * size_t(qd), fb.tok_pos[t], h0, h0 + per_job,
+                    a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, B.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);

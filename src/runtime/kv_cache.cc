@@ -13,15 +13,19 @@ namespace g4 {
 // One owning global layer's K and V blocks: address space reserved up front, committed by
 // the OS page by page as blocks are first written (so an idle pool costs nothing resident).
 struct KvCache::Pool {
-  uint8_t* base = nullptr;  // [n_blocks][block_tokens][row] K, then the same for V
-  size_t k_bytes = 0;       // bytes of the K half
+  // [n_blocks][block_tokens][row] K, then the same for V, then (sparse routing) the key
+  // summaries [n_blocks][n_kv_heads][2][head_dim] f32.
+  uint8_t* base = nullptr;
+  size_t k_bytes = 0;  // bytes of the K half
   size_t map_bytes = 0;
-  explicit Pool(size_t half) : k_bytes(half), map_bytes(2 * half) {
+  float* summary = nullptr;
+  Pool(size_t half, size_t summary_bytes) : k_bytes(half), map_bytes(2 * half + summary_bytes) {
     if (map_bytes == 0) return;
     void* p = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     G4_CHECK(p != MAP_FAILED);
     base = static_cast<uint8_t*>(p);
+    if (summary_bytes > 0) summary = reinterpret_cast<float*>(base + 2 * half);
   }
   ~Pool() {
     if (base) munmap(base, map_bytes);
@@ -60,6 +64,7 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
       n_ctx_(o.n_ctx),
       max_chunk_(o.max_chunk),
       f32_(o.f32),
+      sparse_(o.sparse),
       block_shift_(log2_of(block_size(o))),
       blocks_(block_size(o),
               (std::max(o.pool_tokens, o.n_ctx) + block_size(o) - 1) / block_size(o)) {
@@ -79,13 +84,20 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
     } else {
       pool_of_[l] = int(pools_.size());
       const size_t block = size_t(block_tokens()) * row_bytes(int(l));
-      pools_.push_back(std::make_unique<Pool>(size_t(n_blocks) * block));
-      block_bytes_ += 2 * block;
+      const size_t summary =
+          sparse_.enabled ? size_t(n_blocks) * summary_floats(int(l)) * sizeof(float) : 0;
+      pools_.push_back(std::make_unique<Pool>(size_t(n_blocks) * block, summary));
+      block_bytes_ += 2 * block + (sparse_.enabled ? summary_floats(int(l)) * sizeof(float) : 0);
     }
   }
 }
 
 KvCache::~KvCache() = default;
+
+size_t KvCache::summary_floats(int layer) const {
+  const auto& g = layers_[size_t(layer)];
+  return size_t(g.n_kv_heads) * 2 * size_t(g.head_dim);
+}
 
 size_t KvCache::row_bytes(int layer) const {
   const auto& g = layers_[size_t(layer)];
@@ -161,6 +173,11 @@ Status KvCache::reserve(int seq, int64_t n) {
       for (size_t half : {size_t(0), p.k_bytes})
         std::memcpy(p.base + half + size_t(c.to) * block, p.base + half + size_t(c.from) * block,
                     used);
+      if (p.summary) {
+        const size_t n = summary_floats(int(l));
+        std::memcpy(p.summary + size_t(c.to) * n, p.summary + size_t(c.from) * n,
+                    n * sizeof(float));
+      }
     }
   }
   return Status();
@@ -259,6 +276,50 @@ void KvCache::store(int seq, int layer, int64_t pos, const float* k_row, const f
     for (size_t i = 0; i < n; ++i) {
       k16[i] = fp32_to_fp16(k_row[i]);
       v16[i] = fp32_to_fp16(v_row[i]);
+    }
+  }
+}
+
+BlockSummaries KvCache::summaries(int seq, int layer, int kv_head) const {
+  const int o = owner(layer);
+  G4_CHECK(pool_of_[size_t(o)] >= 0);
+  const Pool& p = *pools_[size_t(pool_of_[size_t(o)])];
+  G4_CHECK(p.summary != nullptr);
+  BlockSummaries s;
+  s.block_stride = summary_floats(o);
+  s.base = p.summary + size_t(kv_head) * 2 * size_t(layers_[size_t(o)].head_dim);
+  s.table = blocks_.table(seq).data();
+  return s;
+}
+
+void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
+  if (pool_of_[size_t(layer)] < 0 || layers_[size_t(layer)].donor >= 0) return;
+  Pool& p = *pools_[size_t(pool_of_[size_t(layer)])];
+  if (p.summary == nullptr) return;
+  const auto& g = layers_[size_t(layer)];
+  const int hd = g.head_dim;
+  const std::vector<int32_t>& table = blocks_.table(seq);
+  const int64_t mask = (int64_t(1) << block_shift_) - 1;
+  const size_t n = summary_floats(layer);
+  std::vector<float> row(size_t(g.n_kv_heads) * size_t(hd));
+  for (int64_t pos = from; pos < to; ++pos) {
+    const uint8_t* k = row_ptr(seq, layer, pos, false);
+    if (f32_) {
+      std::memcpy(row.data(), k, row.size() * sizeof(float));
+    } else {
+      const uint16_t* k16 = reinterpret_cast<const uint16_t*>(k);
+      for (size_t i = 0; i < row.size(); ++i) row[i] = fp16_to_fp32(k16[i]);
+    }
+    float* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n;
+    const bool fresh = (pos & mask) == 0;
+    for (int h = 0; h < g.n_kv_heads; ++h) {
+      float* mn = sm + size_t(h) * 2 * size_t(hd);
+      float* mx = mn + hd;
+      const float* r = row.data() + size_t(h) * size_t(hd);
+      for (int i = 0; i < hd; ++i) {
+        mn[i] = fresh ? r[i] : std::min(mn[i], r[i]);
+        mx[i] = fresh ? r[i] : std::max(mx[i], r[i]);
+      }
     }
   }
 }

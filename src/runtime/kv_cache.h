@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/sparse_attention.h"
 #include "runtime/kv_blocks.h"
 
 namespace g4 {
@@ -52,6 +53,9 @@ struct KvCacheOptions {
   // Global-layer positions the pool can hold over all sequences (rounded up to blocks);
   // 0 = one full context. Address space only until written.
   int64_t pool_tokens = 0;
+  // Sparse attention routing on global layers: blocks keep key summaries (per KV head and
+  // channel, min and max) that attention uses to choose blocks (kernels/sparse_attention.h).
+  SparseAttentionOptions sparse;
 };
 
 // Where one layer of one sequence keeps its K/V rows. Row of position p:
@@ -125,6 +129,15 @@ class KvCache {
   void* k_row(int seq, int layer, int64_t pos);
   void* v_row(int seq, int layer, int64_t pos);
 
+  // Sparse routing: its options, and the key summaries of one KV head of one sequence's
+  // layer (global layers of a cache with sparse.enabled only).
+  const SparseAttentionOptions& sparse() const { return sparse_; }
+  BlockSummaries summaries(int seq, int layer, int kv_head) const;
+  // Brings the summaries of the blocks holding positions [from, to) up to date with the
+  // rows written there (a block's first position starts its summary afresh). One sequence
+  // and layer per call; calls for distinct sequences may run concurrently.
+  void summarize(int seq, int layer, int64_t from, int64_t to);
+
   // Bytes of K/V the sequences hold: their rings plus the global blocks in use (each shared
   // block once).
   size_t bytes() const;
@@ -143,6 +156,7 @@ class KvCache {
   Seq& get(int seq);
   const Seq& get(int seq) const;
   size_t row_bytes(int layer) const;
+  size_t summary_floats(int layer) const;  // per block: n_kv_heads x (min, max) x head_dim
   uint8_t* row_ptr(int seq, int layer, int64_t pos, bool value);
 
   std::vector<KvLayerGeometry> layers_;
@@ -155,6 +169,7 @@ class KvCache {
   int block_shift_ = 8;
   size_t block_bytes_ = 0;
   size_t ring_bytes_ = 0;
+  SparseAttentionOptions sparse_;
   KvBlockManager blocks_;
   std::map<int, Seq> seqs_;
 };

@@ -51,6 +51,7 @@ struct ServeOptions {
   int64_t ring_slack = 0;
   int64_t kv_pool_tokens = 0;  // global-layer KV positions for all slots (0 = parallel * ctx)
   bool exact = false;
+  SparseAttentionOptions sparse;
 };
 
 // Shared state of the running server. The engine and scheduler appear once loading is done.

@@ -79,6 +79,7 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics
   ko.max_chunk = eo.max_chunk;
   ko.f32 = eo.kv_f32;
   ko.ring_slack = opts_.ring_slack;
+  ko.sparse = eo.sparse;
   // Default: every slot can hold a full context (address space; memory follows use).
   ko.pool_tokens = opts_.kv_pool_tokens > 0 ? std::max(opts_.kv_pool_tokens, eo.n_ctx)
                                             : int64_t(opts_.n_slots) * eo.n_ctx;
