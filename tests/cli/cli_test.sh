@@ -75,6 +75,12 @@ check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --js
 # needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
 check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
 check "eval niah bad depth" bash -c "! '$G4' eval niah --depths 150 2>/dev/null"
+# RULER-style suite, a fixed-seed sample (the default model scored 1.0 on these 4 cases and
+# 1.0 on both tasks' 3 samples at 1K when measured, 2026-12-07; a small slip is tolerated).
+check "eval ruler" bash -c "'$G4' eval ruler --ctx 1024 --tasks niah_single,niah_multivalue --samples 2 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 4 and d[\"mean\"] >= 0.9, d[\"samples\"]'"
+check "eval ruler bad task and variant" bash -c \
+  "! '$G4' eval ruler --tasks nope 2>'$tmp/ruler.err' && grep -q 'unknown task' '$tmp/ruler.err' &&
+   ! '$G4' eval ruler --compare kv=f16:nosuchkey=on 2>'$tmp/ruler.err' && grep -q 'unknown engine variant key' '$tmp/ruler.err'"
 # g4 plan: the default model's KV at 8K is 3 global layers x 3 KiB/token (f16) and 15 rings
 # of 1024 slots; a preset with a budget says whether it fits; bad arguments are clear errors.
 check "plan on the default model" bash -c "'$G4' plan '$MODEL' --ctx 8192 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); k=d[\"kv\"][\"layer_types\"]; assert k[0][\"layers\"] == 3 and k[0][\"bytes\"] == 3072 * 8192 and k[1][\"bytes\"] == 15 * 1024 * 1024 and d[\"total_bytes\"] > d[\"weights\"][\"resident_bytes\"] > 0'"
