@@ -62,7 +62,7 @@ Runner add_plan(CLI::App& app) {
     std::string model, kv_type = "f16", budget, weights = "q4_k_m";
     int64_t ctx = 4096, parallel = 1, chunk = 512, slack = 0;
     int block_tokens = 256, threads = 0;
-    bool json = false;
+    bool json = false, sparse = false;
   };
   auto a = std::make_shared<A>();
   app.add_option(
@@ -88,6 +88,8 @@ Runner add_plan(CLI::App& app) {
       ->capture_default_str();
   app.add_option("-t,--threads", a->threads, "Compute threads (0 = all cores)")
       ->capture_default_str();
+  app.add_flag("--sparse", a->sparse,
+               "Sparse attention routing (g4 run/serve --sparse): per-block key summaries");
   app.add_flag("--json", a->json, "JSON output");
   return [a] {
     if (a->ctx <= 0) return fail("--ctx must be a positive number of tokens");
@@ -136,6 +138,7 @@ Runner add_plan(CLI::App& app) {
     o.kv.max_chunk = std::clamp<int64_t>(a->chunk, 1, ctx);
     o.kv.ring_slack = a->slack;
     o.kv.block_tokens = a->block_tokens;
+    o.kv.sparse = a->sparse;
     o.threads =
         a->threads > 0 ? a->threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const MemoryPlan p = plan_memory(m, o);
@@ -170,6 +173,7 @@ Runner add_plan(CLI::App& app) {
       j["kv_type"] = {{"global", kv_type_name(o.kv.global_type)},
                       {"sliding", kv_type_name(o.kv.sliding_type)}};
       j["block_tokens"] = p.kv.block_tokens;
+      j["sparse"] = a->sparse;
       nlohmann::ordered_json kv = nlohmann::ordered_json::array();
       for (const KvTypePlan& t : p.kv.types) {
         kv.push_back({{"kind", t.kind},
@@ -247,8 +251,9 @@ Runner add_plan(CLI::App& app) {
     if (m.mapped_bytes > 0)
       std::printf(", %s left mapped (read by row, not counted)", mib(m.mapped_bytes).c_str());
     std::printf("\n");
-    std::printf("global KV: %lld blocks of %d positions per sequence, %s per block\n",
-                (long long)p.kv.blocks_per_seq, p.kv.block_tokens, mib(p.kv.block_bytes).c_str());
+    std::printf("global KV: %lld blocks of %d positions per sequence, %s per block%s\n",
+                (long long)p.kv.blocks_per_seq, p.kv.block_tokens, mib(p.kv.block_bytes).c_str(),
+                a->sparse ? " (with sparse-routing key summaries)" : "");
     std::printf("activations: stream %s, attention %s, ffn %s, scores %s, matmul %s, logits %s\n",
                 mib(p.act.stream).c_str(), mib(p.act.attention).c_str(), mib(p.act.ffn).c_str(),
                 mib(p.act.scores).c_str(), mib(p.act.matmul).c_str(), mib(p.act.logits).c_str());

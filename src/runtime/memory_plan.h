@@ -42,6 +42,9 @@ struct KvPlanOptions {
   KvType global_type = KvType::kF16;
   KvType sliding_type = KvType::kF16;
   int block_tokens = 256;  // rounded up to a power of two, no longer than n_ctx needs
+  // Sparse attention routing keeps per block and owning global layer a key summary
+  // [n_kv_heads][min, max][head_dim] f32 beside K and V (runtime/kv_cache.h).
+  bool sparse = false;
 };
 
 // One layer type's share.
@@ -59,7 +62,7 @@ struct KvPlan {
   std::vector<KvTypePlan> types;  // global, sliding, shared, in that order (always all three)
   int block_tokens = 0;           // after rounding
   int64_t blocks_per_seq = 0;     // global-layer blocks a full sequence holds
-  int64_t block_bytes = 0;        // one block over all owning global layers
+  int64_t block_bytes = 0;        // one block over all owning global layers (+ summaries)
   int64_t bytes_per_seq = 0;
   int64_t bytes = 0;  // all sequences
 };
