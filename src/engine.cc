@@ -63,6 +63,16 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   e->instruction_tuned_ = has_template || contains_ci(name, "-it") || contains_ci(name, " it") ||
                           contains_ci(name, "instruct");
   e->opts_.n_ctx = std::max<int64_t>(16, std::min(opts.n_ctx, e->model_->config().n_ctx_train));
+  KvCacheType kv_type;
+  if (!parse_kv_cache_type(opts.kv_f32 ? "f32" : opts.kv_type, &kv_type))
+    return Status::error("unknown KV type '" + opts.kv_type + "' (f16, f32 or q8_0)");
+  if (kv_type == KvCacheType::kQ8_0) {
+    for (const KvLayerGeometry& g : e->model_->kv_geometry()) {
+      if (g.head_dim % 32 != 0)
+        return Status::error("q8_0 KV needs head sizes that are multiples of 32; this model has " +
+                             std::to_string(g.head_dim));
+    }
+  }
   e->opts_.max_chunk = std::clamp<int64_t>(opts.max_chunk, 1, e->opts_.n_ctx);
   int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
   e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));
@@ -75,14 +85,19 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   return e;
 }
 
+KvCacheOptions Engine::kv_options() const {
+  KvCacheOptions ko;
+  ko.n_ctx = opts_.n_ctx;
+  ko.max_chunk = opts_.max_chunk;
+  ko.f32 = opts_.kv_f32;
+  parse_kv_cache_type(opts_.kv_type, &ko.type);  // validated by load()
+  ko.sparse = opts_.sparse;
+  return ko;
+}
+
 Session::Session(Engine& engine, int seq_id) : engine_(engine), seq_(seq_id) {
   const auto& o = engine_.options();
-  KvCacheOptions ko;
-  ko.n_ctx = o.n_ctx;
-  ko.max_chunk = o.max_chunk;
-  ko.f32 = o.kv_f32;
-  ko.sparse = o.sparse;
-  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), ko);
+  kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), engine_.kv_options());
   G4_CHECK(kv_->add_sequence(seq_).ok());
 }
 

@@ -39,6 +39,8 @@ struct EngineOptions {
   bool exact = false;
   // K/V cache in float32 instead of fp16 (twice the memory; for reference comparisons).
   bool kv_f32 = false;
+  // K/V storage type "f16", "f32" or "q8_0" (kv_f32 = true means "f32").
+  std::string kv_type = "f16";
   // Sparse attention routing on global layers (off by default; kernels/sparse_attention.h).
   SparseAttentionOptions sparse;
   // Hugging Face checkpoint directories (model_path holds config.json): matrix type on load,
@@ -59,6 +61,9 @@ class Engine {
   // its name); base models should be prompted with plain text.
   bool instruction_tuned() const { return instruction_tuned_; }
   ExecContext& exec() { return *exec_; }
+  // KV cache settings from the options (context, chunk, storage type, sparse routing); the
+  // caller adds the pool size and ring slack it needs.
+  KvCacheOptions kv_options() const;
   // Compiles JSON-schema / regex / choice / grammar constraints for this vocabulary
   // (thread-safe; the vocabulary's tables are built on first use).
   ConstraintCompiler& constraints() { return *constraints_; }

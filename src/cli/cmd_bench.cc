@@ -40,6 +40,7 @@ Runner add_bench(CLI::App& app) {
     bool json = false;
     bool exact = false;
     SparseAttentionOptions sparse;
+    std::string kv_type = "f16";
     bool profile = false;
   };
   auto a = std::make_shared<A>();
@@ -67,7 +68,7 @@ Runner add_bench(CLI::App& app) {
   app.add_flag("--profile", a->profile,
                "Time per phase of the decode steps (Gemma 3 models; each phase includes its "
                "thread barrier)");
-  add_sparse_options(app, &a->sparse);
+  add_kv_options(app, &a->kv_type, &a->sparse);
   app.add_flag("--exact", a->exact, "f32 activations in every matmul");
   return [a] {
     if (!resolve_model(a->model)) return 1;
@@ -79,6 +80,7 @@ Runner add_bench(CLI::App& app) {
     eo.max_chunk = 512;
     eo.exact = a->exact;
     eo.sparse = a->sparse;
+    eo.kv_type = a->kv_type;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
@@ -107,12 +109,8 @@ Runner add_bench(CLI::App& app) {
       }
     };
     // Room for the base context and every sequence of a run.
-    KvCacheOptions kv_opts;
-    kv_opts.n_ctx = eo.n_ctx;
-    kv_opts.max_chunk = eo.max_chunk;
+    KvCacheOptions kv_opts = e.kv_options();
     kv_opts.pool_tokens = eo.n_ctx * int64_t(a->batch + 2);
-    kv_opts.f32 = eo.kv_f32;
-    kv_opts.sparse = eo.sparse;
     // The depth's context, prefilled once into sequence `base` of one cache; each run's
     // sequences start as copies of it.
     const int base = a->batch;

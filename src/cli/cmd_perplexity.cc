@@ -59,6 +59,7 @@ Runner add_perplexity(CLI::App& app) {
     bool json = false;
     bool exact = false;
     SparseAttentionOptions sparse;
+    std::string kv_type = "f16";
     std::string embed_scale = "bf16";
     std::string kld_base;
   };
@@ -71,12 +72,14 @@ Runner add_perplexity(CLI::App& app) {
   app.add_option("--chunks", a->max_chunks, "Stop after this many chunks (0 = all)");
   app.add_option("-t,--threads", a->threads, "Threads (0 = all cores)");
   app.add_flag("--json", a->json, "Print the result as JSON on stdout");
-  add_sparse_options(app, &a->sparse);
+  add_kv_options(app, &a->kv_type, &a->sparse);
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--embed-scale", a->embed_scale, "bf16 (HF, default) or exact (llama.cpp)")
       ->check(CLI::IsMember({"bf16", "exact"}));
-  app.add_option("--kld", a->kld_base,
-                 "Also run BASE.gguf on the same chunks: KL(base || model), top-1 agreement");
+  app.add_option(
+      "--kld", a->kld_base,
+      "Also run BASE.gguf on the same chunks (fp16 K/V, dense attention): KL(base || model), "
+      "top-1 agreement");
   return [a] {
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
@@ -91,6 +94,7 @@ Runner add_perplexity(CLI::App& app) {
     eo.max_chunk = a->ctx;
     eo.exact = a->exact;
     eo.sparse = a->sparse;
+    eo.kv_type = a->kv_type;
     eo.embed_scale = a->embed_scale == "exact" ? EmbedScale::kExact : EmbedScale::kBf16Rounded;
     auto eng = Engine::load(eo);
     if (!eng.ok()) {
@@ -98,7 +102,11 @@ Runner add_perplexity(CLI::App& app) {
       return 1;
     }
     if (!a->kld_base.empty()) {
+      // The reference keeps fp16 K/V and dense attention, so --kv-type and --sparse measure
+      // what they cost against the same model file.
       eo.model_path = a->kld_base;
+      eo.kv_type = "f16";
+      eo.sparse = SparseAttentionOptions{};
       auto base = Engine::load(eo);
       if (!base.ok()) {
         std::fprintf(stderr, "g4: %s\n", base.error().c_str());

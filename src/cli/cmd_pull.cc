@@ -80,7 +80,11 @@ bool resolve_model(std::string& path) {
   return false;
 }
 
-void add_sparse_options(CLI::App& app, SparseAttentionOptions* o) {
+void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions* o) {
+  app.add_option("--kv-type", *kv_type,
+                 "K/V storage: f16, f32 (exact) or q8_0 (about half of f16's memory)")
+      ->check(CLI::IsMember({"f16", "f32", "q8_0"}))
+      ->capture_default_str();
   app.add_flag("--sparse", o->enabled,
                "Sparse attention routing on global layers: from --sparse-min-ctx on, each query "
                "attends to the KV blocks whose key bounds score best (plus the first and the "
@@ -91,6 +95,8 @@ void add_sparse_options(CLI::App& app, SparseAttentionOptions* o) {
   app.add_option("--sparse-min-ctx", o->min_context, "Dense attention below this position")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
       ->capture_default_str();
+  app.add_flag("--sparse-prefill", o->prefill,
+               "Route prompt tokens too (default: only decoding steps; prompts read densely)");
 }
 
 void progress(const char* label, double frac, bool done) {

@@ -36,6 +36,7 @@ struct RunArgs {
   bool verbose = false;
   bool exact = false;
   SparseAttentionOptions sparse;
+  std::string kv_type = "f16";
   std::string dtype = "auto";  // HF checkpoint directories only
   float temp = 0.8f;
   int top_k = 40;
@@ -107,6 +108,7 @@ int run(RunArgs& a) {
   eo.n_ctx = a.ctx;
   eo.exact = a.exact;
   eo.sparse = a.sparse;
+  eo.kv_type = a.kv_type;
   eo.hf_dtype = a.dtype;
   auto eng = Engine::load(eo);
   if (!eng.ok()) {
@@ -285,7 +287,7 @@ Runner add_run(CLI::App& app) {
   app.add_option("--stop", a->stop, "Stop string (repeatable: one value per --stop)")
       ->allow_extra_args(false);
   app.add_flag("-v,--verbose", a->verbose, "Print model details");
-  add_sparse_options(app, &a->sparse);
+  add_kv_options(app, &a->kv_type, &a->sparse);
   app.add_flag("--exact", a->exact, "f32 activations in every matmul (slower, no rounding noise)");
   app.add_option("--dtype", a->dtype, "HF checkpoint directory: matrix type on load")
       ->check(

@@ -63,6 +63,7 @@ int serve(server::ServeOptions& o) {
   eo.n_ctx = o.ctx;
   eo.exact = o.exact;
   eo.sparse = o.sparse;
+  eo.kv_type = o.kv_type;
   auto e = Engine::load(eo);
   if (!e.ok()) {
     std::fprintf(stderr, "error: %s\n", e.error().c_str());
@@ -127,7 +128,7 @@ Runner add_serve(CLI::App& app) {
                  "short). Less lets many slots share memory: prompts wait for free blocks and the "
                  "youngest sequence is preempted and recomputed when a step runs out")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
-  add_sparse_options(app, &o->sparse);
+  add_kv_options(app, &o->kv_type, &o->sparse);
   app.add_flag("--exact", o->exact, "f32 activations in every matmul (slower)");
   return [o] { return serve(*o); };
 }

@@ -44,7 +44,8 @@ std::string default_model_path();
 bool resolve_model(std::string& path);
 // Progress bar on stderr (only when stderr is a terminal, else sparse lines).
 void progress(const char* label, double frac, bool done = false);
-// --sparse, --sparse-budget, --sparse-min-ctx (sparse attention routing, engine option).
-void add_sparse_options(CLI::App& app, SparseAttentionOptions* o);
+// --kv-type, --sparse, --sparse-budget, --sparse-min-ctx (KV storage and sparse attention
+// routing, engine options).
+void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions* o);
 
 }  // namespace g4::cli

@@ -11,6 +11,16 @@ namespace {
 
 using Setter = Status (*)(std::string_view value, EngineOptions* o);
 
+// A non-negative decimal count (at most 2^40).
+bool parse_count(std::string_view v, int64_t* n) {
+  *n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9' || *n > (int64_t(1) << 40)) return false;
+    *n = *n * 10 + (c - '0');
+  }
+  return !v.empty();
+}
+
 struct VariantKey {
   const char* key;
   const char* values;  // for help and errors
@@ -19,10 +29,11 @@ struct VariantKey {
 
 // One line per engine switch a comparison can flip.
 const VariantKey kVariantKeys[] = {
-    {"kv", "f16|f32",
+    {"kv", "f16|f32|q8_0",
      [](std::string_view v, EngineOptions* o) {
-       if (v != "f16" && v != "f32") return Status::error("");
+       if (v != "f16" && v != "f32" && v != "q8_0") return Status::error("");
        o->kv_f32 = v == "f32";
+       o->kv_type = std::string(v);
        return Status();
      }},
     {"exact", "off|on",
@@ -40,12 +51,21 @@ const VariantKey kVariantKeys[] = {
     {"budget", "TOKENS (sparse routing's keys per query)",
      [](std::string_view v, EngineOptions* o) {
        int64_t n = 0;
-       for (char c : v) {
-         if (c < '0' || c > '9' || n > (int64_t(1) << 40)) return Status::error("");
-         n = n * 10 + (c - '0');
-       }
-       if (v.empty() || n < 1) return Status::error("");
+       if (!parse_count(v, &n) || n < 1) return Status::error("");
        o->sparse.budget_tokens = n;
+       return Status();
+     }},
+    {"min_ctx", "TOKENS (sparse routing starts at this position)",
+     [](std::string_view v, EngineOptions* o) {
+       int64_t n = 0;
+       if (!parse_count(v, &n)) return Status::error("");
+       o->sparse.min_context = n;
+       return Status();
+     }},
+    {"sparse_prefill", "off|on (route prompt tokens too)",
+     [](std::string_view v, EngineOptions* o) {
+       if (v != "off" && v != "on") return Status::error("");
+       o->sparse.prefill = v == "on";
        return Status();
      }},
 };

@@ -7,6 +7,7 @@
 #include "core/fp16.h"
 #include "kernels/dot_simd.h"
 #include "kernels/ops.h"
+#include "kernels/quant.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -327,6 +328,46 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
   }
 }
 
+// q8_0 K/V: each row of the KV head is dequantised to f32 once for the heads of its group,
+// then the f32 dot and axpy above.
+void attend_group_q8(const AttentionArgs& a, const float* q, const uint8_t* k, const uint8_t* v,
+                     int64_t pos, int h0, int h1, float* out, float* scores) {
+  const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+  const int64_t n = pos - first + 1;
+  const int group = a.n_heads / a.n_kv_heads;
+  const int hd = a.head_dim;
+  const size_t head_bytes = size_t(hd) / 32 * sizeof(BlockQ8_0);
+  const size_t slot_stride = size_t(a.n_kv_heads) * head_bytes;
+  for (int hs = h0; hs < h1;) {
+    const int kvh = hs / group;
+    const int he = std::min(h1, (kvh + 1) * group);
+    float* row = scores + size_t(he - hs) * size_t(n);
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t at =
+          size_t(attention_row(a, first + j)) * slot_stride + size_t(kvh) * head_bytes;
+      dequantize_row(DType::kQ8_0, k + at, row, hd);
+      for (int h = hs; h < he; ++h) {
+        float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
+        if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
+        scores[size_t(h - hs) * size_t(n) + size_t(j)] = s;
+      }
+    }
+    for (int h = hs; h < he; ++h) {
+      softmax(scores + size_t(h - hs) * size_t(n), n);
+      std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t at =
+          size_t(attention_row(a, first + j)) * slot_stride + size_t(kvh) * head_bytes;
+      dequantize_row(DType::kQ8_0, v + at, row, hd);
+      for (int h = hs; h < he; ++h)
+        axpy_f32(out + size_t(h) * size_t(hd), scores[size_t(h - hs) * size_t(n) + size_t(j)], row,
+                 hd);
+    }
+    hs = he;
+  }
+}
+
 // One query's heads [h0, h1) over the cache, a head at a time. K/V rows are fp16 (SIMD dot and
 // axpy above) or float32 (exact numerics, tiny-model parity: plain loops).
 inline float row_dot(const float* q, const uint16_t* k, int n) {
@@ -376,6 +417,10 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
 
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                 int h0, int h1, float* out, float* scores) {
+  if (a.kv_q8) {
+    return attend_group_q8(a, q, static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v),
+                           pos, h0, h1, out, scores);
+  }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
                  scores);
@@ -387,6 +432,10 @@ void attend_one(const AttentionArgs& a, const float* q, const void* k, const voi
 
 void attend_group(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                   int h0, int h1, float* out, float* scores) {
+  if (a.kv_q8) {
+    return attend_group_q8(a, q, static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v),
+                           pos, h0, h1, out, scores);
+  }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
                  scores);

@@ -13,6 +13,7 @@ struct AttentionArgs {
   int64_t window = 0;    // 0 = causal over all positions; else keys p - window < k <= p
   float softcap = 0.f;   // 0 = none
   bool kv_f32 = false;   // k, v hold float instead of fp16
+  bool kv_q8 = false;    // k, v hold q8_0 blocks (head_dim a multiple of 32)
   // Paged cache (global layers): the row of position p is
   // (blocks[p >> block_shift] << block_shift) + (p & (2^block_shift - 1)); capacity unused.
   const int32_t* blocks = nullptr;

@@ -20,6 +20,10 @@ struct SparseAttentionOptions {
   int64_t budget_tokens = 2048;  // keys attended per query and KV head (rounded up to blocks)
   int64_t min_context = 4096;    // dense attention while the query's position is below this
   int recent_blocks = 1;         // blocks before the query's own always kept
+  // Route prompt tokens too (a step of several tokens of one sequence), not only decoding
+  // steps (one token). Off: prompts are read densely, as Quest does, so the representations
+  // that later queries attend to are exact.
+  bool prefill = false;
 };
 
 // The summaries of one KV head: logical block b's [2][hd] floats (min then max) are at

@@ -49,7 +49,8 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
 }
 
 void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
-                   const float* q_tok, int64_t pos, int h0, int h1, float* out_tok, float* scores) {
+                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
+                   float* scores) {
   const KvView w = kv.view(seq, layer);
   AttentionArgs a = args;
   a.blocks = w.blocks;
@@ -58,7 +59,8 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
   const int64_t bt = int64_t(1) << w.block_shift;
   const int64_t n_blocks = (pos >> w.block_shift) + 1;
   const int64_t budget = (sp.budget_tokens + bt - 1) / bt;
-  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || n_blocks <= budget) {
+  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || n_blocks <= budget ||
+      !(decoding || sp.prefill)) {
     attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
     return;
   }

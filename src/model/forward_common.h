@@ -31,8 +31,11 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
 // `pos` over sequence seq's cache of `layer`. q_tok, out_tok: the token's [n_heads][head_dim]
 // rows. Global layers of a cache with sparse routing attend, from sparse.min_context on, to
 // the blocks select_blocks chooses for the KV head (the same for every head of the group).
+// decoding: the token is its sequence's only one in the step (prompt tokens are routed only
+// with sparse.prefill).
 void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
-                   const float* q_tok, int64_t pos, int h0, int h1, float* out_tok, float* scores);
+                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
+                   float* scores);
 
 // After a step stored its K/V rows: brings sparse routing's block summaries up to date for
 // every sequence of the batch (nothing without sparse routing or for sliding layers).

@@ -276,6 +276,7 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
   // KV-shared layers read their donor's cache (kv.view maps the layer to it) with their own
   // mask.
   AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
+  args.kv_q8 = kv.type() == KvCacheType::kQ8_0;
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[19];
   const size_t per_thread = attention_scratch_floats(args, max_keys);
@@ -289,8 +290,9 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
       const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      attend_cached(args, kv, seq, layer, q + t * size_t(qd), fb.tok_pos[t], h0, h0 + per_job,
-                    a + t * size_t(qd), scores);
+      const bool decoding = batch.seqs[size_t(fb.tok_seq[t])].tokens.size() == 1;
+      attend_cached(args, kv, seq, layer, q + t * size_t(qd), fb.tok_pos[t], decoding, h0,
+                    h0 + per_job, a + t * size_t(qd), scores);
     }
   });
   matmul(ctx.pool, B.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);

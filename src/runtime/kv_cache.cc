@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/fp16.h"
+#include "kernels/quant.h"
 
 namespace g4 {
 
@@ -31,6 +32,28 @@ struct KvCache::Pool {
     if (base) munmap(base, map_bytes);
   }
 };
+
+const char* kv_cache_type_name(KvCacheType t) {
+  switch (t) {
+    case KvCacheType::kF32:
+      return "f32";
+    case KvCacheType::kQ8_0:
+      return "q8_0";
+    case KvCacheType::kF16:
+      break;
+  }
+  return "f16";
+}
+
+bool parse_kv_cache_type(const std::string& s, KvCacheType* t) {
+  for (KvCacheType k : {KvCacheType::kF16, KvCacheType::kF32, KvCacheType::kQ8_0}) {
+    if (s == kv_cache_type_name(k)) {
+      *t = k;
+      return true;
+    }
+  }
+  return false;
+}
 
 namespace {
 // Blocks of block_tokens rounded up to a power of two, no longer than the context needs (a
@@ -63,7 +86,7 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
     : layers_(std::move(layers)),
       n_ctx_(o.n_ctx),
       max_chunk_(o.max_chunk),
-      f32_(o.f32),
+      type_(o.f32 ? KvCacheType::kF32 : o.type),
       sparse_(o.sparse),
       block_shift_(log2_of(block_size(o))),
       blocks_(block_size(o),
@@ -73,6 +96,7 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& g = layers_[l];
     G4_CHECK(g.donor < int(l));  // a donor precedes its sharers and owns its own cache
+    G4_CHECK(type_ != KvCacheType::kQ8_0 || g.head_dim % 32 == 0);  // checked by the engine
     if (g.donor >= 0) G4_CHECK(layers_[size_t(g.donor)].donor < 0);
     cap_.push_back(g.donor >= 0   ? cap_[size_t(g.donor)]
                    : g.window > 0 ? std::min<int64_t>(n_ctx_, g.window + slack)
@@ -101,7 +125,16 @@ size_t KvCache::summary_floats(int layer) const {
 
 size_t KvCache::row_bytes(int layer) const {
   const auto& g = layers_[size_t(layer)];
-  return size_t(g.n_kv_heads) * size_t(g.head_dim) * (f32_ ? 4 : 2);
+  const size_t n = size_t(g.n_kv_heads) * size_t(g.head_dim);
+  switch (type_) {
+    case KvCacheType::kF32:
+      return n * 4;
+    case KvCacheType::kQ8_0:
+      return n / 32 * sizeof(BlockQ8_0);
+    case KvCacheType::kF16:
+      break;
+  }
+  return n * 2;
 }
 
 Status KvCache::add_sequence(int seq) {
@@ -267,16 +300,23 @@ void KvCache::store(int seq, int layer, int64_t pos, const float* k_row, const f
       size_t(layers_[size_t(layer)].n_kv_heads) * size_t(layers_[size_t(layer)].head_dim);
   uint8_t* kc = row_ptr(seq, layer, pos, false);
   uint8_t* vc = row_ptr(seq, layer, pos, true);
-  if (f32_) {
-    std::memcpy(kc, k_row, n * sizeof(float));
-    std::memcpy(vc, v_row, n * sizeof(float));
-  } else {
-    uint16_t* k16 = reinterpret_cast<uint16_t*>(kc);
-    uint16_t* v16 = reinterpret_cast<uint16_t*>(vc);
-    for (size_t i = 0; i < n; ++i) {
-      k16[i] = fp32_to_fp16(k_row[i]);
-      v16[i] = fp32_to_fp16(v_row[i]);
-    }
+  switch (type_) {
+    case KvCacheType::kF32:
+      std::memcpy(kc, k_row, n * sizeof(float));
+      std::memcpy(vc, v_row, n * sizeof(float));
+      return;
+    case KvCacheType::kQ8_0:
+      quantize_activation(DType::kQ8_0, k_row, kc, int64_t(n));
+      quantize_activation(DType::kQ8_0, v_row, vc, int64_t(n));
+      return;
+    case KvCacheType::kF16:
+      break;
+  }
+  uint16_t* k16 = reinterpret_cast<uint16_t*>(kc);
+  uint16_t* v16 = reinterpret_cast<uint16_t*>(vc);
+  for (size_t i = 0; i < n; ++i) {
+    k16[i] = fp32_to_fp16(k_row[i]);
+    v16[i] = fp32_to_fp16(v_row[i]);
   }
 }
 
@@ -304,11 +344,17 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
   std::vector<float> row(size_t(g.n_kv_heads) * size_t(hd));
   for (int64_t pos = from; pos < to; ++pos) {
     const uint8_t* k = row_ptr(seq, layer, pos, false);
-    if (f32_) {
-      std::memcpy(row.data(), k, row.size() * sizeof(float));
-    } else {
-      const uint16_t* k16 = reinterpret_cast<const uint16_t*>(k);
-      for (size_t i = 0; i < row.size(); ++i) row[i] = fp16_to_fp32(k16[i]);
+    switch (type_) {
+      case KvCacheType::kF32:
+        std::memcpy(row.data(), k, row.size() * sizeof(float));
+        break;
+      case KvCacheType::kQ8_0:
+        dequantize_row(DType::kQ8_0, k, row.data(), int64_t(row.size()));
+        break;
+      case KvCacheType::kF16:
+        for (size_t i = 0; i < row.size(); ++i)
+          row[i] = fp16_to_fp32(reinterpret_cast<const uint16_t*>(k)[i]);
+        break;
     }
     float* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n;
     const bool fresh = (pos & mask) == 0;

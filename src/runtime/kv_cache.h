@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -40,10 +41,19 @@ struct KvLayerGeometry {
   int donor = -1;
 };
 
+// K/V element storage: fp16 (default), f32 (exact numerics, twice the memory), or q8_0
+// (ggml's blocks of 32: an fp16 scale and 32 int8, 34 bytes; about half of fp16; head sizes
+// must be multiples of 32, which Gemma's 128/256/512 are).
+enum class KvCacheType { kF16, kF32, kQ8_0 };
+const char* kv_cache_type_name(KvCacheType t);
+// "f16", "f32", "q8_0" -> type; false for anything else.
+bool parse_kv_cache_type(const std::string& s, KvCacheType* t);
+
 struct KvCacheOptions {
   int64_t n_ctx = 4096;
   int64_t max_chunk = 512;
-  bool f32 = false;  // float32 K/V instead of fp16 (exact numerics; twice the memory)
+  KvCacheType type = KvCacheType::kF16;
+  bool f32 = false;  // shorthand for type = kF32
   // Extra sliding-ring slots beyond max_chunk: lets a sequence be cut back (or its prefix
   // forked) further behind its end (server prefix cache).
   int64_t ring_slack = 0;
@@ -121,11 +131,12 @@ class KvCache {
   // The layer whose storage `layer` uses (itself, or its donor).
   int owner(int layer) const;
   KvView view(int seq, int layer) const;
-  bool is_f32() const { return f32_; }
+  bool is_f32() const { return type_ == KvCacheType::kF32; }
+  KvCacheType type() const { return type_; }
   // Writes one position's K and V rows ([n_kv_heads * head_dim] f32 each) in the cache's
   // format. The position must be reserved (global) or within the ring's reach (sliding).
   void store(int seq, int layer, int64_t pos, const float* k_row, const float* v_row);
-  // Row of one position (tests and tools): fp16 or float per is_f32().
+  // Row of one position (tests and tools), in the cache's type.
   void* k_row(int seq, int layer, int64_t pos);
   void* v_row(int seq, int layer, int64_t pos);
 
@@ -165,7 +176,7 @@ class KvCache {
   std::vector<std::unique_ptr<Pool>> pools_;
   int64_t n_ctx_;
   int64_t max_chunk_;
-  bool f32_ = false;
+  KvCacheType type_ = KvCacheType::kF16;
   int block_shift_ = 8;
   size_t block_bytes_ = 0;
   size_t ring_bytes_ = 0;

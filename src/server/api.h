@@ -52,6 +52,7 @@ struct ServeOptions {
   int64_t kv_pool_tokens = 0;  // global-layer KV positions for all slots (0 = parallel * ctx)
   bool exact = false;
   SparseAttentionOptions sparse;
+  std::string kv_type = "f16";
 };
 
 // Shared state of the running server. The engine and scheduler appear once loading is done.

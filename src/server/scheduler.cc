@@ -74,12 +74,8 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opts, ServerMetrics
   const auto& eo = engine_.options();
   if (opts_.step_tokens <= 0) opts_.step_tokens = eo.max_chunk;
   opts_.step_tokens = std::clamp<int64_t>(opts_.step_tokens, 1, eo.max_chunk);
-  KvCacheOptions ko;
-  ko.n_ctx = eo.n_ctx;
-  ko.max_chunk = eo.max_chunk;
-  ko.f32 = eo.kv_f32;
+  KvCacheOptions ko = engine_.kv_options();
   ko.ring_slack = opts_.ring_slack;
-  ko.sparse = eo.sparse;
   // Default: every slot can hold a full context (address space; memory follows use).
   ko.pool_tokens = opts_.kv_pool_tokens > 0 ? std::max(opts_.kv_pool_tokens, eo.n_ctx)
                                             : int64_t(opts_.n_slots) * eo.n_ctx;

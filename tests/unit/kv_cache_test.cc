@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <random>
+#include <vector>
+
+#include "kernels/attention.h"
 #include "runtime/kv_cache.h"
 
 namespace g4 {
@@ -137,6 +141,57 @@ TEST(KvCache, Float32StorageKeepsValuesExactly) {
     EXPECT_EQ(vc[i], v[i]);
   }
   EXPECT_EQ(kv.bytes(), size_t(2 * 16 * 4 * 4));  // one 16-position block (context 10)
+}
+
+}  // namespace g4
+
+namespace g4 {
+
+// q8_0 storage: 34 bytes per 32 values; attention over it stays within quantisation noise
+// of the same attention over f32 K/V.
+TEST(KvCache, Q8_0StorageAndAttention) {
+  const int H = 4, Hkv = 2, hd = 64;
+  const int64_t n = 200;
+  KvCacheOptions o;
+  o.n_ctx = 256;
+  o.max_chunk = 256;
+  o.block_tokens = 64;
+  o.type = KvCacheType::kQ8_0;
+  KvCache q8({{Hkv, hd, 0}, {Hkv, hd, 32}}, o);
+  o.type = KvCacheType::kF32;
+  KvCache f32({{Hkv, hd, 0}, {Hkv, hd, 32}}, o);
+  EXPECT_EQ(q8.block_bytes(), size_t(2 * 64 * (Hkv * hd / 32) * 34));
+  for (KvCache* kv : {&q8, &f32}) {
+    ASSERT_TRUE(kv->add_sequence(0).ok());
+    ASSERT_TRUE(kv->reserve(0, n).ok());
+  }
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> k(size_t(Hkv) * hd), v(size_t(Hkv) * hd);
+  for (int64_t p = 0; p < n; ++p) {
+    for (int l = 0; l < 2; ++l) {
+      for (float& x : k) x = nd(rng);
+      for (float& x : v) x = nd(rng);
+      q8.store(0, l, p, k.data(), v.data());
+      f32.store(0, l, p, k.data(), v.data());
+    }
+  }
+  std::vector<float> q(size_t(H) * hd);
+  for (float& x : q) x = 0.2f * nd(rng);
+  for (int l = 0; l < 2; ++l) {
+    std::vector<float> a(size_t(H) * hd), b(size_t(H) * hd);
+    AttentionArgs args{H, Hkv, hd, q8.capacity(l), l == 1 ? 32 : 0, 0.f, false};
+    std::vector<float> scores(attention_scratch_floats(args, n));
+    const KvView wq = q8.view(0, l), wf = f32.view(0, l);
+    AttentionArgs aq = args, af = args;
+    aq.kv_q8 = true;
+    af.kv_f32 = true;
+    aq.blocks = wq.blocks, aq.block_shift = wq.block_shift;
+    af.blocks = wf.blocks, af.block_shift = wf.block_shift;
+    attend_group(aq, q.data(), wq.k, wq.v, n - 1, 0, H, a.data(), scores.data());
+    attend_group(af, q.data(), wf.k, wf.v, n - 1, 0, H, b.data(), scores.data());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.02f) << l << " " << i;
+  }
 }
 
 }  // namespace g4

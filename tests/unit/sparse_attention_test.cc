@@ -144,7 +144,7 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   da.block_shift = w.block_shift;
   attend_group(da, q.data(), w.k, w.v, pos, 0, H, dense.data(), scores.data());
   for (int h0 = 0; h0 < H; h0 += 2)
-    attend_cached(args, kv, 0, 0, q.data(), pos, h0, h0 + 2, sparse.data(), scores.data());
+    attend_cached(args, kv, 0, 0, q.data(), pos, true, h0, h0 + 2, sparse.data(), scores.data());
   for (size_t i = 0; i < dense.size(); ++i) EXPECT_NEAR(sparse[i], dense[i], 2e-3f) << i;
   // The needle dominates both: attention reads (almost) its value.
   EXPECT_NEAR(dense[0], 1.0f, 0.01f);
@@ -161,7 +161,7 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   }
   kv2.set_length(0, pos + 1);
   kv2.summarize(0, 0, 0, pos + 1);
-  attend_cached(args, kv2, 0, 0, q.data(), pos, 0, H, sparse.data(), scores.data());
+  attend_cached(args, kv2, 0, 0, q.data(), pos, true, 0, H, sparse.data(), scores.data());
   for (size_t i = 0; i < dense.size(); ++i) EXPECT_EQ(sparse[i], dense[i]) << i;
 }
 
