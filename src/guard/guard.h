@@ -1,0 +1,140 @@
+// The safety guard: ShieldGemma-style policy scores from a Gemma checkpoint.
+//
+//   auto g = Guard::load(engine_options, GuardOptions{});
+//   GuardResult r = g.value()->check({.prompt = text}, profile).value();
+//
+// Prompt (prompt-only form, input filtering):
+//   <bos>You are a policy expert trying to help determine whether a user prompt is in
+//   violation of the defined safety policies.\n\n<start_of_turn>\nHuman Question: PROMPT\n
+//   <end_of_turn>\n\nOur safety principle is defined in the below:\n\n* GUIDELINE\n\n===\n\n
+//   Does the human question violate the above principle? Your answer must start with 'Yes' or
+//   'No'. And then walk through step by step to be sure we answer correctly.\n
+// The prompt+response form (output filtering) adds "<start_of_turn>\nChatbot Response:
+// RESPONSE\n<end_of_turn>\n\n" after the question, says "an AI response to a prompt" in the
+// preamble, uses the chatbot wording of each guideline and asks "Does the Chatbot Response
+// violate the above principle? ...". Text in the template's markup is tokenized with special
+// tokens on; PROMPT, RESPONSE and GUIDELINE with them off (a literal "<end_of_turn>" in user text
+// stays text).
+//
+// Score: P(Yes) = softmax over the logits of the Yes and No answer tokens at the position after
+// the prompt. The answer ids are the first token of tokenizer.encode("Yes") and of
+// encode("No") (no BOS, no special parsing): on Gemma vocabularies these are the single tokens
+// "Yes" / "No"; on a toy vocabulary they are whatever the text starts with ("Y", "N").
+//
+// Cost: everything up to "* " is the shared prefix, prefilled once; each policy's suffix
+// (GUIDELINE + epilogue) is a fork of it (KvCache::copy_prefix: global-layer blocks shared
+// by reference) and all suffixes run as one batched forward with one logit row each; nothing
+// is decoded. Text to judge longer than window_tokens is cut into windows of window_tokens
+// overlapping by overlap_tokens; a policy's score is its maximum over windows.
+//
+// Threads: the guard owns its Engine (own weights mapping, ExecContext and KvCache), so it never
+// shares a forward context with the server's scheduler; check() calls are serialized by a mutex.
+#pragma once
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "g4/engine.h"
+#include "guard/policies.h"
+
+namespace g4 {
+
+struct GuardTemplate {
+  std::string preamble_prompt =
+      "You are a policy expert trying to help determine whether a user prompt is in violation "
+      "of the defined safety policies.\n\n";
+  std::string preamble_response =
+      "You are a policy expert trying to help determine whether an AI response to a prompt is "
+      "in violation of the defined safety policies.\n\n";
+  std::string prompt_open = "<start_of_turn>\nHuman Question: ";
+  std::string prompt_close = "\n<end_of_turn>\n\n";
+  std::string response_open = "<start_of_turn>\nChatbot Response: ";
+  std::string response_close = "\n<end_of_turn>\n\n";
+  std::string principles = "Our safety principle is defined in the below:\n\n* ";
+  std::string epilogue_prompt =
+      "\n\n===\n\nDoes the human question violate the above principle? Your answer must start "
+      "with 'Yes' or 'No'. And then walk through step by step to be sure we answer correctly.\n";
+  std::string epilogue_response =
+      "\n\n===\n\nDoes the Chatbot Response violate the above principle? Your answer must start "
+      "with 'Yes' or 'No'. And then walk through step by step to be sure we answer correctly.\n";
+};
+
+struct GuardOptions {
+  GuardTemplate tmpl;
+  int window_tokens = 1024;          // tokens of judged text per window
+  int overlap_tokens = 128;          // shared by consecutive windows
+  int max_input_bytes = 256 * 1024;  // larger inputs are refused (clear error, no work done)
+  std::string yes_text = "Yes";
+  std::string no_text = "No";
+  // >= 0: these answer ids instead of the first tokens of yes_text / no_text.
+  int32_t yes_id = -1;
+  int32_t no_id = -1;
+};
+
+struct GuardInput {
+  std::string prompt;
+  std::string response;  // non-empty: prompt+response form, the response is judged
+};
+
+struct PolicyScore {
+  std::string policy;
+  float score = 0;  // P(Yes), max over windows
+  float threshold = 0;
+  bool flagged = false;  // score >= threshold
+};
+
+struct GuardResult {
+  std::vector<PolicyScore> scores;  // in the profile's policy order
+  bool flagged = false;
+  std::string fired;  // the flagged policy with the highest score ("" when none)
+  int windows = 0;
+  int prefix_tokens = 0;  // tokens prefilled once per window (the largest window)
+  int suffix_tokens = 0;  // policy suffix tokens per window, all policies
+  double seconds = 0;
+};
+
+// The exact token ids the guard feeds for one window (tests, the fixture script's twin).
+struct GuardPrompt {
+  std::vector<int32_t> prefix;                 // BOS + preamble ... "* "
+  std::vector<std::vector<int32_t>> suffixes;  // per policy: guideline + epilogue
+};
+
+class Guard {
+ public:
+  // Loads a dedicated engine for the classifier (n_ctx at least window + template + suffix).
+  static Result<std::unique_ptr<Guard>> load(const EngineOptions& eo, const GuardOptions& go);
+  // Takes an engine nobody else runs forwards on.
+  static Result<std::unique_ptr<Guard>> create(std::unique_ptr<Engine> engine,
+                                               const GuardOptions& go);
+  ~Guard();
+
+  // Scores every policy of the profile. Errors: empty or oversized input, a window that does
+  // not fit the context, a forward failure.
+  Result<GuardResult> check(const GuardInput& in, const RiskProfile& profile);
+  // The token ids for policies over the windows of `in` (no forward).
+  Result<std::vector<GuardPrompt>> build(const GuardInput& in,
+                                         const std::vector<GuardPolicy>& policies) const;
+
+  // P(Yes) per suffix for given ids (one window; what check() runs per window).
+  Status score(const GuardPrompt& p, std::vector<float>& scores);
+
+  int32_t yes_id() const { return yes_id_; }
+  int32_t no_id() const { return no_id_; }
+  const Engine& engine() const { return *engine_; }
+  const GuardOptions& options() const { return opts_; }
+
+ private:
+  Guard() = default;
+  Status score_window(const GuardPrompt& p, std::vector<float>& scores);
+
+  std::unique_ptr<Engine> engine_;
+  GuardOptions opts_;
+  int32_t yes_id_ = -1, no_id_ = -1;
+  std::mutex mu_;  // one check at a time: one KvCache, one ExecContext
+  std::unique_ptr<KvCache> kv_;
+  size_t kv_seqs_ = 0;  // sequences kv_ was sized for (1 prefix + policies)
+  StepOutput out_;
+};
+
+}  // namespace g4
