@@ -21,6 +21,38 @@ void on_signal(int s) {
   g_signal.store(s);
 }
 
+// The safety guard: its own Engine (never the scheduler's ExecContext) on --guard-model's file
+// or, with --guard, the serving model's; --guard-profile alone implies --guard.
+bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
+  if (o.guard_model.empty() && !o.guard_self && o.guard_profile.empty()) return true;
+  Result<RiskProfile> prof = load_profile(o.guard_profile.empty() ? "balanced" : o.guard_profile);
+  if (!prof.ok()) {
+    std::fprintf(stderr, "error: --guard-profile: %s\n", prof.error().c_str());
+    return false;
+  }
+  std::string path = o.guard_model.empty() ? o.model_path : o.guard_model;
+  if (!o.guard_model.empty() && !resolve_model(path)) return false;
+  EngineOptions geo;
+  geo.model_path = path;
+  geo.n_threads = o.threads;
+  geo.n_ctx = 2048;  // template + a 1024-token window + the longest policy
+  geo.exact = o.exact;
+  auto g = Guard::load(geo, GuardOptions{});
+  if (!g.ok()) {
+    std::fprintf(stderr, "error: %s\n", g.error().c_str());
+    return false;
+  }
+  st.guard = std::move(g).value();
+  st.guard_profile = std::move(prof).value();
+  st.guard_input = !o.guard_profile.empty();
+  st.guard_model_id = std::filesystem::path(path).stem().string();
+  std::fprintf(stderr, "g4 serve: guard '%s', profile '%s' (%zu policies)%s\n",
+               st.guard_model_id.c_str(), st.guard_profile.name.c_str(),
+               st.guard_profile.policies.size(),
+               st.guard_input ? ", chat input checked" : ", /v1/moderations only");
+  return true;
+}
+
 int serve(server::ServeOptions& o) {
   if (!resolve_model(o.model_path)) return 1;
   if (o.parallel < 1 || o.parallel > 256) {
@@ -72,6 +104,11 @@ int serve(server::ServeOptions& o) {
     return 1;
   }
   st.engine = std::move(e).value();
+  if (!load_guard(o, st)) {
+    svr.stop();
+    http.join();
+    return 1;
+  }
   SchedulerOptions so;
   so.n_slots = o.parallel;
   so.max_queue = o.max_queue;
@@ -130,6 +167,14 @@ Runner add_serve(CLI::App& app) {
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   add_kv_options(app, &o->kv_type, &o->sparse);
   app.add_flag("--exact", o->exact, "f32 activations in every matmul (slower)");
+  app.add_option("--guard-model", o->guard_model,
+                 "Safety classifier checkpoint (ShieldGemma or any Gemma) for /v1/moderations and "
+                 "chat input checks; its own engine instance");
+  app.add_flag("--guard", o->guard_self,
+               "Use the serving model's file as the safety classifier (own engine instance)");
+  app.add_option("--guard-profile", o->guard_profile,
+                 "strict | balanced | permissive | PROFILE.json: thresholds per policy; turns on "
+                 "the input check of chat requests (blocked: 400, code content_filter)");
   return [o] { return serve(*o); };
 }
 

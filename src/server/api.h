@@ -9,6 +9,7 @@
 #include <string>
 
 #include "g4/engine.h"
+#include "guard/guard.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 
@@ -52,6 +53,11 @@ struct ServeOptions {
   int64_t kv_pool_tokens = 0;  // global-layer KV positions for all slots (0 = parallel * ctx)
   bool exact = false;
   SparseAttentionOptions sparse;
+  // Safety guard: a classifier checkpoint (or the serving model's file, guard_self), and the
+  // risk profile whose presence turns on the input check of chat requests.
+  std::string guard_model;
+  bool guard_self = false;
+  std::string guard_profile;
   std::string kv_type = "f16";
 };
 
@@ -65,6 +71,11 @@ struct ServerState {
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
   double created = 0;  // unix time the model finished loading
+  // Safety guard (own Engine; set before `ready`). guard_input: chat prompts are checked.
+  std::unique_ptr<Guard> guard;
+  RiskProfile guard_profile;
+  bool guard_input = false;
+  std::string guard_model_id;
 };
 
 // Serialises with invalid UTF-8 replaced (model output may split a character at the end).
@@ -75,5 +86,9 @@ void register_routes(httplib::Server& svr, ServerState& st);
 
 // Model-specific prompt building shared by the API flavours.
 Result<std::vector<int32_t>> chat_prompt(const Engine& e, const std::vector<ChatMessage>& msgs);
+
+// Chat input check (guard_api.cc): throws ApiError 400 `content_filter` naming the policy when
+// the last user message is flagged; nothing when no guard or no profile is active.
+void guard_chat_input(ServerState& st, const json& messages);
 
 }  // namespace g4::server

@@ -45,7 +45,8 @@ void Histogram::render(std::string& out, const std::string& name) const {
 ServerMetrics::ServerMetrics()
     : ttft({0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30}),
       tpot({0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1}),
-      queue_wait({0.001, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30}) {}
+      queue_wait({0.001, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30}),
+      guard_latency({0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}) {}
 
 void ServerMetrics::count_request(const std::string& endpoint, int status) {
   std::lock_guard<std::mutex> l(mu_);
@@ -113,6 +114,16 @@ std::string ServerMetrics::render(const SchedulerStats& s) const {
   tpot.render(out, "g4_time_per_output_token_seconds");
   head(out, "g4_queue_wait_seconds", "histogram", "Submit to admission into a slot.");
   queue_wait.render(out, "g4_queue_wait_seconds");
+  // Safety guard (src/guard).
+  head(out, "g4_guard_check_seconds", "histogram",
+       "Safety guard checks: all policies, all windows.");
+  guard_latency.render(out, "g4_guard_check_seconds");
+  head(out, "g4_guard_blocks_total", "counter", "Chat requests refused by the guard, by policy.");
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [p, n] : guard_blocks_)
+      out += "g4_guard_blocks_total{policy=\"" + p + "\"} " + std::to_string(n) + "\n";
+  }
   return out;
 }
 

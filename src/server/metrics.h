@@ -38,12 +38,19 @@ class ServerMetrics {
   Histogram ttft;        // seconds, submit -> first token
   Histogram tpot;        // seconds per output token after the first
   Histogram queue_wait;  // seconds from submit to admission into a slot
+  // Safety guard: seconds per check, and chat requests blocked per policy.
+  Histogram guard_latency;
+  void guard_block(const std::string& policy) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++guard_blocks_[policy];
+  }
   std::string render(const SchedulerStats& s) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   uint64_t disconnects_ = 0;
+  std::map<std::string, uint64_t> guard_blocks_;
 };
 
 }  // namespace g4

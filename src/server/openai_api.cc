@@ -415,6 +415,7 @@ void handle_chat_completions(ServerState& st, const httplib::Request& req, httpl
   const json j = parse_body(req);
   check_model(st, j, true);
   const ChatRequest cr = parse_chat_request(j, false);
+  guard_chat_input(st, cr.messages);
   std::vector<int32_t> ids;
   auto plan = plan_agent(st, cr, openai_constraint_spec(j), &ids);
   respond(st, req, res, parse_common(st, j, std::move(ids), true, std::move(plan)));

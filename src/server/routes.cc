@@ -18,6 +18,7 @@ void handle_ollama_generate(ServerState&, const httplib::Request&, httplib::Resp
 void handle_ollama_tags(ServerState&, const httplib::Request&, httplib::Response&);
 void handle_ollama_show(ServerState&, const httplib::Request&, httplib::Response&);
 void handle_ollama_version(ServerState&, const httplib::Request&, httplib::Response&);
+void handle_moderations(ServerState&, const httplib::Request&, httplib::Response&);
 
 Result<std::vector<int32_t>> chat_prompt(const Engine& e, const std::vector<ChatMessage>& msgs) {
   // The template follows the architecture; base checkpoints get the same turn markers as
@@ -153,6 +154,7 @@ void register_routes(httplib::Server& svr, ServerState& st) {
   post("/v1/chat/completions", wrap(st, handle_chat_completions, true));
   post("/v1/completions", wrap(st, handle_completions, true));
   get("/v1/models", wrap(st, handle_models, true));
+  post("/v1/moderations", wrap(st, handle_moderations, true));
   post("/api/chat", wrap(st, handle_ollama_chat, true));
   post("/api/generate", wrap(st, handle_ollama_generate, true));
   get("/api/tags", wrap(st, handle_ollama_tags, true));
