@@ -12,8 +12,9 @@ float block_bound(const float* q, const float* minmax, int hd) {
   return s;
 }
 
-int select_blocks(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_blocks,
-                  int64_t budget_blocks, int recent_blocks, int32_t* out, float* scratch) {
+int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_blocks,
+                 int64_t budget_blocks, int recent_blocks, int32_t* out, float* scratch) {
+  // (In here a "block" is a selection page.)
   // Blocks [keep_from, n_blocks) are the recent ones and the query's own.
   const int64_t keep_from = std::max<int64_t>(1, n_blocks - 1 - recent_blocks);
   const int64_t forced = 1 + (n_blocks - keep_from);

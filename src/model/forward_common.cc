@@ -56,29 +56,39 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
   a.blocks = w.blocks;
   a.block_shift = w.block_shift;
   const SparseAttentionOptions& sp = kv.sparse();
-  const int64_t bt = int64_t(1) << w.block_shift;
-  const int64_t n_blocks = (pos >> w.block_shift) + 1;
-  const int64_t budget = (sp.budget_tokens + bt - 1) / bt;
-  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || n_blocks <= budget ||
-      !(decoding || sp.prefill)) {
+  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || !(decoding || sp.prefill)) {
     attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
     return;
   }
-  // The group's queries choose the blocks; attention runs over them as one virtual sequence
-  // (keys are stored rotated, so a key's score does not depend on where it sits).
+  const BlockSummaries bs = kv.summaries(seq, layer, h0 / (a.n_heads / a.n_kv_heads));
+  const int page_shift = w.block_shift - bs.page_shift;  // log2 of positions per page
+  const int64_t pt = int64_t(1) << page_shift;
+  const int64_t n_pages = (pos >> page_shift) + 1;
+  const int64_t budget = (sp.budget_tokens + pt - 1) / pt;
+  if (n_pages <= budget) {
+    attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
+    return;
+  }
+  // The group's queries choose the pages; attention runs over them as one virtual paged
+  // sequence whose "blocks" are pages: page p of block b is unit b * pages_per_block + p of
+  // page size (keys are stored rotated, so a key's score does not depend on where it sits).
   thread_local std::vector<int32_t> sel, table;
   thread_local std::vector<float> bound;
-  sel.resize(size_t(n_blocks));
-  table.resize(size_t(n_blocks));
-  bound.resize(size_t(n_blocks));
+  sel.resize(size_t(n_pages));
+  table.resize(size_t(n_pages));
+  bound.resize(size_t(n_pages));
   const int group = a.n_heads / a.n_kv_heads;
-  const int kvh = h0 / group;
-  const float* qg = q_tok + size_t(kvh) * size_t(group) * size_t(a.head_dim);
-  const int n = select_blocks(qg, group, a.head_dim, kv.summaries(seq, layer, kvh), n_blocks,
-                              budget, sp.recent_blocks, sel.data(), bound.data());
-  for (int i = 0; i < n; ++i) table[size_t(i)] = w.blocks[sel[size_t(i)]];
+  const float* qg = q_tok + size_t(h0 / group) * size_t(group) * size_t(a.head_dim);
+  const int n = select_pages(qg, group, a.head_dim, bs, n_pages, budget, sp.recent_pages,
+                             sel.data(), bound.data());
+  const int32_t in_block = (int32_t(1) << bs.page_shift) - 1;
+  for (int i = 0; i < n; ++i) {
+    const int32_t p = sel[size_t(i)];
+    table[size_t(i)] = (w.blocks[p >> bs.page_shift] << bs.page_shift) + (p & in_block);
+  }
   a.blocks = table.data();
-  const int64_t vpos = (int64_t(n - 1) << w.block_shift) + (pos & (bt - 1));
+  a.block_shift = page_shift;
+  const int64_t vpos = (int64_t(n - 1) << page_shift) + (pos & (pt - 1));
   attend_group(a, q_tok, w.k, w.v, vpos, h0, h1, out_tok, scores);
 }
 

@@ -30,7 +30,7 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
 // One attention job: heads [h0, h1) (within one KV head's group) of the query token at
 // `pos` over sequence seq's cache of `layer`. q_tok, out_tok: the token's [n_heads][head_dim]
 // rows. Global layers of a cache with sparse routing attend, from sparse.min_context on, to
-// the blocks select_blocks chooses for the KV head (the same for every head of the group).
+// the pages select_pages chooses for the KV head (the same for every head of the group).
 // decoding: the token is its sequence's only one in the step (prompt tokens are routed only
 // with sparse.prefill).
 void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,

@@ -15,7 +15,7 @@ namespace g4 {
 // the OS page by page as blocks are first written (so an idle pool costs nothing resident).
 struct KvCache::Pool {
   // [n_blocks][block_tokens][row] K, then the same for V, then (sparse routing) the key
-  // summaries [n_blocks][n_kv_heads][2][head_dim] f32.
+  // summaries [n_blocks][pages per block][n_kv_heads][2][head_dim] f32.
   uint8_t* base = nullptr;
   size_t k_bytes = 0;  // bytes of the K half
   size_t map_bytes = 0;
@@ -89,6 +89,7 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
       type_(o.f32 ? KvCacheType::kF32 : o.type),
       sparse_(o.sparse),
       block_shift_(log2_of(block_size(o))),
+      page_shift_(std::min(log2_of(std::max(1, o.sparse.page_tokens)), log2_of(block_size(o)))),
       blocks_(block_size(o),
               (std::max(o.pool_tokens, o.n_ctx) + block_size(o) - 1) / block_size(o)) {
   const int64_t slack = std::max(max_chunk_, o.ring_slack);
@@ -118,9 +119,12 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
 
 KvCache::~KvCache() = default;
 
-size_t KvCache::summary_floats(int layer) const {
+size_t KvCache::page_floats(int layer) const {
   const auto& g = layers_[size_t(layer)];
   return size_t(g.n_kv_heads) * 2 * size_t(g.head_dim);
+}
+size_t KvCache::summary_floats(int layer) const {
+  return page_floats(layer) << (block_shift_ - page_shift_);
 }
 
 size_t KvCache::row_bytes(int layer) const {
@@ -327,6 +331,8 @@ BlockSummaries KvCache::summaries(int seq, int layer, int kv_head) const {
   G4_CHECK(p.summary != nullptr);
   BlockSummaries s;
   s.block_stride = summary_floats(o);
+  s.page_stride = page_floats(o);
+  s.page_shift = block_shift_ - page_shift_;
   s.base = p.summary + size_t(kv_head) * 2 * size_t(layers_[size_t(o)].head_dim);
   s.table = blocks_.table(seq).data();
   return s;
@@ -356,8 +362,9 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
           row[i] = fp16_to_fp32(reinterpret_cast<const uint16_t*>(k)[i]);
         break;
     }
-    float* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n;
-    const bool fresh = (pos & mask) == 0;
+    float* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n +
+                size_t((pos & mask) >> page_shift_) * page_floats(layer);
+    const bool fresh = (pos & ((int64_t(1) << page_shift_) - 1)) == 0;
     for (int h = 0; h < g.n_kv_heads; ++h) {
       float* mn = sm + size_t(h) * 2 * size_t(hd);
       float* mx = mn + hd;

@@ -144,8 +144,8 @@ class KvCache {
   // layer (global layers of a cache with sparse.enabled only).
   const SparseAttentionOptions& sparse() const { return sparse_; }
   BlockSummaries summaries(int seq, int layer, int kv_head) const;
-  // Brings the summaries of the blocks holding positions [from, to) up to date with the
-  // rows written there (a block's first position starts its summary afresh). One sequence
+  // Brings the summaries of the pages holding positions [from, to) up to date with the
+  // rows written there (a page's first position starts its summary afresh). One sequence
   // and layer per call; calls for distinct sequences may run concurrently.
   void summarize(int seq, int layer, int64_t from, int64_t to);
 
@@ -167,7 +167,8 @@ class KvCache {
   Seq& get(int seq);
   const Seq& get(int seq) const;
   size_t row_bytes(int layer) const;
-  size_t summary_floats(int layer) const;  // per block: n_kv_heads x (min, max) x head_dim
+  size_t page_floats(int layer) const;     // per page: n_kv_heads x (min, max) x head_dim
+  size_t summary_floats(int layer) const;  // per block: its pages' summaries
   uint8_t* row_ptr(int seq, int layer, int64_t pos, bool value);
 
   std::vector<KvLayerGeometry> layers_;
@@ -178,6 +179,7 @@ class KvCache {
   int64_t max_chunk_;
   KvCacheType type_ = KvCacheType::kF16;
   int block_shift_ = 8;
+  int page_shift_ = 5;  // sparse routing's selection pages
   size_t block_bytes_ = 0;
   size_t ring_bytes_ = 0;
   SparseAttentionOptions sparse_;

@@ -98,6 +98,9 @@ TEST(MemoryPlan, MatchesKvCache) {
   o.sparse = true;
   KvCache ks(small_geometry(), co);
   EXPECT_EQ(int64_t(ks.block_bytes()), plan_kv(small_geometry(), o).block_bytes);
+  co.sparse.page_tokens = o.page_tokens = 4;  // 4 pages per 16-position block
+  KvCache kp(small_geometry(), co);
+  EXPECT_EQ(int64_t(kp.block_bytes()), plan_kv(small_geometry(), o).block_bytes);
 }
 
 TEST(MemoryPlan, ByteSizes) {

@@ -30,7 +30,7 @@ struct Summaries {
       mm[size_t(b) * 2 * size_t(hd) + size_t(hd + i)] = hi;
     }
   }
-  BlockSummaries view() const { return {mm.data(), table.data(), 2 * size_t(hd)}; }
+  BlockSummaries view() const { return {mm.data(), table.data(), 2 * size_t(hd), 0, 0}; }
 };
 
 }  // namespace
@@ -70,19 +70,19 @@ TEST(SparseAttention, SelectionKeepsSinkRecentAndBestBlocks) {
   std::vector<int32_t> out(n_blocks);
   std::vector<float> scratch(n_blocks);
   // Budget 5 blocks: sink 0, recent 8 and the query's own 9, then the two best (3, 6).
-  int n = select_blocks(q.data(), 1, hd, s.view(), n_blocks, 5, 1, out.data(), scratch.data());
+  int n = select_pages(q.data(), 1, hd, s.view(), n_blocks, 5, 1, out.data(), scratch.data());
   EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + n),
             (std::vector<int32_t>{0, 3, 6, 8, 9}));
   // Budget 4: only the best candidate fits.
-  n = select_blocks(q.data(), 1, hd, s.view(), n_blocks, 4, 1, out.data(), scratch.data());
+  n = select_pages(q.data(), 1, hd, s.view(), n_blocks, 4, 1, out.data(), scratch.data());
   EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + n), (std::vector<int32_t>{0, 3, 8, 9}));
   // Budget covering everything: every block, dense.
-  n = select_blocks(q.data(), 1, hd, s.view(), n_blocks, 10, 1, out.data(), scratch.data());
+  n = select_pages(q.data(), 1, hd, s.view(), n_blocks, 10, 1, out.data(), scratch.data());
   EXPECT_EQ(n, n_blocks);
   // Ties go to the lower block: with 1-7 all equal, budget 5 takes 1 and 2.
   Summaries flat(n_blocks, hd);
   for (int b = 0; b < n_blocks; ++b) flat.set(b, 0, 1);
-  n = select_blocks(q.data(), 1, hd, flat.view(), n_blocks, 5, 1, out.data(), scratch.data());
+  n = select_pages(q.data(), 1, hd, flat.view(), n_blocks, 5, 1, out.data(), scratch.data());
   EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + n),
             (std::vector<int32_t>{0, 1, 2, 8, 9}));
 }
@@ -97,8 +97,7 @@ TEST(SparseAttention, GroupSharesOneSelectionByItsMaximum) {
   const std::vector<float> q = {1, 0, 0, 1};  // [group 2][hd 2]
   std::vector<int32_t> out(n_blocks);
   std::vector<float> scratch(n_blocks);
-  const int n =
-      select_blocks(q.data(), 2, hd, s.view(), n_blocks, 5, 1, out.data(), scratch.data());
+  const int n = select_pages(q.data(), 2, hd, s.view(), n_blocks, 5, 1, out.data(), scratch.data());
   EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + n),
             (std::vector<int32_t>{0, 2, 5, 6, 7}));
 }
@@ -116,7 +115,9 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   o.f32 = true;
   o.sparse.enabled = true;
   o.sparse.min_context = 0;
-  o.sparse.budget_tokens = 4 * bt;  // sink + 1 best + recent + own
+  o.sparse.page_tokens = bt / 2;
+  o.sparse.recent_pages = 1;
+  o.sparse.budget_tokens = 4 * bt / 2;  // sink + 1 best + recent + own pages
   KvCache kv({{Hkv, hd, 0}}, o);
   ASSERT_TRUE(kv.add_sequence(0).ok());
   ASSERT_TRUE(kv.reserve(0, pos + 1).ok());
