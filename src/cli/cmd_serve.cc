@@ -85,7 +85,15 @@ int serve(server::ServeOptions& o) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-  std::thread http([&] { svr.listen_after_bind(); });
+  std::atomic<bool> http_done{false};
+  std::thread http([&] {
+    svr.listen_after_bind();
+    http_done.store(true);
+  });
+  // The listener thread may not have started yet: the wait for a signal below ends when the
+  // server is no longer running, so first wait until it runs (or its thread ended).
+  while (!svr.is_running() && !http_done.load())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::fprintf(stderr, "g4 serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(), o.port,
                o.model_path.c_str());
   // Load while /health answers "loading".

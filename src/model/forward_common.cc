@@ -42,10 +42,10 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
     }
   }
   if (T == 0) return Status::error("empty batch");
-  std::vector<std::pair<int, int64_t>> ends;
+  fb.ends.clear();  // reused: no allocation per decoding step
   for (const SeqStep& st : batch.seqs)
-    ends.push_back({st.seq_id, st.start_pos + int64_t(st.tokens.size())});
-  return kv.reserve_all(ends);
+    fb.ends.push_back({st.seq_id, st.start_pos + int64_t(st.tokens.size())});
+  return kv.reserve_all(fb.ends);
 }
 
 void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,

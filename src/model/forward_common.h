@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -20,6 +21,7 @@ struct FlatBatch {
   std::vector<int> tok_seq;
   std::vector<int64_t> tok_pos;
   std::vector<int32_t> ids;
+  std::vector<std::pair<int, int64_t>> ends;  // per sequence: its length after the step
 };
 
 // Checks every SeqStep against the cache (known sequence, contiguous position, chunk and

@@ -72,6 +72,7 @@ class KvBlockManager {
   // The sequence to preempt when memory runs out: the youngest (last added), never `keep`;
   // -1 when there is none.
   int victim(int keep) const;
+  int64_t free_blocks() const { return int64_t(free_.size()); }
 
   KvBlockStats stats() const;
   int refcount(int32_t block) const { return refs_[size_t(block)]; }

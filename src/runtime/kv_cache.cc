@@ -226,7 +226,7 @@ Status KvCache::reserve_all(const std::vector<std::pair<int, int64_t>>& seq_len)
     if (!has_sequence(seq)) return Status::error("unknown sequence " + std::to_string(seq));
     need += blocks_needed(seq, n);
   }
-  const int64_t free = blocks_.stats().free;
+  const int64_t free = free_blocks();
   if (need > free)
     return Status::error("KV memory full: the step needs " + std::to_string(need) + " blocks of " +
                          std::to_string(block_tokens()) + " positions, " + std::to_string(free) +

@@ -157,6 +157,7 @@ class KvCache {
   size_t ring_bytes_per_seq() const { return ring_bytes_; }
   int block_tokens() const { return blocks_.block_tokens(); }
   KvBlockStats block_stats() const { return blocks_.stats(); }
+  int64_t free_blocks() const { return blocks_.free_blocks(); }
 
  private:
   struct Seq {

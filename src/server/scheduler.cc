@@ -335,7 +335,7 @@ void Scheduler::step() {
       --budget;
     }
     const int64_t n_decoders = int64_t(who.size());
-    int64_t free = kv_->block_stats().free - need;
+    int64_t free = kv_->free_blocks() - need;
     budget = std::max<int64_t>(budget, std::min<int64_t>(opts_.step_tokens, 16));
     for (auto& a : active_) {
       if (a->last >= 0 || budget <= 0) continue;
@@ -355,7 +355,7 @@ void Scheduler::step() {
       if (!active_.empty() && make_room()) continue;
       return;
     }
-    if (need <= kv_->block_stats().free || !make_room()) break;
+    if (need <= kv_->free_blocks() || !make_room()) break;
   }
   Status st = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
   {
