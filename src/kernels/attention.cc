@@ -266,6 +266,34 @@ size_t attention_scratch_floats(const AttentionArgs& a, int64_t max_keys) {
 
 namespace {
 
+// Heads [hs, he) of one KV head over keys first..first+n-1, each K and V row widened to f32
+// once for the whole group (widen_k(j, row), widen_v(j, row)), then the f32 dot and axpy.
+// The portable path of fp16 caches and the only path of q8_0 ones.
+template <typename WidenK, typename WidenV>
+void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, int he,
+                    WidenK widen_k, WidenV widen_v, float* out, float* scores) {
+  const int hd = a.head_dim;
+  float* row = scores + size_t(he - hs) * size_t(n);
+  for (int64_t j = 0; j < n; ++j) {
+    widen_k(j, row);
+    for (int h = hs; h < he; ++h) {
+      float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
+      if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
+      scores[size_t(h - hs) * size_t(n) + size_t(j)] = s;
+    }
+  }
+  for (int h = hs; h < he; ++h) {
+    softmax(scores + size_t(h - hs) * size_t(n), n);
+    std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    widen_v(j, row);
+    for (int h = hs; h < he; ++h)
+      axpy_f32(out + size_t(h) * size_t(hd), scores[size_t(h - hs) * size_t(n) + size_t(j)], row,
+               hd);
+  }
+}
+
 void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
                       int64_t pos, int h0, int h1, float* out, float* scores) {
   const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
@@ -303,33 +331,21 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
       continue;
     }
 #endif
-    float* row = scores + size_t(he - hs) * size_t(n);
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = attention_row(a, first + j);
-      widen(k + size_t(slot) * slot_stride + size_t(kvh) * size_t(hd), row, hd);
-      for (int h = hs; h < he; ++h) {
-        float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
-        if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
-        scores[size_t(h - hs) * size_t(n) + size_t(j)] = s;
-      }
-    }
-    for (int h = hs; h < he; ++h) {
-      softmax(scores + size_t(h - hs) * size_t(n), n);
-      std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t slot = attention_row(a, first + j);
-      widen(v + size_t(slot) * slot_stride + size_t(kvh) * size_t(hd), row, hd);
-      for (int h = hs; h < he; ++h)
-        axpy_f32(out + size_t(h) * size_t(hd), scores[size_t(h - hs) * size_t(n) + size_t(j)], row,
-                 hd);
-    }
+    const size_t off = size_t(kvh) * size_t(hd);
+    attend_widened(
+        a, q, n, hs, he,
+        [&](int64_t j, float* row) {
+          widen(k + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
+        },
+        [&](int64_t j, float* row) {
+          widen(v + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
+        },
+        out, scores);
     hs = he;
   }
 }
 
-// q8_0 K/V: each row of the KV head is dequantised to f32 once for the heads of its group,
-// then the f32 dot and axpy above.
+// q8_0 K/V: each row of the KV head is dequantised to f32 once for the heads of its group.
 void attend_group_q8(const AttentionArgs& a, const float* q, const uint8_t* k, const uint8_t* v,
                      int64_t pos, int h0, int h1, float* out, float* scores) {
   const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
@@ -341,29 +357,18 @@ void attend_group_q8(const AttentionArgs& a, const float* q, const uint8_t* k, c
   for (int hs = h0; hs < h1;) {
     const int kvh = hs / group;
     const int he = std::min(h1, (kvh + 1) * group);
-    float* row = scores + size_t(he - hs) * size_t(n);
-    for (int64_t j = 0; j < n; ++j) {
-      const size_t at =
-          size_t(attention_row(a, first + j)) * slot_stride + size_t(kvh) * head_bytes;
-      dequantize_row(DType::kQ8_0, k + at, row, hd);
-      for (int h = hs; h < he; ++h) {
-        float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
-        if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
-        scores[size_t(h - hs) * size_t(n) + size_t(j)] = s;
-      }
-    }
-    for (int h = hs; h < he; ++h) {
-      softmax(scores + size_t(h - hs) * size_t(n), n);
-      std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      const size_t at =
-          size_t(attention_row(a, first + j)) * slot_stride + size_t(kvh) * head_bytes;
-      dequantize_row(DType::kQ8_0, v + at, row, hd);
-      for (int h = hs; h < he; ++h)
-        axpy_f32(out + size_t(h) * size_t(hd), scores[size_t(h - hs) * size_t(n) + size_t(j)], row,
-                 hd);
-    }
+    const size_t off = size_t(kvh) * head_bytes;
+    attend_widened(
+        a, q, n, hs, he,
+        [&](int64_t j, float* row) {
+          dequantize_row(DType::kQ8_0, k + size_t(attention_row(a, first + j)) * slot_stride + off,
+                         row, hd);
+        },
+        [&](int64_t j, float* row) {
+          dequantize_row(DType::kQ8_0, v + size_t(attention_row(a, first + j)) * slot_stride + off,
+                         row, hd);
+        },
+        out, scores);
     hs = he;
   }
 }

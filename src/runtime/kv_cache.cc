@@ -8,6 +8,7 @@
 
 #include "core/fp16.h"
 #include "kernels/quant.h"
+#include "runtime/memory_plan.h"
 
 namespace g4 {
 
@@ -57,11 +58,9 @@ bool parse_kv_cache_type(const std::string& s, KvCacheType* t) {
 
 namespace {
 // Blocks of block_tokens rounded up to a power of two, no longer than the context needs (a
-// 64-token test context gets 64-token blocks).
+// 64-token test context gets 64-token blocks): the same rule g4 plan uses.
 int block_size(const KvCacheOptions& o) {
-  int b = 1;
-  while (b < o.block_tokens && b < o.n_ctx) b *= 2;
-  return b;
+  return kv_block_size(o.block_tokens, o.n_ctx);
 }
 int log2_of(int n) {
   int s = 0;
@@ -347,7 +346,8 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
   const std::vector<int32_t>& table = blocks_.table(seq);
   const int64_t mask = (int64_t(1) << block_shift_) - 1;
   const size_t n = summary_floats(layer);
-  std::vector<float> row(size_t(g.n_kv_heads) * size_t(hd));
+  thread_local std::vector<float> row;  // no allocation per step once warm
+  row.resize(size_t(g.n_kv_heads) * size_t(hd));
   for (int64_t pos = from; pos < to; ++pos) {
     const uint8_t* k = row_ptr(seq, layer, pos, false);
     switch (type_) {
