@@ -39,6 +39,12 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
                    const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
                    float* scores);
 
+// The cache's row format in the attention arguments (f16, f32, q8_0, ...).
+inline void set_kv_format(AttentionArgs& a, const KvCache& kv) {
+  a.kv_f32 = kv.is_f32();
+  a.kv_q8 = kv.type() == KvCacheType::kQ8_0;
+}
+
 // After a step stored its K/V rows: brings sparse routing's block summaries up to date for
 // every sequence of the batch (nothing without sparse routing or for sliding layers).
 void summarize_step(const StepBatch& batch, KvCache& kv, int layer);

@@ -180,8 +180,8 @@ void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& b
 
   summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
   clock.mark(StepPhase::kRopeKv);
-  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
-  args.kv_q8 = kv.type() == KvCacheType::kQ8_0;
+  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
+  set_kv_format(args, kv);
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[9];
   const size_t per_thread = attention_scratch_floats(args, max_keys);

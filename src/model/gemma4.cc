@@ -275,8 +275,8 @@ void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& b
   summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
   // KV-shared layers read their donor's cache (kv.view maps the layer to it) with their own
   // mask.
-  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap, kv.is_f32()};
-  args.kv_q8 = kv.type() == KvCacheType::kQ8_0;
+  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
+  set_kv_format(args, kv);
   const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
   std::vector<float>& sc = ctx.buf[19];
   const size_t per_thread = attention_scratch_floats(args, max_keys);
