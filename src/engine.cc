@@ -65,11 +65,12 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   e->opts_.n_ctx = std::max<int64_t>(16, std::min(opts.n_ctx, e->model_->config().n_ctx_train));
   KvCacheType kv_type;
   if (!parse_kv_cache_type(opts.kv_f32 ? "f32" : opts.kv_type, &kv_type))
-    return Status::error("unknown KV type '" + opts.kv_type + "' (f16, f32 or q8_0)");
-  if (kv_type == KvCacheType::kQ8_0) {
+    return Status::error("unknown KV type '" + opts.kv_type + "' (f16, f32, bf16, q8_0 or q4_0)");
+  if (KvCache::is_blocked(kv_type)) {
     for (const KvLayerGeometry& g : e->model_->kv_geometry()) {
       if (g.head_dim % 32 != 0)
-        return Status::error("q8_0 KV needs head sizes that are multiples of 32; this model has " +
+        return Status::error(std::string(kv_cache_type_name(kv_type)) +
+                             " KV needs head sizes that are multiples of 32; this model has " +
                              std::to_string(g.head_dim));
     }
   }

@@ -82,8 +82,8 @@ bool resolve_model(std::string& path) {
 
 void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions* o) {
   app.add_option("--kv-type", *kv_type,
-                 "K/V storage: f16, f32 (exact) or q8_0 (about half of f16's memory)")
-      ->check(CLI::IsMember({"f16", "f32", "q8_0"}))
+                 "K/V storage: f16, f32 (exact), bf16, q8_0 (53% of f16's memory) or q4_0 (28%)")
+      ->check(CLI::IsMember({"f16", "f32", "bf16", "q8_0", "q4_0"}))
       ->capture_default_str();
   app.add_flag("--sparse", o->enabled,
                "Sparse attention routing on global layers: from --sparse-min-ctx on, each query "

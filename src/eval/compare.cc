@@ -29,9 +29,10 @@ struct VariantKey {
 
 // One line per engine switch a comparison can flip.
 const VariantKey kVariantKeys[] = {
-    {"kv", "f16|f32|q8_0",
+    {"kv", "f16|f32|bf16|q8_0|q4_0",
      [](std::string_view v, EngineOptions* o) {
-       if (v != "f16" && v != "f32" && v != "q8_0") return Status::error("");
+       if (v != "f16" && v != "f32" && v != "bf16" && v != "q8_0" && v != "q4_0")
+         return Status::error("");
        o->kv_f32 = v == "f32";
        o->kv_type = std::string(v);
        return Status();

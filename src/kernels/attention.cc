@@ -206,6 +206,40 @@ G4_AVX2_ATT void pv_avx2(const float* p, int nh, int hd, int64_t n, RowFn row, f
     }
   }
 }
+// Row widening of the quantized and bf16 caches, bit-identical to dequantize_row: each value
+// is float(q - offset) * d (one rounding) or the bf16 bits shifted into place.
+G4_AVX2_ATT void dequant_q4_0_avx2(const BlockQ4_0* b, float* y, int nb) {
+  const __m256i eight = _mm256_set1_epi32(8);
+  for (int i = 0; i < nb; ++i, y += kQK) {
+    const __m256 d = _mm256_set1_ps(fp16_to_fp32(b[i].d));
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
+    const __m128i lo = _mm_and_si128(qs, _mm_set1_epi8(0x0F));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(qs, 4), _mm_set1_epi8(0x0F));
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(parts[c]), eight);
+      _mm256_storeu_ps(y + 8 * c, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+    }
+  }
+}
+G4_AVX2_ATT void dequant_q8_0_avx2(const BlockQ8_0* b, float* y, int nb) {
+  for (int i = 0; i < nb; ++i, y += kQK) {
+    const __m256 d = _mm256_set1_ps(fp16_to_fp32(b[i].d));
+    for (int c = 0; c < 4; ++c) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + 8 * c));
+      _mm256_storeu_ps(y + 8 * c, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d));
+    }
+  }
+}
+G4_AVX2_ATT void widen_bf16_avx2(const uint16_t* x, float* y, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_ps(y + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+  }
+  for (; i < n; ++i) y[i] = bf16_to_fp32(x[i]);
+}
 bool have_avx512() {
   static const bool ok = best_isa() == Isa::kAvx512;
   return ok;
@@ -255,6 +289,25 @@ void widen(const uint16_t* x, float* y, int n) {
   if (have_avx2()) return widen_avx2(x, y, n);
 #endif
   for (int i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
+}
+
+DType kv_dtype(const AttentionArgs& a) {
+  return a.kv_q4 ? DType::kQ4_0 : a.kv_q8 ? DType::kQ8_0 : DType::kBF16;
+}
+
+// One row of a q8_0, q4_0 or bf16 cache (n values, a multiple of 32 for the block types) as
+// f32: SIMD where the CPU has it, dequantize_row otherwise (the same values either way).
+void dequant_kv(DType t, const uint8_t* src, float* dst, int n) {
+#if defined(__x86_64__)
+  if (have_avx2()) {
+    if (t == DType::kQ4_0)
+      return dequant_q4_0_avx2(reinterpret_cast<const BlockQ4_0*>(src), dst, n / kQK);
+    if (t == DType::kQ8_0)
+      return dequant_q8_0_avx2(reinterpret_cast<const BlockQ8_0*>(src), dst, n / kQK);
+    if (t == DType::kBF16) return widen_bf16_avx2(reinterpret_cast<const uint16_t*>(src), dst, n);
+  }
+#endif
+  dequantize_row(t, src, dst, n);
 }
 
 }  // namespace
@@ -345,14 +398,16 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
   }
 }
 
-// q8_0 K/V: each row of the KV head is dequantised to f32 once for the heads of its group.
-void attend_group_q8(const AttentionArgs& a, const float* q, const uint8_t* k, const uint8_t* v,
-                     int64_t pos, int h0, int h1, float* out, float* scores) {
+// Quantized (q8_0, q4_0) and bf16 K/V: each row of the KV head is widened to f32 once for the
+// heads of its group (dequant_kv), then the f32 dot and axpy of attend_widened.
+void attend_group_dequant(const AttentionArgs& a, DType t, const float* q, const uint8_t* k,
+                          const uint8_t* v, int64_t pos, int h0, int h1, float* out,
+                          float* scores) {
   const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
   const int64_t n = pos - first + 1;
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
-  const size_t head_bytes = size_t(hd) / 32 * sizeof(BlockQ8_0);
+  const size_t head_bytes = row_bytes(t, hd);
   const size_t slot_stride = size_t(a.n_kv_heads) * head_bytes;
   for (int hs = h0; hs < h1;) {
     const int kvh = hs / group;
@@ -361,12 +416,10 @@ void attend_group_q8(const AttentionArgs& a, const float* q, const uint8_t* k, c
     attend_widened(
         a, q, n, hs, he,
         [&](int64_t j, float* row) {
-          dequantize_row(DType::kQ8_0, k + size_t(attention_row(a, first + j)) * slot_stride + off,
-                         row, hd);
+          dequant_kv(t, k + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
         },
         [&](int64_t j, float* row) {
-          dequantize_row(DType::kQ8_0, v + size_t(attention_row(a, first + j)) * slot_stride + off,
-                         row, hd);
+          dequant_kv(t, v + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
         },
         out, scores);
     hs = he;
@@ -422,9 +475,9 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
 
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                 int h0, int h1, float* out, float* scores) {
-  if (a.kv_q8) {
-    return attend_group_q8(a, q, static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v),
-                           pos, h0, h1, out, scores);
+  if (a.kv_q8 || a.kv_q4 || a.kv_bf16) {
+    return attend_group_dequant(a, kv_dtype(a), q, static_cast<const uint8_t*>(k),
+                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores);
   }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
@@ -437,9 +490,9 @@ void attend_one(const AttentionArgs& a, const float* q, const void* k, const voi
 
 void attend_group(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
                   int h0, int h1, float* out, float* scores) {
-  if (a.kv_q8) {
-    return attend_group_q8(a, q, static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(v),
-                           pos, h0, h1, out, scores);
+  if (a.kv_q8 || a.kv_q4 || a.kv_bf16) {
+    return attend_group_dequant(a, kv_dtype(a), q, static_cast<const uint8_t*>(k),
+                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores);
   }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,

@@ -1,4 +1,4 @@
-// Causal attention of one query token over a sequence's fp16 KV cache.
+// Causal attention of one query token over a sequence's KV cache (fp16, f32, bf16, q8_0, q4_0).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +14,8 @@ struct AttentionArgs {
   float softcap = 0.f;   // 0 = none
   bool kv_f32 = false;   // k, v hold float instead of fp16
   bool kv_q8 = false;    // k, v hold q8_0 blocks (head_dim a multiple of 32)
+  bool kv_q4 = false;    // k, v hold q4_0 blocks (head_dim a multiple of 32)
+  bool kv_bf16 = false;  // k, v hold bf16
   // Paged cache (global layers): the row of position p is
   // (blocks[p >> block_shift] << block_shift) + (p & (2^block_shift - 1)); capacity unused.
   const int32_t* blocks = nullptr;

@@ -43,6 +43,8 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
 inline void set_kv_format(AttentionArgs& a, const KvCache& kv) {
   a.kv_f32 = kv.is_f32();
   a.kv_q8 = kv.type() == KvCacheType::kQ8_0;
+  a.kv_q4 = kv.type() == KvCacheType::kQ4_0;
+  a.kv_bf16 = kv.type() == KvCacheType::kBF16;
 }
 
 // After a step stored its K/V rows: brings sparse routing's block summaries up to date for

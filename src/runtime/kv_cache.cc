@@ -8,6 +8,7 @@
 
 #include "core/fp16.h"
 #include "kernels/quant.h"
+#include "kernels/quantize_ref.h"
 #include "runtime/memory_plan.h"
 
 namespace g4 {
@@ -40,6 +41,10 @@ const char* kv_cache_type_name(KvCacheType t) {
       return "f32";
     case KvCacheType::kQ8_0:
       return "q8_0";
+    case KvCacheType::kQ4_0:
+      return "q4_0";
+    case KvCacheType::kBF16:
+      return "bf16";
     case KvCacheType::kF16:
       break;
   }
@@ -47,7 +52,8 @@ const char* kv_cache_type_name(KvCacheType t) {
 }
 
 bool parse_kv_cache_type(const std::string& s, KvCacheType* t) {
-  for (KvCacheType k : {KvCacheType::kF16, KvCacheType::kF32, KvCacheType::kQ8_0}) {
+  for (KvCacheType k : {KvCacheType::kF16, KvCacheType::kF32, KvCacheType::kQ8_0,
+                        KvCacheType::kQ4_0, KvCacheType::kBF16}) {
     if (s == kv_cache_type_name(k)) {
       *t = k;
       return true;
@@ -57,6 +63,21 @@ bool parse_kv_cache_type(const std::string& s, KvCacheType* t) {
 }
 
 namespace {
+DType kv_dtype(KvCacheType t) {
+  switch (t) {
+    case KvCacheType::kF32:
+      return DType::kF32;
+    case KvCacheType::kQ8_0:
+      return DType::kQ8_0;
+    case KvCacheType::kQ4_0:
+      return DType::kQ4_0;
+    case KvCacheType::kBF16:
+      return DType::kBF16;
+    case KvCacheType::kF16:
+      break;
+  }
+  return DType::kF16;
+}
 // Blocks of block_tokens rounded up to a power of two, no longer than the context needs (a
 // 64-token test context gets 64-token blocks): the same rule g4 plan uses.
 int block_size(const KvCacheOptions& o) {
@@ -96,7 +117,7 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& g = layers_[l];
     G4_CHECK(g.donor < int(l));  // a donor precedes its sharers and owns its own cache
-    G4_CHECK(type_ != KvCacheType::kQ8_0 || g.head_dim % 32 == 0);  // checked by the engine
+    G4_CHECK(!is_blocked(type_) || g.head_dim % 32 == 0);  // checked by the engine
     if (g.donor >= 0) G4_CHECK(layers_[size_t(g.donor)].donor < 0);
     cap_.push_back(g.donor >= 0   ? cap_[size_t(g.donor)]
                    : g.window > 0 ? std::min<int64_t>(n_ctx_, g.window + slack)
@@ -134,7 +155,10 @@ size_t KvCache::row_bytes(int layer) const {
       return n * 4;
     case KvCacheType::kQ8_0:
       return n / 32 * sizeof(BlockQ8_0);
+    case KvCacheType::kQ4_0:
+      return n / 32 * sizeof(BlockQ4_0);
     case KvCacheType::kF16:
+    case KvCacheType::kBF16:
       break;
   }
   return n * 2;
@@ -312,6 +336,11 @@ void KvCache::store(int seq, int layer, int64_t pos, const float* k_row, const f
       quantize_activation(DType::kQ8_0, k_row, kc, int64_t(n));
       quantize_activation(DType::kQ8_0, v_row, vc, int64_t(n));
       return;
+    case KvCacheType::kQ4_0:  // ggml's quantize_row_q4_0_ref, as llama.cpp's q4_0 cache
+    case KvCacheType::kBF16:
+      quantize_row(kv_dtype(type_), k_row, kc, int64_t(n));
+      quantize_row(kv_dtype(type_), v_row, vc, int64_t(n));
+      return;
     case KvCacheType::kF16:
       break;
   }
@@ -355,7 +384,9 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
         std::memcpy(row.data(), k, row.size() * sizeof(float));
         break;
       case KvCacheType::kQ8_0:
-        dequantize_row(DType::kQ8_0, k, row.data(), int64_t(row.size()));
+      case KvCacheType::kQ4_0:
+      case KvCacheType::kBF16:
+        dequantize_row(kv_dtype(type_), k, row.data(), int64_t(row.size()));
         break;
       case KvCacheType::kF16:
         for (size_t i = 0; i < row.size(); ++i)

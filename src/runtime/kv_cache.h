@@ -1,6 +1,6 @@
 // KV cache with per-layer geometry: paged global layers, ring buffers for sliding layers.
 //
-// K and V are stored as fp16 (or f32 for exact numerics), one row per position:
+// K and V are stored as fp16 (or f32, bf16, q8_0, q4_0: KvCacheType), one row per position:
 // [n_kv_heads][head_dim].
 // - Global layers are paged: a pool of blocks of block_tokens positions, one block-id space
 //   for all global layers (block b of a sequence holds the same positions in every global
@@ -41,12 +41,14 @@ struct KvLayerGeometry {
   int donor = -1;
 };
 
-// K/V element storage: fp16 (default), f32 (exact numerics, twice the memory), or q8_0
-// (ggml's blocks of 32: an fp16 scale and 32 int8, 34 bytes; about half of fp16; head sizes
-// must be multiples of 32, which Gemma's 128/256/512 are).
-enum class KvCacheType { kF16, kF32, kQ8_0 };
+// K/V element storage: fp16 (default), f32 (exact numerics, twice the memory), bf16 (fp16's
+// size, f32's range), q8_0 (ggml's blocks of 32: an fp16 scale and 32 int8, 34 bytes; about
+// half of fp16) or q4_0 (ggml's blocks of 32: an fp16 scale and 32 4-bit values, 18 bytes;
+// 28% of fp16). Quantized types need head sizes that are multiples of 32, which Gemma's
+// 128/256/512 are. Rows are written with ggml's reference quantizers (quantize_row).
+enum class KvCacheType { kF16, kF32, kQ8_0, kQ4_0, kBF16 };
 const char* kv_cache_type_name(KvCacheType t);
-// "f16", "f32", "q8_0" -> type; false for anything else.
+// "f16", "f32", "bf16", "q8_0", "q4_0" -> type; false for anything else.
 bool parse_kv_cache_type(const std::string& s, KvCacheType* t);
 
 struct KvCacheOptions {
@@ -133,6 +135,10 @@ class KvCache {
   KvView view(int seq, int layer) const;
   bool is_f32() const { return type_ == KvCacheType::kF32; }
   KvCacheType type() const { return type_; }
+  // Whether the type stores 32-element blocks (head sizes must be multiples of 32).
+  static bool is_blocked(KvCacheType t) {
+    return t == KvCacheType::kQ8_0 || t == KvCacheType::kQ4_0;
+  }
   // Writes one position's K and V rows ([n_kv_heads * head_dim] f32 each) in the cache's
   // format. The position must be reserved (global) or within the ring's reach (sliding).
   void store(int seq, int layer, int64_t pos, const float* k_row, const float* v_row);
