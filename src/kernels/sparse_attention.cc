@@ -2,14 +2,158 @@
 
 #include <algorithm>
 
+#include "kernels/dot_simd.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace g4 {
 
-float block_bound(const float* q, const float* minmax, int hd) {
-  const float* mn = minmax;
-  const float* mx = minmax + hd;
-  float s = 0;
-  for (int i = 0; i < hd; ++i) s += std::max(q[i] * mn[i], q[i] * mx[i]);
+namespace {
+
+// The bound's canonical summation order, which every path below reproduces bit for bit:
+// channels [0, hd8) (hd8 = hd rounded down to 8) go to 8 lanes (lane l takes channels
+// i = l mod 8, in order), the lanes are reduced as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7))
+// (AVX2's add-halves-then-two-hadds), and channels [hd8, hd) are added one by one after.
+// Each term max(q*min, q*max) is two roundings-free-of-contraction products and a max,
+// so scalar and SIMD terms are the same floats.
+inline float term(float q, float mn, float mx) {
+  return std::max(q * mn, q * mx);
+}
+
+float bound_scalar(const float* q, const float* mn, const float* mx, int hd) {
+  const int hd8 = hd & ~7;
+  float lane[8] = {};
+  for (int i = 0; i < hd8; i += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += term(q[i + l], mn[i + l], mx[i + l]);
+  float s =
+      ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+  for (int i = hd8; i < hd; ++i) s += term(q[i], mn[i], mx[i]);
   return s;
+}
+
+#if defined(__x86_64__)
+#define G4_AVX2_SP __attribute__((target("avx2,fma")))
+#define G4_AVX512_SP __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+
+G4_AVX2_SP inline float reduce8(__m256 acc) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+
+// Bounds of one page for `group` query heads, loading each min/max chunk once.
+G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const float* mn,
+                                 const float* mx, float* out) {
+  const int hd8 = hd & ~7;
+  for (int h0 = 0; h0 < group; h0 += 4) {
+    const int nh = std::min(4, group - h0);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int i = 0; i < hd8; i += 8) {
+      const __m256 lo = _mm256_loadu_ps(mn + i), hi = _mm256_loadu_ps(mx + i);
+      for (int h = 0; h < nh; ++h) {
+        const __m256 vq = _mm256_loadu_ps(q + size_t(h0 + h) * size_t(hd) + size_t(i));
+        acc[h] = _mm256_add_ps(acc[h], _mm256_max_ps(_mm256_mul_ps(vq, lo), _mm256_mul_ps(vq, hi)));
+      }
+    }
+    for (int h = 0; h < nh; ++h) {
+      const float* qh = q + size_t(h0 + h) * size_t(hd);
+      float s = reduce8(acc[h]);
+      for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
+      out[h0 + h] = s;
+    }
+  }
+}
+
+// Two heads per 512-bit register (lanes 0-7 one head, 8-15 the next, the same 8 channels):
+// each head's lanes see exactly the AVX2 path's operations.
+G4_AVX512_SP void page_bounds_avx512(const float* q, int group, int hd, const float* mn,
+                                     const float* mx, float* out) {
+  const int hd8 = hd & ~7;
+  int h0 = 0;
+  for (; h0 + 2 <= group; h0 += 8) {
+    const int npair = std::min(4, (group - h0) / 2);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int i = 0; i < hd8; i += 8) {
+      const __m512 lo = _mm512_broadcast_f32x8(_mm256_loadu_ps(mn + i));
+      const __m512 hi = _mm512_broadcast_f32x8(_mm256_loadu_ps(mx + i));
+      for (int p = 0; p < npair; ++p) {
+        const float* qa = q + size_t(h0 + 2 * p) * size_t(hd) + size_t(i);
+        const __m512 vq = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(qa)),
+                                             _mm256_loadu_ps(qa + hd), 1);
+        acc[p] = _mm512_add_ps(acc[p], _mm512_max_ps(_mm512_mul_ps(vq, lo), _mm512_mul_ps(vq, hi)));
+      }
+    }
+    for (int p = 0; p < npair; ++p) {
+      for (int half = 0; half < 2; ++half) {
+        const int h = h0 + 2 * p + half;
+        const float* qh = q + size_t(h) * size_t(hd);
+        float s =
+            reduce8(half ? _mm512_extractf32x8_ps(acc[p], 1) : _mm512_castps512_ps256(acc[p]));
+        for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
+        out[h] = s;
+      }
+    }
+    if (npair < 4) {
+      h0 += 2 * npair;
+      break;
+    }
+  }
+  if (h0 < group) page_bounds_avx2(q + size_t(h0) * size_t(hd), group - h0, hd, mn, mx, out + h0);
+}
+#endif
+
+// max over the group's heads of the page's bound.
+using GroupBound = float (*)(const float* q, int group, int hd, const float* minmax);
+
+float group_bound_scalar(const float* q, int group, int hd, const float* minmax) {
+  float best = bound_scalar(q, minmax, minmax + hd, hd);
+  for (int h = 1; h < group; ++h)
+    best = std::max(best, bound_scalar(q + size_t(h) * size_t(hd), minmax, minmax + hd, hd));
+  return best;
+}
+
+#if defined(__x86_64__)
+template <void (*Bounds)(const float*, int, int, const float*, const float*, float*)>
+float group_bound_simd(const float* q, int group, int hd, const float* minmax) {
+  float b[64];
+  float best = -__builtin_inff();
+  for (int h0 = 0; h0 < group; h0 += 64) {
+    const int n = std::min(64, group - h0);
+    Bounds(q + size_t(h0) * size_t(hd), n, hd, minmax, minmax + hd, b);
+    best = h0 == 0 ? b[0] : std::max(best, b[0]);
+    for (int h = 1; h < n; ++h) best = std::max(best, b[h]);
+  }
+  return best;
+}
+#endif
+
+GroupBound pick_group_bound() {
+#if defined(__x86_64__)
+  const Isa isa = best_isa();
+  if (isa == Isa::kAvx512) return group_bound_simd<page_bounds_avx512>;
+  if (isa != Isa::kScalar) return group_bound_simd<page_bounds_avx2>;
+#endif
+  return group_bound_scalar;
+}
+
+}  // namespace
+
+float block_bound(const float* q, const float* minmax, int hd) {
+  return bound_scalar(q, minmax, minmax + hd, hd);
+}
+
+float group_page_bound(const float* q, int group, int hd, const float* minmax) {
+  static const GroupBound fn = pick_group_bound();
+  return fn(q, group, hd, minmax);
+}
+
+float group_page_bound_scalar(const float* q, int group, int hd, const float* minmax) {
+  return group_bound_scalar(q, group, hd, minmax);
 }
 
 int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_blocks,
@@ -23,30 +167,35 @@ int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int
     return int(n_blocks);
   }
   const int64_t slots = std::max<int64_t>(0, budget_blocks - forced);
-  for (int64_t b = 1; b < keep_from; ++b) {
-    const float* mm = s.at(b);
-    float best = block_bound(q, mm, hd);
-    for (int h = 1; h < group; ++h)
-      best = std::max(best, block_bound(q + size_t(h) * size_t(hd), mm, hd));
-    scratch[b] = best;
+  if (slots == 0) {
+    int n = 0;
+    out[n++] = 0;
+    for (int64_t b = keep_from; b < n_blocks; ++b) out[n++] = int32_t(b);
+    return n;
   }
-  // The `slots` best candidates, kept ordered by (score desc, block asc) as they stream by.
+  // Pages of one KV block are contiguous in the summaries: walk them block by block.
+  const int64_t per_block = int64_t(1) << s.page_shift;
+  for (int64_t b = 1; b < keep_from;) {
+    const float* mm = s.at(b);
+    const int64_t end = std::min(keep_from, (b | (per_block - 1)) + 1);
+    for (; b < end; ++b, mm += s.page_stride) scratch[b] = group_page_bound(q, group, hd, mm);
+  }
+  // The `slots` best candidates, ordered by (score desc, page asc). A min-heap of the current
+  // best (its top the worst of them) keeps this O(n log slots), not O(n slots).
   auto before = [&](int32_t x, int32_t y) {
     return scratch[x] > scratch[y] || (scratch[x] == scratch[y] && x < y);
   };
   int32_t* cand = out + 1;
   int64_t taken = 0;
-  for (int64_t b = 1; b < keep_from && slots > 0; ++b) {
-    int64_t i;
+  for (int64_t b = 1; b < keep_from; ++b) {
     if (taken < slots) {
-      i = taken++;
-    } else if (before(int32_t(b), cand[taken - 1])) {
-      i = taken - 1;
-    } else {
-      continue;
+      cand[taken++] = int32_t(b);
+      std::push_heap(cand, cand + taken, before);
+    } else if (before(int32_t(b), cand[0])) {
+      std::pop_heap(cand, cand + taken, before);
+      cand[taken - 1] = int32_t(b);
+      std::push_heap(cand, cand + taken, before);
     }
-    cand[i] = int32_t(b);
-    for (; i > 0 && before(cand[i], cand[i - 1]); --i) std::swap(cand[i], cand[i - 1]);
   }
   std::sort(cand, cand + taken);
   int n = 0;

@@ -8,8 +8,8 @@
 // selection serves all query heads of a KV head (score = max of the group's bounds: a page
 // any head needs is kept). The first page (attention sink) and the last `recent_pages` pages
 // before the query's own are always kept; the others are ranked by score, ties to the lower
-// page, and the best fill the token budget. Attention then runs exactly over the selected
-// pages. All in f32, independent of threads and batch composition.
+// page, and the best fill the token budget (a heap: O(pages log budget)). Attention then runs
+// exactly over the selected pages. All in f32, independent of threads and batch composition.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -45,8 +45,15 @@ struct BlockSummaries {
   }
 };
 
-// The bound for one page and one query head.
+// The bound for one page and one query head. Summed in one fixed order (8 lanes, a fixed
+// reduction, see sparse_attention.cc), so the AVX-512, AVX2 and scalar paths give the same
+// float and the selection does not depend on the CPU.
 float block_bound(const float* q, const float* minmax, int hd);
+// max over `group` query heads (q: [group][hd]) of block_bound: SIMD where the CPU has it,
+// each head's pass reading the page's min/max once. The _scalar one is the portable path
+// (tests compare the two bit for bit).
+float group_page_bound(const float* q, int group, int hd, const float* minmax);
+float group_page_bound_scalar(const float* q, int group, int hd, const float* minmax);
 
 // Chooses the pages one query attends to.
 //   q: [group][hd] the KV head's query heads (scaled, rotated, as attention uses them)

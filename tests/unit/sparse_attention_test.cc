@@ -2,6 +2,7 @@
 // selection against dense attention on a paged cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -164,6 +165,87 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   kv2.summarize(0, 0, 0, pos + 1);
   attend_cached(args, kv2, 0, 0, q.data(), pos, true, 0, H, sparse.data(), scores.data());
   for (size_t i = 0; i < dense.size(); ++i) EXPECT_EQ(sparse[i], dense[i]) << i;
+}
+
+// The SIMD page scoring (AVX-512 pairs of heads, AVX2) gives the portable path's floats bit
+// for bit: head dims 256 and 512 and one with a tail, groups of 1 to 9 heads.
+TEST(SparseAttention, SimdBoundsAreTheScalarBoundsBitForBit) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> nd;
+  for (int hd : {256, 512, 44}) {
+    for (int group = 1; group <= 9; ++group) {
+      std::vector<float> q(size_t(group) * size_t(hd)), mm(2 * size_t(hd));
+      for (int trial = 0; trial < 20; ++trial) {
+        for (float& x : q) x = nd(rng);
+        for (int i = 0; i < hd; ++i) {
+          const float a = nd(rng), b = nd(rng);
+          mm[size_t(i)] = std::min(a, b);
+          mm[size_t(hd + i)] = std::max(a, b);
+        }
+        const float simd = group_page_bound(q.data(), group, hd, mm.data());
+        const float ref = group_page_bound_scalar(q.data(), group, hd, mm.data());
+        ASSERT_EQ(std::memcmp(&simd, &ref, 4), 0)
+            << hd << " " << group << ": " << simd << " " << ref;
+        float best = block_bound(q.data(), mm.data(), hd);
+        for (int h = 1; h < group; ++h)
+          best = std::max(best, block_bound(q.data() + size_t(h) * size_t(hd), mm.data(), hd));
+        ASSERT_EQ(ref, best);
+      }
+    }
+  }
+}
+
+// select_pages against a plain reference: score every candidate with the scalar bound, sort
+// by (score desc, page asc), keep the best budget - forced, then the sink and the recent
+// pages. Random summaries, many duplicate scores (quantised values) to exercise the ties.
+TEST(SparseAttention, SelectionEqualsSortedReference) {
+  std::mt19937 rng(23);
+  std::uniform_int_distribution<int> small(-3, 3);
+  const int hd = 16, group = 2, per_block = 4;
+  for (int trial = 0; trial < 200; ++trial) {
+    const int n_pages = 3 + int(rng() % 120);
+    const int64_t budget = 1 + int64_t(rng() % (n_pages + 2));
+    const int recent = int(rng() % 3);
+    const int n_blocks = (n_pages + per_block - 1) / per_block;
+    std::vector<float> mm(size_t(n_blocks) * per_block * 2 * hd);
+    for (size_t i = 0; i < mm.size(); i += 2 * hd) {
+      for (int c = 0; c < hd; ++c) {
+        const float a = float(small(rng)), b = float(small(rng));
+        mm[i + size_t(c)] = std::min(a, b);
+        mm[i + size_t(hd + c)] = std::max(a, b);
+      }
+    }
+    std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+    for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = n_blocks - 1 - b;  // shuffled storage
+    BlockSummaries s{mm.data(), table.data(), size_t(per_block) * 2 * hd, 2 * size_t(hd), 2};
+    std::vector<float> q(size_t(group) * hd);
+    for (float& x : q) x = float(small(rng));
+    std::vector<int32_t> out(static_cast<size_t>(n_pages));
+    std::vector<float> scratch(static_cast<size_t>(n_pages));
+    const int n =
+        select_pages(q.data(), group, hd, s, n_pages, budget, recent, out.data(), scratch.data());
+    // Reference.
+    std::vector<int32_t> want;
+    const int64_t keep_from = std::max<int64_t>(1, n_pages - 1 - recent);
+    if (budget >= n_pages || keep_from <= 1) {
+      for (int p = 0; p < n_pages; ++p) want.push_back(p);
+    } else {
+      std::vector<std::pair<float, int32_t>> sc;
+      for (int32_t p = 1; p < keep_from; ++p)
+        sc.push_back({-group_page_bound_scalar(q.data(), group, hd, s.at(p)), p});
+      std::sort(sc.begin(), sc.end());
+      const int64_t slots = std::max<int64_t>(0, budget - 1 - (n_pages - keep_from));
+      want.push_back(0);
+      std::vector<int32_t> best;
+      for (int64_t i = 0; i < std::min<int64_t>(slots, int64_t(sc.size())); ++i)
+        best.push_back(sc[size_t(i)].second);
+      std::sort(best.begin(), best.end());
+      want.insert(want.end(), best.begin(), best.end());
+      for (int64_t p = keep_from; p < n_pages; ++p) want.push_back(int32_t(p));
+    }
+    ASSERT_EQ(std::vector<int32_t>(out.begin(), out.begin() + n), want)
+        << "trial " << trial << " pages " << n_pages << " budget " << budget;
+  }
 }
 
 }  // namespace g4
