@@ -2,11 +2,18 @@
 // through fresh sequences in chunks; tg decodes M tokens one step at a time after a
 // one-token prompt. With -d D (llama-bench's depth) both start after D tokens of context,
 // prefilled once (untimed) and copied into each run's sequences. Tokens are fixed
-// pseudo-random ids; sampling is not timed.
+// pseudo-random ids; sampling is not timed. --kv-fill random skips the depth's prefill and
+// writes random K/V rows (and sparse routing's page summaries) straight into the cache: a
+// timing tool for depths whose prefill would take hours here (a 256K-token context of a
+// 31B-shaped stack); the model never computed those rows, so only speed and memory mean
+// anything.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string>
 
 #include "cli/commands.h"
 #include "g4/engine.h"
@@ -31,6 +38,41 @@ Stat stat(const std::vector<double>& v) {
   return s;
 }
 
+// Peak resident set of this process (VmHWM), bytes; 0 if unknown.
+size_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return size_t(std::stoull(line.substr(6))) * 1024;
+  }
+  return 0;
+}
+
+// --kv-fill random: positions [0, n) of seq get random K/V rows in every layer that owns
+// storage (sliding rings only the positions they keep), then the page summaries (sparse
+// routing) and the length, as if a prefill had written them. 61 rows per layer, reused
+// (distinct enough for timing; the row pool keeps the fill fast).
+void fill_random(KvCache& kv, int seq, int64_t n) {
+  G4_CHECK(kv.reserve(seq, n).ok());
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> nd;
+  constexpr int kRows = 61;
+  for (int l = 0; l < kv.n_layers(); ++l) {
+    if (kv.owner(l) != l) continue;
+    const KvLayerGeometry& g = kv.geometry(l);
+    const size_t w = size_t(g.n_kv_heads) * size_t(g.head_dim);
+    std::vector<float> pool(2 * kRows * w);
+    for (float& x : pool) x = nd(rng);
+    const int64_t from = kv.paged(l) ? 0 : std::max<int64_t>(0, n - kv.capacity(l));
+    for (int64_t p = from; p < n; ++p) {
+      const size_t r = size_t((p * 7 + l) % kRows);
+      kv.store(seq, l, p, pool.data() + r * w, pool.data() + (kRows + r) * w);
+    }
+    if (kv.paged(l)) kv.summarize(seq, l, 0, n);
+  }
+  kv.set_length(seq, n);
+}
+
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
@@ -41,6 +83,7 @@ Runner add_bench(CLI::App& app) {
     bool exact = false;
     SparseAttentionOptions sparse;
     std::string kv_type = "f16";
+    std::string kv_fill = "prefill";
     bool profile = false;
   };
   auto a = std::make_shared<A>();
@@ -69,6 +112,12 @@ Runner add_bench(CLI::App& app) {
                "Time per phase of the decode steps (Gemma 3 models; each phase includes its "
                "thread barrier)");
   add_kv_options(app, &a->kv_type, &a->sparse);
+  app.add_option("--kv-fill", a->kv_fill,
+                 "How the -d context is made: prefill (the model runs over DEPTH tokens) or "
+                 "random (random K/V rows and sparse summaries written straight into the cache; "
+                 "a timing and memory tool only, for depths too slow to prefill)")
+      ->check(CLI::IsMember({"prefill", "random"}))
+      ->capture_default_str();
   app.add_flag("--exact", a->exact, "f32 activations in every matmul");
   return [a] {
     if (!resolve_model(a->model)) return 1;
@@ -87,6 +136,12 @@ Runner add_bench(CLI::App& app) {
       return 1;
     }
     Engine& e = *eng.value();
+    if (e.options().n_ctx < eo.n_ctx) {
+      std::fprintf(
+          stderr, "g4: -d %d plus the test's tokens needs a context of %lld; the model's is %lld\n",
+          d, (long long)eo.n_ctx, (long long)e.options().n_ctx);
+      return 1;
+    }
     const Model& m = e.model();
     const int vocab = m.config().vocab_size;
     std::vector<int32_t> ids(size_t(d + std::max(a->pp, a->tg + 1)));
@@ -116,10 +171,16 @@ Runner add_bench(CLI::App& app) {
     const int base = a->batch;
     std::unique_ptr<KvCache> ctx_kv;
     if (d > 0) {
-      std::fprintf(stderr, "g4 bench: prefilling %d tokens of context...\n", d);
+      const bool random = a->kv_fill == "random";
+      std::fprintf(stderr, "g4 bench: %s %d tokens of context...\n",
+                   random ? "filling (random K/V rows)" : "prefilling", d);
       ctx_kv = std::make_unique<KvCache>(m.kv_geometry(), kv_opts);
       G4_CHECK(ctx_kv->add_sequence(base).ok());
-      prefill(*ctx_kv, base, 0, d);
+      if (random) {
+        fill_random(*ctx_kv, base, d);
+      } else {
+        prefill(*ctx_kv, base, 0, d);
+      }
     }
     auto run_pp = [&]() -> double {
       std::unique_ptr<KvCache> fresh;
@@ -180,7 +241,12 @@ Runner add_bench(CLI::App& app) {
                      {"threads", threads},
                      {"isa", isa_name(e.exec().isa)},
                      {"reps", a->reps},
-                     {"depth", d}};
+                     {"depth", d},
+                     {"kv_type", a->kv_type},
+                     {"kv_fill", a->kv_fill},
+                     {"sparse", a->sparse.enabled},
+                     {"kv_bytes", ctx_kv ? ctx_kv->bytes() : size_t(0)},
+                     {"peak_rss_bytes", peak_rss_bytes()}};
     if (!pp.empty()) {
       const Stat s = stat(pp);
       j["pp"] = {{"n", a->pp}, {"tokens_per_s", s.mean}, {"sd", s.sd}, {"runs", pp}};
@@ -210,6 +276,11 @@ Runner add_bench(CLI::App& app) {
       if (!tg.empty())
         std::printf("| %s | %d | %s | %s | %.2f ± %.2f |\n", name.c_str(), threads,
                     isa_name(e.exec().isa), tg_name.c_str(), stat(tg).mean, stat(tg).sd);
+      if (d > 0)
+        std::printf("\nKV held: %.1f MiB (%s, context %s); peak RSS %.1f MiB\n",
+                    double(ctx_kv->bytes()) / 1048576.0, a->kv_type.c_str(),
+                    a->kv_fill == "random" ? "random rows" : "prefilled",
+                    double(peak_rss_bytes()) / 1048576.0);
       if (prof.steps > 0) {
         double total = 0;
         for (double v : prof.seconds) total += v;
