@@ -2,6 +2,7 @@
 // grid of context lengths and depths (src/eval/niah.h); `g4 eval ruler`: the RULER-style
 // suite (src/eval/ruler.h). Both print a table or JSON, and with --compare A:B run every case
 // under two engine variants and test the paired outcomes (src/eval/compare.h).
+// `g4 eval guard` and `g4 eval injection` live in cmd_eval_guard.cc.
 #include <unistd.h>
 #include <chrono>
 #include <cstdio>
@@ -172,9 +173,11 @@ Runner add_eval(CLI::App& app) {
   ruler->add_option("--samples", a->samples, "Cases per task and context")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
-  return [a, niah, ruler] {
+  Runner guard = add_eval_guard(app);  // guard, injection (cmd_eval_guard.cc)
+  return [a, niah, ruler, guard] {
     if (niah->parsed()) return niah_command(a->c, a->depths, a->trials);
-    return ruler_command(a->c, a->tasks, a->samples);
+    if (ruler->parsed()) return ruler_command(a->c, a->tasks, a->samples);
+    return guard();
   };
 }
 

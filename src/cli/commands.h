@@ -25,6 +25,8 @@ Runner add_quantize(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_plan(CLI::App& app);
+// `g4 eval guard` and `g4 eval injection` on the eval app (cmd_eval_guard.cc).
+Runner add_eval_guard(CLI::App& eval);
 
 // g4 inspect MODEL --moe-stats (cmd_moe_stats.cc).
 struct MoeStatsArgs {

@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
     add(s, g4::cli::add_convert(*s));
   }
   {
-    auto* s =
-        app.add_subcommand("eval", "Quality checks with the model (niah: needle in a haystack)");
+    auto* s = app.add_subcommand("eval",
+                                 "Quality checks (niah, ruler; guard: guard metrics on labelled "
+                                 "data; injection: detector on a generated corpus)");
     add(s, g4::cli::add_eval(*s));
   }
   {
