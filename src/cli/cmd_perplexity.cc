@@ -1,4 +1,5 @@
 // g4 perplexity MODEL TEXTFILE (chunking: src/eval/perplexity.h).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -12,9 +13,10 @@ namespace g4::cli {
 
 namespace {
 
-int report_kld(Engine& base, Engine& model, const std::string& text, int max_chunks, bool json) {
+int report_kld(Engine& base, Engine& model, const std::string& text, const KldOptions& o,
+               bool json) {
   const int64_t ctx = model.options().n_ctx;
-  auto r = kl_divergence(base, model, text, ctx, max_chunks, [](size_t done, size_t total) {
+  auto r = kl_divergence(base, model, text, ctx, o, [](size_t done, size_t total) {
     progress("kld", double(done) / double(total), done == total);
   });
   if (!r.ok()) {
@@ -28,6 +30,8 @@ int report_kld(Engine& base, Engine& model, const std::string& text, int max_chu
                      {"ctx", ctx},
                      {"n_chunks", k.n_chunks},
                      {"n_predicted", k.n_predicted},
+                     {"last", o.last},
+                     {"step", o.step},
                      {"ppl_base", k.ppl_base},
                      {"ppl_model", k.ppl_model},
                      {"ppl_ratio", k.ppl_model / k.ppl_base},
@@ -37,8 +41,13 @@ int report_kld(Engine& base, Engine& model, const std::string& text, int max_chu
                      {"top1_agreement", k.top1_agreement}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("over %zu tokens in %zu chunks of %lld:\n", k.n_predicted, k.n_chunks,
-                (long long)ctx);
+    if (o.last > 0)
+      std::printf(
+          "over the last %lld positions (steps of %lld) of %zu chunks of %lld: %zu tokens\n",
+          (long long)o.last, (long long)o.step, k.n_chunks, (long long)ctx, k.n_predicted);
+    else
+      std::printf("over %zu tokens in %zu chunks of %lld:\n", k.n_predicted, k.n_chunks,
+                  (long long)ctx);
     std::printf("  perplexity: base %.4f, model %.4f, ratio %.5f\n", k.ppl_base, k.ppl_model,
                 k.ppl_model / k.ppl_base);
     std::printf("  KL(base || model): mean %.6f, 99th percentile %.6f, max %.6f\n", k.mean_kl,
@@ -62,6 +71,8 @@ Runner add_perplexity(CLI::App& app) {
     std::string kv_type = "f16";
     std::string embed_scale = "bf16";
     std::string kld_base;
+    int64_t kld_last = 0;
+    int64_t kld_step = 1;
   };
   auto a = std::make_shared<A>();
   app.add_option("model", a->model, "GGUF model")->required();
@@ -80,7 +91,21 @@ Runner add_perplexity(CLI::App& app) {
       "--kld", a->kld_base,
       "Also run BASE.gguf on the same chunks (fp16 K/V, dense attention): KL(base || model), "
       "top-1 agreement");
+  app.add_option("--kld-last", a->kld_last,
+                 "With --kld: score only the last N positions of each chunk, both models side by "
+                 "side (memory for one step's logits, not the chunk's; for long contexts)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  app.add_option(
+         "--kld-step", a->kld_step,
+         "With --kld-last: tokens per step over the scored positions (1 = each a decoding "
+         "step, where --sparse routes; more: the prompt path, routed with --sparse-prefill)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(512)));
   return [a] {
+    if (a->kld_last > 0 && a->kld_base.empty()) {
+      std::fprintf(stderr, "g4: --kld-last needs --kld BASE\n");
+      return 1;
+    }
     std::ifstream in(a->file, std::ios::binary);
     if (!in) {
       std::fprintf(stderr, "g4: cannot read '%s'\n", a->file.c_str());
@@ -91,7 +116,9 @@ Runner add_perplexity(CLI::App& app) {
     eo.model_path = a->model;
     eo.n_threads = a->threads;
     eo.n_ctx = a->ctx;
-    eo.max_chunk = a->ctx;
+    // --kld-last reads the unscored part in prompt steps of the usual size; otherwise a chunk
+    // is one step.
+    eo.max_chunk = a->kld_last > 0 ? std::min<int64_t>(a->ctx, 512) : a->ctx;
     eo.exact = a->exact;
     eo.sparse = a->sparse;
     eo.kv_type = a->kv_type;
@@ -112,7 +139,11 @@ Runner add_perplexity(CLI::App& app) {
         std::fprintf(stderr, "g4: %s\n", base.error().c_str());
         return 1;
       }
-      return report_kld(*base.value(), *eng.value(), text, a->max_chunks, a->json);
+      KldOptions ko;
+      ko.max_chunks = a->max_chunks;
+      ko.last = a->kld_last;
+      ko.step = a->kld_step;
+      return report_kld(*base.value(), *eng.value(), text, ko, a->json);
     }
     auto r = perplexity(*eng.value(), text, eng.value()->options().n_ctx, a->max_chunks,
                         [](size_t done, size_t total, double running) {

@@ -3,6 +3,13 @@
 // predicted position, KL(base || model) over the full vocabulary, in double precision:
 // sum_v p_base(v) * (log p_base(v) - log p_model(v)). Logits are held for one chunk of one
 // model at a time plus the base's log-probabilities for that chunk.
+//
+// With KldOptions::last > 0 only the last `last` predicted positions of each chunk are scored
+// (KL at 32K over 2K positions): both engines read the rest of the chunk without logits, then
+// advance side by side `step` tokens at a time and compare each scored row as it comes, so
+// memory is two steps of logits, not the chunk's. step 1 makes every scored position a
+// decoding step (where sparse routing applies by default); a larger step goes through the
+// prompt path (routed only with --sparse-prefill).
 #pragma once
 #include <functional>
 #include <string>
@@ -19,11 +26,26 @@ struct KldResult {
   double ppl_base = 0, ppl_model = 0;
   double mean_kl = 0, p99_kl = 0, max_kl = 0;
   double top1_agreement = 0;  // share of positions where both argmaxes are equal
+  std::vector<double> kl;     // every scored position's KL, in chunk then position order
+};
+
+struct KldOptions {
+  int max_chunks = 0;  // 0 = all
+  int64_t last = 0;    // score only the last `last` positions of each chunk (0 = all)
+  int64_t step = 1;    // with `last`: tokens per forward step over the scored positions
 };
 
 // Errors when the two models' vocabularies differ.
 Result<KldResult> kl_divergence(Engine& base, Engine& model, const std::string& text, int64_t ctx,
                                 int max_chunks = 0,
                                 const std::function<void(size_t, size_t)>& on_chunk = {});
+Result<KldResult> kl_divergence(Engine& base, Engine& model, const std::string& text, int64_t ctx,
+                                const KldOptions& o,
+                                const std::function<void(size_t, size_t)>& on_progress = {});
+// The same on chunks given as token ids (each scored as a whole; no chunking, no <bos> added).
+Result<KldResult> kl_divergence_chunks(Engine& base, Engine& model,
+                                       const std::vector<std::vector<int32_t>>& chunks,
+                                       const KldOptions& o,
+                                       const std::function<void(size_t, size_t)>& on_progress = {});
 
 }  // namespace g4

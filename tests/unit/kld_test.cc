@@ -1,0 +1,97 @@
+// `g4 perplexity --kld BASE --kld-last N` (eval/kld.h): scoring only the last N positions,
+// both engines stepped side by side, gives the same per-position KL as the all-positions
+// path on those positions. Tiny random-weight Gemma 3 (tests/golden/tiny), a 62-token chunk,
+// the model routed by sparse attention with small pages so its logits really differ.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "eval/kld.h"
+#include "g4/engine.h"
+
+namespace g4 {
+
+namespace {
+
+std::unique_ptr<Engine> load(const std::string& path, bool sparse, const std::string& kv) {
+  EngineOptions o;
+  o.model_path = path;
+  o.n_threads = 2;
+  o.n_ctx = 64;
+  o.max_chunk = 16;  // the unscored part in several prompt steps
+  o.kv_type = kv;
+  if (sparse) {
+    o.sparse.enabled = true;
+    o.sparse.page_tokens = 4;
+    o.sparse.budget_tokens = 8;
+    o.sparse.min_context = 8;
+    o.sparse.recent_pages = 1;
+    o.sparse.prefill = true;  // the all-positions path reads the chunk as one prompt
+  }
+  auto e = Engine::load(o);
+  EXPECT_TRUE(e.ok()) << e.error();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+std::vector<int32_t> chunk_ids(int vocab) {
+  std::vector<int32_t> ids{2};
+  uint64_t s = 12345;
+  while (ids.size() < 62) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ids.push_back(int32_t((s >> 33) % uint64_t(vocab)));
+  }
+  return ids;
+}
+
+}  // namespace
+
+TEST(KldLast, SamePerPositionKlAsAllPositions) {
+  const std::string dir = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/";
+  for (const char* kv : {"f16", "f32"}) {
+    for (bool sparse : {true, false}) {
+      if (!sparse && std::string(kv) == "f16") continue;  // the base against itself
+      auto base = load(dir + "tiny_4b_like.gguf", false, "f16");
+      auto model = load(dir + "tiny_4b_like.gguf", sparse, kv);
+      ASSERT_TRUE(base && model);
+      const auto ids = chunk_ids(model->model().config().vocab_size);
+      auto all = kl_divergence_chunks(*base, *model, {ids}, KldOptions{});
+      ASSERT_TRUE(all.ok()) << all.error();
+      ASSERT_EQ(all.value().kl.size(), ids.size() - 1);
+      double mean_tail = 0;
+      for (int64_t step : {int64_t(1), int64_t(5), int64_t(16)}) {
+        KldOptions o;
+        o.last = 20;
+        o.step = step;
+        auto tail = kl_divergence_chunks(*base, *model, {ids}, o);
+        ASSERT_TRUE(tail.ok()) << tail.error();
+        ASSERT_EQ(tail.value().kl.size(), 20u);
+        mean_tail = tail.value().mean_kl;
+        const size_t off = all.value().kl.size() - 20;
+        for (size_t i = 0; i < 20; ++i) {
+          const double want = all.value().kl[off + i];
+          EXPECT_NEAR(tail.value().kl[i], want, 1e-9 + 1e-6 * want)
+              << kv << (sparse ? " sparse" : "") << ", step " << step << ", position " << off + i;
+        }
+      }
+      // The comparison means something: the model's logits differ from the base's.
+      EXPECT_GT(mean_tail, sparse ? 1e-4 : 1e-12) << kv << (sparse ? " sparse" : "");
+      std::printf("kv %s%s: mean KL over the last 20 positions %.3g\n", kv, sparse ? " sparse" : "",
+                  mean_tail);
+    }
+  }
+}
+
+TEST(KldLast, RejectsBadOptions) {
+  const std::string dir = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/";
+  auto base = load(dir + "tiny_4b_like.gguf", false, "f16");
+  ASSERT_TRUE(base);
+  KldOptions o;
+  o.last = 4;
+  o.step = 0;
+  EXPECT_FALSE(kl_divergence_chunks(*base, *base, {{2, 3, 4}}, o).ok());
+  EXPECT_FALSE(kl_divergence_chunks(*base, *base, {std::vector<int32_t>(65, 3)}, {}).ok());
+  EXPECT_FALSE(kl_divergence_chunks(*base, *base, {{2}}, {}).ok());
+}
+
+}  // namespace g4
