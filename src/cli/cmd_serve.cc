@@ -24,6 +24,12 @@ void on_signal(int s) {
 // The safety guard: its own Engine (never the scheduler's ExecContext) on --guard-model's file
 // or, with --guard, the serving model's; --guard-profile alone implies --guard.
 bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
+  // Tool results are screened by heuristics, with or without a guard model.
+  st.tool_screen = o.guard_tool_results != "off";
+  if (st.tool_screen && !parse_injection_action(o.guard_tool_results, &st.tool_action)) {
+    std::fprintf(stderr, "error: --guard-tool-results must be off, flag, strip or datamark\n");
+    return false;
+  }
   if (o.guard_model.empty() && !o.guard_self && o.guard_profile.empty()) return true;
   Result<RiskProfile> prof = load_profile(o.guard_profile.empty() ? "balanced" : o.guard_profile);
   if (!prof.ok()) {
@@ -46,10 +52,13 @@ bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
   st.guard_profile = std::move(prof).value();
   st.guard_input = !o.guard_profile.empty();
   st.guard_model_id = std::filesystem::path(path).stem().string();
-  std::fprintf(stderr, "g4 serve: guard '%s', profile '%s' (%zu policies)%s\n",
+  std::fprintf(stderr, "g4 serve: guard '%s', profile '%s' (%zu policies)%s%s\n",
                st.guard_model_id.c_str(), st.guard_profile.name.c_str(),
                st.guard_profile.policies.size(),
-               st.guard_input ? ", chat input checked" : ", /v1/moderations only");
+               !st.guard_input                   ? ", /v1/moderations and requests' own"
+               : st.guard_profile.output.enabled ? ", prompts and answers checked"
+                                                 : ", prompts checked",
+               o.guard_allow_relax ? " (requests may relax it)" : "");
   return true;
 }
 
@@ -182,7 +191,14 @@ Runner add_serve(CLI::App& app) {
                "Use the serving model's file as the safety classifier (own engine instance)");
   app.add_option("--guard-profile", o->guard_profile,
                  "strict | balanced | permissive | PROFILE.json: thresholds per policy; turns on "
-                 "the input check of chat requests (blocked: 400, code content_filter)");
+                 "the input check of chat requests (blocked: 400, code content_filter) and the "
+                 "output check of answers (stopped: finish_reason content_filter)");
+  app.add_flag("--guard-allow-relax", o->guard_allow_relax,
+               "Let a request's \"guard\" field loosen the profile (default: only stricter)");
+  app.add_option("--guard-tool-results", o->guard_tool_results,
+                 "Prompt-injection screening of tool results: off | flag | strip (default: hidden "
+                 "Unicode, special-token strings and role markers removed) | datamark")
+      ->check(CLI::IsMember({"off", "flag", "strip", "datamark"}));
   return [o] { return serve(*o); };
 }
 

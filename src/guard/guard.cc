@@ -163,45 +163,120 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
   return out;
 }
 
-Status Guard::score_window(const GuardPrompt& p, std::vector<float>& scores) {
+// The prefix cache's sequences hold prefixes of earlier windows. A causal model's K/V at a
+// position depend only on the tokens up to it, and the forward is batch- and chunk-invariant
+// (same bits whatever else shares the step), so K/V forked from the cache equal those a
+// fresh prefill would write: scores stay bit-identical (GuardCache.* tests).
+void Guard::pin_heads() {
+  const Tokenizer& tok = engine_->tokenizer();
+  const GuardTemplate& t = opts_.tmpl;
+  if (opts_.cache_entries < 3) return;  // pinning both heads would leave no room for windows
+  for (const std::string& head :
+       {t.preamble_prompt + t.prompt_open, t.preamble_response + t.prompt_open}) {
+    std::vector<int32_t> ids = tok.encode_segments({Tokenizer::Segment{head, true}}, true);
+    if (ids.empty() || int64_t(ids.size()) > engine_->options().max_chunk) continue;
+    CacheEntry* e = nullptr;
+    for (CacheEntry& c : cache_)
+      if (!c.pinned && c.ids.empty()) e = e ? e : &c;
+    if (!e) return;
+    KvCache& kv = *kv_;
+    kv.set_length(e->seq, 0);
+    StepBatch sb;
+    sb.seqs.push_back({e->seq, std::span<const int32_t>(ids), 0, false});
+    if (!engine_->model().forward(sb, kv, engine_->exec(), out_).ok()) {
+      kv.set_length(e->seq, 0);
+      continue;
+    }
+    e->ids = std::move(ids);
+    e->pinned = true;
+  }
+}
+
+Status Guard::score_window(const GuardPrompt& p, std::vector<float>& scores, int* cached) {
   const Model& m = engine_->model();
   const EngineOptions& eo = engine_->options();
-  const size_t n_seqs = p.suffixes.size() + 1;
-  if (!kv_ || kv_seqs_ < n_seqs) {
+  const size_t n_forks = p.suffixes.size();
+  if (!kv_ || kv_seqs_ < n_forks) {
     KvCacheOptions ko;
     ko.n_ctx = eo.n_ctx;
     ko.max_chunk = eo.max_chunk;
     ko.f32 = eo.kv_f32;
-    // The prefix's blocks once, plus per fork the block it copies on write and its suffix.
-    ko.pool_tokens = eo.n_ctx * int64_t(n_seqs + 1);
+    const int n_cache = std::max(1, opts_.cache_entries);
+    // Every cached prefix and the forks' copied-on-write blocks and suffixes.
+    ko.pool_tokens = eo.n_ctx * int64_t(n_forks + 1 + size_t(n_cache));
+    cache_.clear();
     kv_.reset();
     kv_ = std::make_unique<KvCache>(m.kv_geometry(), ko);
-    kv_seqs_ = n_seqs;
+    kv_seqs_ = n_forks;
+    for (int k = 0; k < n_cache; ++k) {
+      Status st = kv_->add_sequence(kCacheSeq0 + k);
+      if (!st.ok()) return st;
+      cache_.push_back(CacheEntry{kCacheSeq0 + k, {}, 0, false});
+    }
+    pin_heads();
   }
   KvCache& kv = *kv_;
-  for (size_t s = 0; s < kv_seqs_; ++s)
+  for (size_t s = 1; s <= kv_seqs_; ++s)
     if (kv.has_sequence(int(s))) kv.remove_sequence(int(s));
-  Status st = kv.add_sequence(0);
-  if (!st.ok()) return st;
   const int64_t n = int64_t(p.prefix.size());
-  for (int64_t b = 0; b < n; b += eo.max_chunk) {
+  // The cached prefix that shares most with this one, and the entry to hold this prefix: that
+  // same entry when it is not pinned (cut back in place), else the least recently used one.
+  CacheEntry* best = nullptr;
+  int64_t reuse = 0;
+  for (CacheEntry& c : cache_) {
+    int64_t k = 0;
+    while (k < n && k < int64_t(c.ids.size()) && c.ids[size_t(k)] == p.prefix[size_t(k)]) ++k;
+    if (opts_.cache_entries > 0 && k > reuse && kv.can_copy_prefix(c.seq, k)) {
+      best = &c;
+      reuse = k;
+    }
+  }
+  CacheEntry* target = best && !best->pinned ? best : nullptr;
+  if (!target) {
+    for (CacheEntry& c : cache_)
+      if (!c.pinned && (!target || c.used < target->used)) target = &c;
+  }
+  if (!target) {  // every entry pinned (cache_entries < 3 pins none, so only when 0 < n < 3)
+    target = &cache_.back();
+    target->pinned = false;
+  }
+  if (best == target) {
+    kv.set_length(target->seq, reuse);
+  } else if (best) {
+    kv.copy_prefix(best->seq, target->seq, reuse);
+  } else {
+    kv.set_length(target->seq, 0);
+  }
+  if (best) best->used = ++clock_;
+  target->ids.assign(p.prefix.begin(), p.prefix.begin() + reuse);
+  target->used = ++clock_;
+  const int pseq = target->seq;
+  Status st;
+  for (int64_t b = reuse; b < n; b += eo.max_chunk) {
     const int64_t e = std::min(n, b + eo.max_chunk);
     StepBatch sb;
-    sb.seqs.push_back({0, std::span<const int32_t>(p.prefix.data() + b, size_t(e - b)), b, false});
+    sb.seqs.push_back(
+        {pseq, std::span<const int32_t>(p.prefix.data() + b, size_t(e - b)), b, false});
     st = m.forward(sb, kv, engine_->exec(), out_);
-    if (!st.ok()) return st;
+    if (!st.ok()) {
+      kv.set_length(pseq, 0);
+      target->ids.clear();
+      return st;
+    }
+    target->ids.insert(target->ids.end(), p.prefix.begin() + b, p.prefix.begin() + e);
   }
+  if (cached) *cached = int(reuse);
   StepBatch sb;
-  for (size_t i = 0; i < p.suffixes.size(); ++i) {
+  for (size_t i = 0; i < n_forks; ++i) {
     const int seq = int(i) + 1;
     st = kv.add_sequence(seq);
     if (!st.ok()) return st;
-    kv.copy_prefix(0, seq, n);
+    kv.copy_prefix(pseq, seq, n);
     sb.seqs.push_back({seq, std::span<const int32_t>(p.suffixes[i]), n, false});
   }
   st = m.forward(sb, kv, engine_->exec(), out_);
   if (!st.ok()) return st;
-  scores.assign(p.suffixes.size(), 0.f);
+  scores.assign(n_forks, 0.f);
   for (size_t r = 0; r < out_.n_rows(); ++r) {
     const float* row = out_.row(r);
     scores[size_t(out_.row_seq[r])] = yes_probability(row[yes_id_], row[no_id_]);
@@ -216,7 +291,8 @@ Status Guard::score(const GuardPrompt& p, std::vector<float>& scores) {
         int64_t(p.prefix.size() + sfx.size()) > engine_->options().n_ctx)
       return Status::error("guard: a suffix is empty or does not fit");
   std::lock_guard<std::mutex> lock(mu_);
-  return score_window(p, scores);
+  last_cached_ = 0;
+  return score_window(p, scores, &last_cached_);
 }
 
 Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profile) {
@@ -227,8 +303,10 @@ Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profil
   GuardResult r;
   std::vector<float> best(profile.policies.size(), 0.f), scores;
   for (const GuardPrompt& p : prompts.value()) {
-    Status s = score_window(p, scores);
+    int cached = 0;
+    Status s = score_window(p, scores, &cached);
     if (!s.ok()) return Status::error("guard: " + s.message());
+    r.cached_tokens += cached;
     for (size_t i = 0; i < best.size(); ++i) best[i] = std::max(best[i], scores[i]);
     r.prefix_tokens = std::max(r.prefix_tokens, int(p.prefix.size()));
     int suffix = 0;
@@ -236,6 +314,7 @@ Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profil
     r.suffix_tokens = suffix;
   }
   r.windows = int(prompts.value().size());
+  last_cached_ = r.cached_tokens;
   float fired_score = -1;
   for (size_t i = 0; i < best.size(); ++i) {
     PolicyScore ps;
@@ -254,6 +333,42 @@ Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profil
   }
   r.seconds = now_s() - t0;
   return r;
+}
+
+// ---- OutputGate ----
+
+namespace {
+// A character that ends a sentence: . ! ? newline, and the ideographic 。！？ (UTF-8).
+bool ends_sentence(std::string_view s, size_t i) {
+  const char c = s[i];
+  if (c == '.' || c == '!' || c == '?' || c == '\n') return true;
+  if (i + 2 < s.size() && uint8_t(c) == 0xE3 && uint8_t(s[i + 1]) == 0x80 &&
+      uint8_t(s[i + 2]) == 0x82)
+    return true;  // U+3002
+  if (i + 2 < s.size() && uint8_t(c) == 0xEF && uint8_t(s[i + 1]) == 0xBC &&
+      (uint8_t(s[i + 2]) == 0x81 || uint8_t(s[i + 2]) == 0x9F))
+    return true;  // U+FF01, U+FF1F
+  return false;
+}
+}  // namespace
+
+void OutputGate::add(std::string_view text, bool token) {
+  if (token) ++since_;
+  for (size_t i = 0; i < text.size(); ++i) sentence_ = sentence_ || ends_sentence(text, i);
+  text_.append(text);
+}
+
+bool OutputGate::due() const {
+  if (!o_.enabled || text_.size() == checked_bytes_) return false;
+  if (o_.every_tokens > 0 && since_ >= o_.every_tokens) return true;
+  return o_.sentence_end && sentence_ && since_ >= std::max(1, o_.min_tokens);
+}
+
+void OutputGate::passed() {
+  checked_bytes_ = text_.size();
+  since_ = 0;
+  sentence_ = false;
+  ++checks_;
 }
 
 }  // namespace g4

@@ -25,7 +25,10 @@
 // (GUIDELINE + epilogue) is a fork of it (KvCache::copy_prefix: global-layer blocks shared
 // by reference) and all suffixes run as one batched forward with one logit row each; nothing
 // is decoded. Text to judge longer than window_tokens is cut into windows of window_tokens
-// overlapping by overlap_tokens; a policy's score is its maximum over windows.
+// overlapping by overlap_tokens; a policy's score is its maximum over windows. A prefix cache
+// (GuardOptions::cache_entries) keeps earlier windows' prefix KV, so a window prefills only what
+// follows the longest prefix it shares with one of them (the template head at least; for a
+// growing answer, the previous check's text); scores are bit-identical either way.
 //
 // Threads: the guard owns its Engine (own weights mapping, ExecContext and KvCache), so it never
 // shares a forward context with the server's scheduler; check() calls are serialized by a mutex.
@@ -33,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "g4/engine.h"
@@ -65,6 +69,11 @@ struct GuardOptions {
   int window_tokens = 1024;          // tokens of judged text per window
   int overlap_tokens = 128;          // shared by consecutive windows
   int max_input_bytes = 256 * 1024;  // larger inputs are refused (clear error, no work done)
+  // Prefix KV kept between checks (0: none): the template's head for each form (prompt-only,
+  // prompt+response) stays pinned, the other entries hold recent windows (least recently used
+  // goes first), so a check prefills only the tokens past its longest cached prefix. Each
+  // entry is one KV sequence (sliding rings included) of the guard's cache.
+  int cache_entries = 4;
   std::string yes_text = "Yes";
   std::string no_text = "No";
   // >= 0: these answer ids instead of the first tokens of yes_text / no_text.
@@ -90,6 +99,7 @@ struct GuardResult {
   std::string fired;  // the flagged policy with the highest score ("" when none)
   int windows = 0;
   int prefix_tokens = 0;  // tokens prefilled once per window (the largest window)
+  int cached_tokens = 0;  // of those, taken from the prefix cache (all windows)
   int suffix_tokens = 0;  // policy suffix tokens per window, all policies
   double seconds = 0;
 };
@@ -118,6 +128,8 @@ class Guard {
 
   // P(Yes) per suffix for given ids (one window; what check() runs per window).
   Status score(const GuardPrompt& p, std::vector<float>& scores);
+  // Prefix tokens taken from the cache by the last check() or score() (tests).
+  int last_cached_tokens() const { return last_cached_; }
 
   int32_t yes_id() const { return yes_id_; }
   int32_t no_id() const { return no_id_; }
@@ -126,15 +138,51 @@ class Guard {
 
  private:
   Guard() = default;
-  Status score_window(const GuardPrompt& p, std::vector<float>& scores);
+  Status score_window(const GuardPrompt& p, std::vector<float>& scores, int* cached);
+  // The prefix cache: KV sequences kCacheSeq0 + k holding `ids` (engine state under mu_).
+  struct CacheEntry {
+    int seq = 0;
+    std::vector<int32_t> ids;
+    uint64_t used = 0;
+    bool pinned = false;  // a form's template head
+  };
+  static constexpr int kCacheSeq0 = 1 << 20;
+  void pin_heads();
 
   std::unique_ptr<Engine> engine_;
   GuardOptions opts_;
   int32_t yes_id_ = -1, no_id_ = -1;
   std::mutex mu_;  // one check at a time: one KvCache, one ExecContext
   std::unique_ptr<KvCache> kv_;
-  size_t kv_seqs_ = 0;  // sequences kv_ was sized for (1 prefix + policies)
+  size_t kv_seqs_ = 0;  // fork sequences kv_ was sized for (one per policy)
+  std::vector<CacheEntry> cache_;
+  uint64_t clock_ = 0;
+  int last_cached_ = 0;
   StepOutput out_;
+};
+
+// When to check an answer as it is generated (OutputCheckOptions of the profile). The caller
+// feeds each generated piece; due() says a mid-answer check of text() is due; after a check
+// that passed, passed() restarts the counts. Text is never released by the gate itself: the
+// caller holds back what no check has passed yet. One answer, one thread.
+class OutputGate {
+ public:
+  explicit OutputGate(const OutputCheckOptions& o) : o_(o) {}
+  // A piece of the answer; token: it came with a sampled token (counts toward every_tokens).
+  void add(std::string_view text, bool token);
+  bool due() const;
+  void passed();
+  const std::string& text() const { return text_; }
+  size_t checked_bytes() const { return checked_bytes_; }  // text the last passed check covered
+  int checks() const { return checks_; }
+
+ private:
+  OutputCheckOptions o_;
+  std::string text_;
+  size_t checked_bytes_ = 0;
+  int since_ = 0;          // tokens since the last check
+  bool sentence_ = false;  // a sentence ended since the last check
+  int checks_ = 0;
 };
 
 }  // namespace g4

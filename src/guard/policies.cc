@@ -1,6 +1,7 @@
 #include "guard/policies.h"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -144,8 +145,8 @@ Result<RiskProfile> parse_profile_json(std::string_view text) {
     return Status::error(std::string("profile is not valid JSON: ") + e.what());
   }
   if (!j.is_object()) return Status::error("profile must be a JSON object");
-  static const char* const kKeys[] = {"name",       "base",     "default_threshold",
-                                      "thresholds", "policies", "fail"};
+  static const char* const kKeys[] = {
+      "name", "base", "default_threshold", "thresholds", "policies", "fail", "input", "output"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool known = false;
     for (const char* k : kKeys) known = known || it.key() == k;
@@ -233,7 +234,157 @@ Result<RiskProfile> parse_profile_json(std::string_view text) {
       return Status::error("profile: 'fail' must be \"open\" or \"closed\"");
     }
   }
+  if (j.contains("input")) {
+    if (!j["input"].is_boolean()) return Status::error("profile: 'input' must be a boolean");
+    p.input = j["input"].get<bool>();
+  }
+  if (j.contains("output")) {
+    const json& o = j["output"];
+    if (o.is_boolean()) {
+      p.output.enabled = o.get<bool>();
+    } else if (o.is_object()) {
+      for (auto it = o.begin(); it != o.end(); ++it) {
+        const std::string& k = it.key();
+        const json& v = it.value();
+        if (k == "check" || k == "sentence_end") {
+          if (!v.is_boolean())
+            return Status::error("profile: 'output." + k + "' must be a boolean");
+          (k == "check" ? p.output.enabled : p.output.sentence_end) = v.get<bool>();
+        } else if (k == "every_tokens" || k == "min_tokens") {
+          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1000000)
+            return Status::error("profile: 'output." + k + "' must be an integer in [0, 1000000]");
+          (k == "every_tokens" ? p.output.every_tokens : p.output.min_tokens) = v.get<int>();
+        } else {
+          return Status::error("profile: unknown key 'output." + k + "'");
+        }
+      }
+    } else {
+      return Status::error("profile: 'output' must be a boolean or an object");
+    }
+  }
   return p;
+}
+
+Result<RiskProfile> apply_request_guard(const RiskProfile& op, bool active, std::string_view text,
+                                        bool allow_relax, std::string* field) {
+  using nlohmann::json;
+  auto fail = [&](const std::string& f, const std::string& msg) -> Status {
+    if (field) *field = f;
+    return Status::error("'" + f + "': " + msg);
+  };
+  json j;
+  try {
+    j = json::parse(text.begin(), text.end());
+  } catch (const std::exception&) {
+    return fail("guard", "must be a JSON object");
+  }
+  if (!j.is_object()) return fail("guard", "must be an object");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "profile" && it.key() != "thresholds" && it.key() != "policies")
+      return fail("guard." + it.key(), "unknown key (profile, thresholds, policies)");
+  RiskProfile r = op;
+  if (!active) {
+    r.policies.clear();
+    r.thresholds.clear();
+  }
+  // Which field set each policy's threshold (for the error that names it).
+  std::map<std::string, std::string> set_by;
+  if (j.contains("profile")) {
+    if (!j["profile"].is_string()) return fail("guard.profile", "must be a string");
+    Result<RiskProfile> b = builtin_profile(j["profile"].get<std::string>());
+    if (!b.ok()) return fail("guard.profile", b.error());
+    r.default_threshold = b.value().default_threshold;
+    r.thresholds.clear();
+    r.name = b.value().name;
+    if (r.policies.empty()) r.policies = b.value().policies;
+    for (const GuardPolicy& p : r.policies) set_by[p.name] = "guard.profile";
+  }
+  auto find = [&](const std::string& name) -> const GuardPolicy* {
+    for (const GuardPolicy& p : r.policies)
+      if (p.name == name) return &p;
+    return nullptr;
+  };
+  if (j.contains("policies")) {
+    const json& pl = j["policies"];
+    if (!pl.is_array() || pl.empty())
+      return fail("guard.policies",
+                  "must be a non-empty array of policy names or {name, description}");
+    if (pl.size() > kMaxPolicies)
+      return fail("guard.policies", "more than " + std::to_string(kMaxPolicies) + " policies");
+    for (size_t i = 0; i < pl.size(); ++i) {
+      const json& e = pl[i];
+      const std::string where = "guard.policies[" + std::to_string(i) + "]";
+      GuardPolicy add;
+      if (e.is_string()) {
+        const std::string name = e.get<std::string>();
+        const GuardPolicy* b = find_builtin_policy(name);
+        if (!b)
+          for (const GuardPolicy& p : op.policies)
+            if (p.name == name) b = &p;
+        if (!b) return fail(where, "unknown policy '" + name + "'");
+        add = *b;
+      } else if (e.is_object()) {
+        for (auto it = e.begin(); it != e.end(); ++it)
+          if (it.key() != "name" && it.key() != "description")
+            return fail(where, "unknown key '" + it.key() + "'");
+        if (!e.contains("name") || !e["name"].is_string() || !e.contains("description") ||
+            !e["description"].is_string())
+          return fail(where, "needs string fields 'name' and 'description'");
+        Result<GuardPolicy> c =
+            make_custom_policy(e["name"].get<std::string>(), e["description"].get<std::string>());
+        if (!c.ok()) return fail(where, c.error());
+        if (const GuardPolicy* have = find(c.value().name); have && !have->builtin)
+          return fail(where, "policy '" + c.value().name + "' is already defined");
+        add = std::move(c.value());
+      } else {
+        return fail(where, "must be a policy name or {name, description}");
+      }
+      if (!find(add.name)) r.policies.push_back(std::move(add));
+      if (r.policies.size() > kMaxPolicies)
+        return fail("guard.policies", "more than " + std::to_string(kMaxPolicies) + " policies");
+    }
+  }
+  if (j.contains("thresholds")) {
+    const json& t = j["thresholds"];
+    if (!t.is_object() || t.empty())
+      return fail("guard.thresholds", "must be a non-empty object of policy name -> number");
+    for (auto it = t.begin(); it != t.end(); ++it) {
+      const std::string where = "guard.thresholds." + it.key();
+      if (!find(it.key())) {
+        const GuardPolicy* b = find_builtin_policy(it.key());
+        if (!b)
+          return fail(where, "unknown policy '" + it.key() +
+                                 "' (not built in and not among the checked policies)");
+        r.policies.push_back(*b);
+      }
+      const json& v = it.value();
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 ||
+          v.get<double>() > 1)
+        return fail(where, "must be a number in [0, 1]");
+      r.thresholds[it.key()] = float(v.get<double>());
+      set_by[it.key()] = where;
+    }
+  }
+  if (r.policies.empty()) return fail("guard", "checks no policy (give a profile or policies)");
+  // A policy the request adds without a threshold gets the default (the operator's, or the
+  // request profile's).
+  if (active && !allow_relax) {
+    for (const GuardPolicy& p : op.policies) {
+      const float mine = op.threshold(p.name);
+      const float asked = r.threshold(p.name);
+      if (asked <= mine) continue;
+      const auto by = set_by.find(p.name);
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "%.3g > %.3g", double(asked), double(mine));
+      return fail(by == set_by.end() ? "guard" : by->second,
+                  "would relax the server's profile '" + op.name + "' for policy '" + p.name +
+                      "' (threshold " + buf +
+                      "); a request may only make it stricter (the operator allows more with "
+                      "--guard-allow-relax)");
+    }
+  }
+  r.name = (active ? op.name : std::string("none")) + "+request";
+  return r;
 }
 
 Result<RiskProfile> load_profile(const std::string& name_or_path) {

@@ -351,7 +351,8 @@ std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
 
 bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
            const std::function<bool(size_t, const SeqEvent&)>& on_event,
-           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle) {
+           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle,
+           const std::function<bool(size_t, bool)>& on_batch) {
   summaries->assign(hs.size(), SeqSummary{});
   std::vector<bool> done(hs.size(), false);
   size_t left = hs.size();
@@ -376,6 +377,10 @@ bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
           return false;
         }
       }
+      if (on_batch && (!evs.empty() || fin) && !on_batch(i, fin)) {
+        for (auto& h : hs) h->cancel();
+        return false;
+      }
       if (fin) {
         done[i] = true;
         --left;
@@ -385,10 +390,37 @@ bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
   return true;
 }
 
+static void respond_collected_impl(ServerState& st, httplib::Response& res,
+                                   std::vector<std::shared_ptr<SeqHandle>> hs,
+                                   std::function<void(size_t, const SeqEvent&)> on_event,
+                                   std::function<json(const std::vector<SeqSummary>&)> body,
+                                   bool ollama, std::function<void(size_t, bool)> on_batch);
+
 void respond_collected(ServerState& st, httplib::Response& res,
                        std::vector<std::shared_ptr<SeqHandle>> hs,
                        std::function<void(size_t, const SeqEvent&)> on_event,
-                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama) {
+                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama,
+                       std::shared_ptr<OutputGuard> guard) {
+  if (guard && guard->active()) {
+    // Events reach on_event only once a check of the answer so far has passed.
+    auto forward = [on_event](size_t c, const SeqEvent& e) {
+      on_event(c, e);
+      return true;
+    };
+    on_event = [guard](size_t c, const SeqEvent& e) { guard->on_event(c, e); };
+    auto settle = [guard, forward](size_t c, bool fin) { guard->settle(c, fin, forward); };
+    return respond_collected_impl(st, res, std::move(hs), on_event, std::move(body), ollama,
+                                  settle);
+  }
+  return respond_collected_impl(st, res, std::move(hs), std::move(on_event), std::move(body),
+                                ollama, nullptr);
+}
+
+static void respond_collected_impl(ServerState& st, httplib::Response& res,
+                                   std::vector<std::shared_ptr<SeqHandle>> hs,
+                                   std::function<void(size_t, const SeqEvent&)> on_event,
+                                   std::function<json(const std::vector<SeqSummary>&)> body,
+                                   bool ollama, std::function<void(size_t, bool)> on_batch) {
   const size_t n = hs.size();
   std::vector<SeqSummary> sums(n);
   std::vector<bool> done(n, false);
@@ -399,6 +431,7 @@ void respond_collected(ServerState& st, httplib::Response& res,
       evs.clear();
       done[i] = hs[i]->wait(&evs, &sums[i], 200);
       for (const auto& e : evs) on_event(i, e);
+      if (on_batch && (!evs.empty() || done[i])) on_batch(i, done[i]);
       got = !evs.empty();
     }
     failed = failed || (done[i] && sums[i].finish_reason == "error");
@@ -419,7 +452,8 @@ void respond_collected(ServerState& st, httplib::Response& res,
   res.status = 200;
   res.set_chunked_content_provider(
       "application/json",
-      [&st, hs, done, sums, on_event, body, ollama](size_t, httplib::DataSink& sink) mutable {
+      [&st, hs, done, sums, on_event, body, ollama, on_batch](size_t,
+                                                              httplib::DataSink& sink) mutable {
         std::vector<std::shared_ptr<SeqHandle>> rest;
         std::vector<size_t> at;
         for (size_t i = 0; i < hs.size(); ++i) {
@@ -435,13 +469,19 @@ void respond_collected(ServerState& st, httplib::Response& res,
           return sink.write(" ", 1);
         };
         std::vector<SeqSummary> rs;
+        std::function<bool(size_t, bool)> batch;
+        if (on_batch)
+          batch = [&](size_t c, bool fin) {
+            on_batch(at[c], fin);
+            return ping();
+          };
         const bool ok = drain(
             rest,
             [&](size_t c, const SeqEvent& e) {
               on_event(at[c], e);
               return ping();
             },
-            &rs, ping);
+            &rs, ping, batch);
         if (!ok) {
           st.metrics.disconnected();
           return false;

@@ -73,9 +73,12 @@ std::vector<std::shared_ptr<SeqHandle>> submit_all(ServerState& st,
 // Drains the handles in arrival order. on_event(choice, event); returns false when the
 // callback wants to stop (client gone): the remaining sequences are cancelled. on_idle runs
 // after each second without events (a keep-alive write that also detects a gone client).
+// on_batch(choice, finished) runs after each batch of a choice's events (the output guard's
+// checks); false stops as on_event does.
 bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
            const std::function<bool(size_t, const SeqEvent&)>& on_event,
-           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle = {});
+           std::vector<SeqSummary>* summaries, const std::function<bool()>& on_idle = {},
+           const std::function<bool(size_t, bool)>& on_batch = {});
 
 // Non-streamed answers. The body exists only when every sequence has finished, and a client
 // that leaves before then would go unnoticed. So each sequence's first event (or end) is
@@ -84,10 +87,12 @@ bool drain(const std::vector<std::shared_ptr<SeqHandle>>& hs,
 // sequences run (JSON allows leading whitespace; a failed write cancels them), then the JSON.
 // on_event collects; body(summaries) builds the JSON and throws ApiError for a failed
 // sequence, which after the 200 can only be reported in the body (error_json).
+// guard (optional): output checks; on_event then sees only events whose text passed.
 void respond_collected(ServerState& st, httplib::Response& res,
                        std::vector<std::shared_ptr<SeqHandle>> hs,
                        std::function<void(size_t, const SeqEvent&)> on_event,
-                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama);
+                       std::function<json(const std::vector<SeqSummary>&)> body, bool ollama,
+                       std::shared_ptr<OutputGuard> guard = nullptr);
 // For set_chunked_content_provider: cancels the sequences unless the body was sent to the
 // end (also when the client left before the headers and the provider never ran).
 httplib::ContentProviderResourceReleaser cancel_unless_sent(

@@ -1,7 +1,11 @@
-// The safety guard in `g4 serve`: POST /v1/moderations (OpenAI's shape) and the input check of
-// chat requests (src/guard/guard.h). The guard runs on the HTTP worker thread that received the
-// request, on its own Engine (never the scheduler's ExecContext); Guard serializes its calls.
+// The safety guard in `g4 serve`: POST /v1/moderations (OpenAI's shape), the per-request profile
+// (the "guard" field, only stricter), the input check, the output checks of answers
+// (OutputGuard) and the injection screening of tool results (src/guard/guard.h,
+// tool_results.h). The guard runs on the HTTP worker thread that received the request, on its
+// own Engine (never the scheduler's ExecContext); Guard serializes its calls.
 #include <httplib.h>
+
+#include <algorithm>
 
 #include "server/api_util.h"
 
@@ -160,20 +164,46 @@ void handle_moderations(ServerState& st, const httplib::Request& req, httplib::R
             {{"id", random_id("modr-")}, {"model", st.guard_model_id}, {"results", results}});
 }
 
-void guard_chat_input(ServerState& st, const json& messages) {
-  if (!st.guard || !st.guard_input) return;
-  // The last user message is what the request adds; earlier turns were checked when sent.
+RequestGuard request_guard(ServerState& st, const json& body) {
+  RequestGuard g;
+  auto it = body.find("guard");
+  if (it == body.end() || it->is_null()) {
+    if (!st.guard || !st.guard_input) return g;
+    g.profile = st.guard_profile;
+  } else {
+    if (!st.guard)
+      throw ApiError{400,
+                     "'guard': no safety guard is loaded (start g4 serve with --guard or "
+                     "--guard-model)",
+                     "guard", "guard_disabled"};
+    std::string field = "guard";
+    Result<RiskProfile> r = apply_request_guard(st.guard_profile, st.guard_input, it->dump(),
+                                                st.opts.guard_allow_relax, &field);
+    if (!r.ok()) throw ApiError{400, r.error(), field, "invalid_value"};
+    g.profile = std::move(r.value());
+  }
+  g.input = !g.profile.policies.empty() && g.profile.input;
+  g.output = !g.profile.policies.empty() && g.profile.output.enabled;
+  return g;
+}
+
+std::string last_user_text(const json& messages) {
   std::string text;
   for (const json& m : messages) {
     if (m.value("role", "") == "user" && m.contains("content") && m["content"].is_string())
       text = m["content"].get<std::string>();
   }
-  if (text.empty()) return;
+  return text;
+}
+
+void guard_input(ServerState& st, const RequestGuard& g, const std::string& text,
+                 const char* param) {
+  if (!g.input || text.empty()) return;
   GuardResult r;
   try {
-    r = run_guard(st, {text, ""}, st.guard_profile, "messages");
+    r = run_guard(st, {text, ""}, g.profile, param);
   } catch (const ApiError& e) {
-    if (e.status < 500 || st.guard_profile.fail == GuardFailMode::kClosed) throw;
+    if (e.status < 500 || g.profile.fail == GuardFailMode::kClosed) throw;
     return;  // fail open: the guard failed, the request goes on unchecked
   }
   if (!r.flagged) return;
@@ -189,8 +219,113 @@ void guard_chat_input(ServerState& st, const json& messages) {
   std::snprintf(buf, sizeof buf, "%.3f >= %.3f", score, threshold);
   throw ApiError{400,
                  "the request was refused by the safety guard: it violates the policy '" + r.fired +
-                     "' (score " + buf + ", profile '" + st.guard_profile.name + "')",
-                 "messages", "content_filter"};
+                     "' (score " + buf + ", profile '" + g.profile.name + "')",
+                 param, "content_filter"};
+}
+
+json screen_tools(ServerState& st, json& messages) {
+  json out = json::array();
+  if (!st.tool_screen) return out;
+  const size_t n_tool = count_tool_results(messages);
+  if (n_tool == 0) return out;
+  const std::vector<ToolResultScreen> found = screen_tool_results(messages, st.tool_action);
+  const char* action = st.tool_action == InjectionAction::kFlag    ? "flag"
+                       : st.tool_action == InjectionAction::kStrip ? "strip"
+                                                                   : "datamark";
+  for (const ToolResultScreen& t : found) {
+    json f = json::array();
+    for (const InjectionFinding& x : t.findings) {
+      f.push_back({{"kind", x.kind}, {"offset", x.offset}, {"length", x.length}});
+      st.metrics.guard_tool_finding(x.kind);
+    }
+    out.push_back({{"message", t.message},
+                   {"name", t.name.empty() ? json(nullptr) : json(t.name)},
+                   {"action", action},
+                   {"findings", f}});
+  }
+  for (size_t i = 0; i < n_tool; ++i) st.metrics.guard_tool_result(i < found.size());
+  return out;
+}
+
+// ---- OutputGuard ----
+
+OutputGuard::OutputGuard(ServerState& st, const RequestGuard& g, std::string prompt,
+                         std::vector<std::shared_ptr<SeqHandle>> hs)
+    : s_(st), profile_(g.profile), prompt_(std::move(prompt)), hs_(std::move(hs)) {
+  active_ = st.guard && g.output;
+  for (size_t i = 0; i < hs_.size(); ++i) st_.emplace_back(profile_.output);
+  // The question keeps at most its last 16 KiB (the template keeps at most half a window).
+  constexpr size_t kPromptKeep = 16 * 1024;
+  if (prompt_.size() > kPromptKeep) prompt_.erase(0, prompt_.size() - kPromptKeep);
+}
+
+bool OutputGuard::on_event(size_t c, const SeqEvent& e) {
+  Choice& ch = st_[c];
+  if (ch.stopped) return true;  // generated past a violation: discarded
+  ch.gate.add(e.text, e.token >= 0);
+  ch.held.push_back(e);
+  return true;
+}
+
+bool OutputGuard::settle(size_t c, bool finished, const Forward& forward) {
+  Choice& ch = st_[c];
+  if (ch.stopped || ch.held.empty()) return true;
+  const bool unchecked = ch.gate.text().size() > ch.gate.checked_bytes();
+  bool check = ch.gate.due() || (finished && unchecked);
+  // Nothing but whitespace so far: nothing to judge yet (the end still checks it).
+  if (check && !finished && ch.gate.text().find_first_not_of(" \t\r\n") == std::string::npos)
+    check = false;
+  if (check) {
+    const Guard& g = *s_.guard;
+    std::string response = ch.gate.text();
+    const size_t limit = size_t(g.options().max_input_bytes) - prompt_.size();
+    if (response.size() > limit) response.erase(0, response.size() - limit);
+    s_.metrics.guard_output_check();
+    Result<GuardResult> r = response.find_first_not_of(" \t\r\n") == std::string::npos
+                                ? Result<GuardResult>(GuardResult{})
+                                : s_.guard->check({prompt_, response}, profile_);
+    if (r.ok()) s_.metrics.guard_latency.observe(r.value().seconds);
+    if (!r.ok() && profile_.fail == GuardFailMode::kClosed) {
+      ch.stopped = true;
+      ch.policy = "guard_error";
+    } else if (r.ok() && r.value().flagged) {
+      ch.stopped = true;
+      ch.policy = r.value().fired;
+      for (const PolicyScore& p : r.value().scores) {
+        if (p.policy == ch.policy) {
+          ch.score = p.score;
+          ch.threshold = p.threshold;
+        }
+      }
+    }
+    if (ch.stopped) {
+      ch.held.clear();
+      hs_[c]->cancel();
+      s_.metrics.guard_output_stop(ch.policy);
+      return true;
+    }
+    ch.gate.passed();
+  } else if (!finished || unchecked) {
+    return true;  // keep holding
+  }
+  std::vector<SeqEvent> out;
+  out.swap(ch.held);
+  for (const SeqEvent& e : out)
+    if (!forward(c, e)) return false;
+  return true;
+}
+
+json OutputGuard::info(size_t c) const {
+  const Choice& ch = st_[c];
+  json j = {{"output_checks", ch.gate.checks() + (ch.stopped ? 1 : 0)}, {"profile", profile_.name}};
+  if (ch.stopped) {
+    j["stopped_by"] = ch.policy;
+    if (ch.policy != "guard_error") {
+      j["score"] = ch.score;
+      j["threshold"] = ch.threshold;
+    }
+  }
+  return j;
 }
 
 }  // namespace g4::server

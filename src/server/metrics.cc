@@ -123,6 +123,23 @@ std::string ServerMetrics::render(const SchedulerStats& s) const {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [p, n] : guard_blocks_)
       out += "g4_guard_blocks_total{policy=\"" + p + "\"} " + std::to_string(n) + "\n";
+    head(out, "g4_guard_output_checks_total", "counter",
+         "Checks of generated text (mid-answer and final).");
+    line(out, "g4_guard_output_checks_total", double(guard_output_checks_));
+    head(out, "g4_guard_output_stops_total", "counter",
+         "Answers stopped by an output check (finish reason content_filter), by policy.");
+    for (const auto& [p, n] : guard_output_stops_)
+      out += "g4_guard_output_stops_total{policy=\"" + p + "\"} " + std::to_string(n) + "\n";
+    head(out, "g4_guard_tool_results_total", "counter",
+         "Tool results screened for prompt injection, by outcome.");
+    out += "g4_guard_tool_results_total{outcome=\"clean\"} " +
+           std::to_string(guard_tool_results_[0]) + "\n";
+    out += "g4_guard_tool_results_total{outcome=\"flagged\"} " +
+           std::to_string(guard_tool_results_[1]) + "\n";
+    head(out, "g4_guard_tool_findings_total", "counter",
+         "Injection findings in tool results, by kind.");
+    for (const auto& [k, n] : guard_tool_findings_)
+      out += "g4_guard_tool_findings_total{kind=\"" + k + "\"} " + std::to_string(n) + "\n";
   }
   return out;
 }

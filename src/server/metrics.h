@@ -44,6 +44,24 @@ class ServerMetrics {
     std::lock_guard<std::mutex> l(mu_);
     ++guard_blocks_[policy];
   }
+  // Output checks run, answers stopped per policy ("guard_error": failed closed), and tool
+  // results with injection findings per kind.
+  void guard_output_check() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++guard_output_checks_;
+  }
+  void guard_output_stop(const std::string& policy) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++guard_output_stops_[policy];
+  }
+  void guard_tool_finding(const std::string& kind) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++guard_tool_findings_[kind];
+  }
+  void guard_tool_result(bool flagged) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++guard_tool_results_[flagged ? 1 : 0];
+  }
   std::string render(const SchedulerStats& s) const;
 
  private:
@@ -51,6 +69,10 @@ class ServerMetrics {
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   uint64_t disconnects_ = 0;
   std::map<std::string, uint64_t> guard_blocks_;
+  uint64_t guard_output_checks_ = 0;
+  std::map<std::string, uint64_t> guard_output_stops_;
+  std::map<std::string, uint64_t> guard_tool_findings_;
+  uint64_t guard_tool_results_[2] = {0, 0};  // screened tool results: clean, flagged
 };
 
 }  // namespace g4

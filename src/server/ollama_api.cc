@@ -79,16 +79,34 @@ SeqRequest parse_options(ServerState& st, const json& j, std::vector<int32_t> pr
   return r;
 }
 
+// The guard's part of a request: its checks, the question output checks judge the answer
+// against, and the injection findings in its tool results.
+struct GuardPart {
+  RequestGuard guard;
+  std::string prompt;
+  json tool_results = json::array();
+};
+
 void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream, bool chat,
-             std::shared_ptr<AgentPlan> plan = nullptr) {
+             std::shared_ptr<AgentPlan> plan = nullptr, GuardPart gp = {}) {
   auto hs = submit_all(st, {r});
+  auto og = std::make_shared<OutputGuard>(st, gp.guard, gp.prompt, hs);
   const double t0 = unix_now();
-  auto final_fields = [t0](json& j, const SeqSummary& s) {
+  json ext = nullptr;  // g4_guard: filled at the end
+  if (!gp.tool_results.empty()) ext = {{"tool_results", gp.tool_results}};
+  auto final_fields = [t0, og, ext](json& j, const SeqSummary& s) {
     const double total = unix_now() - t0;
     j["done"] = true;
     // Cut short by shutdown: "length" (truncated), and an "error" field (Ollama's client
     // raises on it) that says why.
     j["done_reason"] = s.finish_reason == "length" || cut_by_shutdown(s) ? "length" : "stop";
+    if (og->active() && og->stopped(0)) j["done_reason"] = "content_filter";
+    json e = ext;
+    if (og->active()) {
+      if (e.is_null()) e = json::object();
+      e["output"] = json::array({og->info(0)});
+    }
+    if (!e.is_null()) j["g4_guard"] = std::move(e);
     if (cut_by_shutdown(s)) j["error"] = shutdown_error(s).message;
     j["total_duration"] = (long long)(total * 1e9);
     j["load_duration"] = 0;
@@ -134,12 +152,12 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
           final_fields(j, sums[0]);
           return j;
         },
-        true);
+        true, og);
     return;
   }
   res.set_chunked_content_provider(
       "application/x-ndjson",
-      [&st, hs, make, make_parsed, final_fields, plan, parse](size_t, httplib::DataSink& sink) {
+      [&st, hs, og, make, make_parsed, final_fields, plan, parse](size_t, httplib::DataSink& sink) {
         auto send = [&](const json& j) {
           const std::string s = dump(j) + "\n";
           return sink.write(s.data(), s.size());
@@ -147,15 +165,20 @@ void respond(ServerState& st, httplib::Response& res, SeqRequest r, bool stream,
         std::unique_ptr<OutputParser> parser;
         if (parse) parser = make_output_parser(plan->fmt, plan->agent, random_id("call_") + "_");
         std::vector<SeqSummary> sums;
-        bool ok = drain(
-            hs,
-            [&](size_t, const SeqEvent& e) {
-              if (e.text.empty()) return true;
-              if (!parser) return send(make(e.text));
-              const OutputDelta d = parser->push(e.text);
-              return d.empty() ? true : send(make_parsed(d));
-            },
-            &sums);
+        const std::function<bool(size_t, const SeqEvent&)> on_event = [&](size_t,
+                                                                          const SeqEvent& e) {
+          if (e.text.empty()) return true;
+          if (!parser) return send(make(e.text));
+          const OutputDelta d = parser->push(e.text);
+          return d.empty() ? true : send(make_parsed(d));
+        };
+        bool ok;
+        if (og->active())  // output checks: text goes out once checked (OutputGuard)
+          ok = drain(
+              hs, [&](size_t c, const SeqEvent& e) { return og->on_event(c, e); }, &sums, {},
+              [&](size_t c, bool fin) { return og->settle(c, fin, on_event); });
+        else
+          ok = drain(hs, on_event, &sums);
         if (ok && parser && sums[0].finish_reason != "error") {
           const OutputDelta d = parser->finish();
           if (!d.empty()) ok = send(make_parsed(d));
@@ -212,11 +235,16 @@ bool stream_flag(const json& j) {
 void handle_ollama_chat(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json j = parse_body(req);
   check_model(st, j, true);
-  const ChatRequest cr = parse_chat_request(j, true);
+  ChatRequest cr = parse_chat_request(j, true);
+  GuardPart gp;
+  gp.guard = request_guard(st, j);
+  gp.prompt = last_user_text(cr.messages);
+  guard_input(st, gp.guard, gp.prompt, "messages");
+  gp.tool_results = screen_tools(st, cr.messages);
   std::vector<int32_t> ids;
   auto plan = plan_agent(st, cr, ollama_format_spec(j), &ids);
   SeqRequest r = parse_options(st, j, std::move(ids), plan.get());
-  respond(st, res, std::move(r), stream_flag(j), true, std::move(plan));
+  respond(st, res, std::move(r), stream_flag(j), true, std::move(plan), std::move(gp));
 }
 
 void handle_ollama_generate(ServerState& st, const httplib::Request& req, httplib::Response& res) {
@@ -241,6 +269,10 @@ void handle_ollama_generate(ServerState& st, const httplib::Request& req, httpli
                {"done_reason", "load"}});
     return;
   }
+  GuardPart gp;
+  gp.guard = request_guard(st, j);
+  gp.prompt = prompt;
+  guard_input(st, gp.guard, prompt, "prompt");
   std::vector<int32_t> ids;
   if (raw || !st.engine->instruction_tuned()) {
     const std::string text = system.empty() ? prompt : system + "\n\n" + prompt;
@@ -253,7 +285,8 @@ void handle_ollama_generate(ServerState& st, const httplib::Request& req, httpli
     if (!r.ok()) throw ApiError{400, r.error(), "prompt"};
     ids = std::move(r).value();
   }
-  respond(st, res, parse_options(st, j, std::move(ids)), stream_flag(j), false);
+  respond(st, res, parse_options(st, j, std::move(ids)), stream_flag(j), false, nullptr,
+          std::move(gp));
 }
 
 void handle_ollama_tags(ServerState& st, const httplib::Request&, httplib::Response& res) {

@@ -14,8 +14,25 @@ struct OaiRequest {
   int n = 1;
   int logprobs = -1;  // -1 off; k >= 0 top-k alternatives
   std::vector<SeqRequest> seqs;
-  std::shared_ptr<AgentPlan> plan;  // chat: tools, thinking, output parsing
+  std::shared_ptr<AgentPlan> plan;    // chat: tools, thinking, output parsing
+  RequestGuard guard;                 // safety guard: input/output checks and their profile
+  std::string guard_prompt;           // the question output checks judge the answer against
+  json tool_results = json::array();  // injection findings in the request's tool results
 };
+
+// The response's g4_guard extension: tool-result findings and each choice's output checks;
+// null when the guard did nothing for this request.
+json guard_extension(const OaiRequest& o, const OutputGuard& og, size_t first, size_t count) {
+  if (!og.active() && o.tool_results.empty()) return nullptr;
+  json j = json::object();
+  if (og.active()) {
+    json out = json::array();
+    for (size_t c = first; c < first + count; ++c) out.push_back(og.info(c));
+    j["output"] = out;
+  }
+  if (!o.tool_results.empty()) j["tool_results"] = o.tool_results;
+  return j;
+}
 
 // Fields shared by both endpoints -> one SeqRequest per choice.
 OaiRequest parse_common(ServerState& st, const json& j, std::vector<int32_t> prompt, bool chat,
@@ -196,6 +213,7 @@ std::string finish_name(const std::string& r) {
 
 void respond(ServerState& st, const httplib::Request&, httplib::Response& res, OaiRequest o) {
   auto hs = submit_all(st, o.seqs);
+  auto og = std::make_shared<OutputGuard>(st, o.guard, o.guard_prompt, hs);
   const std::string id = random_id(o.chat ? "chatcmpl-" : "cmpl-");
   const long long created = (long long)unix_now();
   const std::string obj = o.chat ? "chat.completion" : "text_completion";
@@ -222,11 +240,12 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
               acc->legacy[c].add(tok, e);
           }
         },
-        [acc, &st, o, n, id, obj, created](const std::vector<SeqSummary>& sums) {
+        [acc, &st, o, og, n, id, obj, created](const std::vector<SeqSummary>& sums) {
           check_errors(sums);
           json choices = json::array();
           for (size_t c = 0; c < n; ++c) {
             json ch = {{"index", c}, {"finish_reason", finish_name(sums[c].finish_reason)}};
+            if (og->active() && og->stopped(c)) ch["finish_reason"] = "content_filter";
             if (o.chat && o.plan && o.plan->parse) {
               // Reasoning, answer and tool calls, read from the whole output.
               auto p = make_output_parser(o.plan->fmt, o.plan->agent, random_id("call_") + "_");
@@ -251,15 +270,18 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
             }
             choices.push_back(ch);
           }
-          return json{{"id", id},
-                      {"object", obj},
-                      {"created", created},
-                      {"model", st.model_id},
-                      {"system_fingerprint", "g4-0.1.0"},
-                      {"choices", choices},
-                      {"usage", usage_json(sums)}};
+          json out{{"id", id},
+                   {"object", obj},
+                   {"created", created},
+                   {"model", st.model_id},
+                   {"system_fingerprint", "g4-0.1.0"},
+                   {"choices", choices},
+                   {"usage", usage_json(sums)}};
+          json ext = guard_extension(o, *og, 0, n);
+          if (!ext.is_null()) out["g4_guard"] = std::move(ext);
+          return out;
         },
-        false);
+        false, og);
     return;
   }
   // Streaming: Server-Sent Events, one chunk per event, then [DONE].
@@ -267,7 +289,7 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [&st, hs, o, id, created](size_t, httplib::DataSink& sink) {
+      [&st, hs, o, og, id, created](size_t, httplib::DataSink& sink) {
         const Tokenizer& tok = st.engine->tokenizer();
         const std::string obj = o.chat ? "chat.completion.chunk" : "text_completion";
         auto send = [&](const json& j) {
@@ -328,40 +350,46 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
         };
         std::vector<SeqSummary> sums;
         if (ok) {
-          ok = drain(
-              hs,
-              [&](size_t c, const SeqEvent& e) {
-                if (!parsers.empty()) {
-                  json lp = nullptr;
-                  if (o.logprobs >= 0 && e.token >= 0)
-                    lp = {{"content", json::array({chat_logprob(tok, e)})}};
-                  if (e.text.empty() && lp.is_null()) return true;
-                  return emit(c, parsers[c]->push(e.text), std::move(lp));
-                }
-                if (e.text.empty() && (o.logprobs < 0 || e.token < 0)) return true;
-                json ch = {{"index", c}, {"finish_reason", nullptr}};
-                json lp = nullptr;
-                if (o.logprobs >= 0 && e.token >= 0) {
-                  if (o.chat) {
-                    lp = {{"content", json::array({chat_logprob(tok, e)})}};
-                  } else {
-                    LegacyLogprobs l;
-                    l.add(tok, e);
-                    lp = l.to_json();
-                  }
-                }
-                ch["logprobs"] = lp;
-                if (o.chat)
-                  ch["delta"] = {{"content", e.text}};
-                else
-                  ch["text"] = e.text;
-                return send(chunk(ch));
-              },
-              &sums,
-              [&] {  // SSE comment: keeps proxies open, notices a client that went away
-                static const char kPing[] = ": ping\n\n";
-                return sink.write(kPing, sizeof kPing - 1);
-              });
+          const std::function<bool(size_t, const SeqEvent&)> on_event = [&](size_t c,
+                                                                            const SeqEvent& e) {
+            if (!parsers.empty()) {
+              json lp = nullptr;
+              if (o.logprobs >= 0 && e.token >= 0)
+                lp = {{"content", json::array({chat_logprob(tok, e)})}};
+              if (e.text.empty() && lp.is_null()) return true;
+              return emit(c, parsers[c]->push(e.text), std::move(lp));
+            }
+            if (e.text.empty() && (o.logprobs < 0 || e.token < 0)) return true;
+            json ch = {{"index", c}, {"finish_reason", nullptr}};
+            json lp = nullptr;
+            if (o.logprobs >= 0 && e.token >= 0) {
+              if (o.chat) {
+                lp = {{"content", json::array({chat_logprob(tok, e)})}};
+              } else {
+                LegacyLogprobs l;
+                l.add(tok, e);
+                lp = l.to_json();
+              }
+            }
+            ch["logprobs"] = lp;
+            if (o.chat)
+              ch["delta"] = {{"content", e.text}};
+            else
+              ch["text"] = e.text;
+            return send(chunk(ch));
+          };
+          auto ping = [&] {  // SSE comment: keeps proxies open, notices a client that went away
+            static const char kPing[] = ": ping\n\n";
+            return sink.write(kPing, sizeof kPing - 1);
+          };
+          if (og->active()) {
+            // Output checks: events pass once the answer so far is checked (OutputGuard).
+            ok = drain(
+                hs, [&](size_t c, const SeqEvent& e) { return og->on_event(c, e); }, &sums, ping,
+                [&](size_t c, bool fin) { return og->settle(c, fin, on_event); });
+          } else {
+            ok = drain(hs, on_event, &sums, ping);
+          }
         }
         if (!ok) {
           st.metrics.disconnected();
@@ -388,12 +416,16 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
             if (!emit(c, parsers[c]->finish(), nullptr)) break;
             if (ncalls[c] > 0 && finish == "stop") finish = "tool_calls";
           }
+          if (og->active() && og->stopped(c)) finish = "content_filter";
           json ch = {{"index", c}, {"logprobs", nullptr}, {"finish_reason", finish}};
           if (o.chat)
             ch["delta"] = json::object();
           else
             ch["text"] = "";
-          send(chunk(ch));
+          json last = chunk(ch);
+          json ext = guard_extension(o, *og, c, 1);
+          if (!ext.is_null()) last["g4_guard"] = std::move(ext);
+          send(last);
         }
         if (o.include_usage) {
           json u = chunk(json());
@@ -414,11 +446,18 @@ void respond(ServerState& st, const httplib::Request&, httplib::Response& res, O
 void handle_chat_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
   const json j = parse_body(req);
   check_model(st, j, true);
-  const ChatRequest cr = parse_chat_request(j, false);
-  guard_chat_input(st, cr.messages);
+  ChatRequest cr = parse_chat_request(j, false);
+  const RequestGuard g = request_guard(st, j);
+  const std::string user = last_user_text(cr.messages);
+  guard_input(st, g, user, "messages");
+  json tools = screen_tools(st, cr.messages);  // before the prompt is built from them
   std::vector<int32_t> ids;
   auto plan = plan_agent(st, cr, openai_constraint_spec(j), &ids);
-  respond(st, req, res, parse_common(st, j, std::move(ids), true, std::move(plan)));
+  OaiRequest o = parse_common(st, j, std::move(ids), true, std::move(plan));
+  o.guard = g;
+  o.guard_prompt = user;
+  o.tool_results = std::move(tools);
+  respond(st, req, res, std::move(o));
 }
 
 void handle_completions(ServerState& st, const httplib::Request& req, httplib::Response& res) {
@@ -454,7 +493,17 @@ void handle_completions(ServerState& st, const httplib::Request& req, httplib::R
                       p.get<std::string>().empty())) {
     throw ApiError{400, "'prompt' must not be empty", "prompt", "invalid_value"};
   }
-  respond(st, req, res, parse_common(st, j, std::move(ids), false));
+  const RequestGuard g = request_guard(st, j);
+  std::string text;
+  if (g.input)
+    text = p.is_string()      ? p.get<std::string>()
+           : p[0].is_string() ? p[0].get<std::string>()
+                              : tok.decode(ids);
+  guard_input(st, g, text, "prompt");
+  OaiRequest o = parse_common(st, j, std::move(ids), false);
+  o.guard = g;
+  o.guard_prompt = std::move(text);
+  respond(st, req, res, std::move(o));
 }
 
 void handle_models(ServerState& st, const httplib::Request&, httplib::Response& res) {
