@@ -121,7 +121,7 @@ void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
     t0 += n;
   }
   const int64_t R = int64_t(rows.size());
-  float* hn = grow(ctx.buf[4], size_t(R * d));
+  float* hn = grow(ctx.act.head_in, size_t(R * d));
   for (int64_t r = 0; r < R; ++r)
     rmsnorm(x + rows[size_t(r)] * d, output_norm.data(), hn + r * d, d, eps);
   out.logits.resize(size_t(R) * size_t(vocab));
@@ -132,13 +132,16 @@ void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
 }
 
 const char* step_phase_name(StepPhase p) {
-  static const char* const kNames[] = {"norms, residuals",
+  static const char* const kNames[] = {"embedding, RoPE tables",
+                                       "norms, residuals",
                                        "q/k/v",
                                        "q/k norm, RoPE, KV store",
                                        "attention",
                                        "o proj",
                                        "gate/up + GELU",
                                        "down",
+                                       "MoE router + experts",
+                                       "per-layer embeddings",
                                        "LM head"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == size_t(StepPhase::kCount));
   return kNames[int(p)];

@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "model/activations.h"
 #include "runtime/kv_cache.h"
 #include "runtime/step_batch.h"
 
@@ -78,10 +79,23 @@ inline int attention_heads_per_job(int64_t T, int H, int Hkv, int threads) {
   return n;
 }
 
-// Optional wall time per phase of the forward (g4 bench --profile; Gemma 3 only). Read on the
+// Optional wall time per phase of the forward (g4 bench --profile, every architecture). Read on the
 // calling thread at phase boundaries, after every job of the phase has finished, so a phase
 // includes its barrier; per-layer phases are summed over the layers.
-enum class StepPhase { kNorms, kQkv, kRopeKv, kAttention, kOutProj, kGateUp, kDown, kHead, kCount };
+enum class StepPhase {
+  kEmbed,
+  kNorms,
+  kQkv,
+  kRopeKv,
+  kAttention,
+  kOutProj,
+  kGateUp,
+  kDown,
+  kMoe,
+  kPle,
+  kHead,
+  kCount
+};
 const char* step_phase_name(StepPhase p);
 struct StepProfile {
   double seconds[int(StepPhase::kCount)] = {};
@@ -105,11 +119,6 @@ class PhaseClock {
   StepProfile* p_;
   std::chrono::steady_clock::time_point last_;
 };
-
-inline float* grow(std::vector<float>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
 
 // Advances every sequence's length, then fills `out` with logits for the rows that asked:
 // softcap(tok_embd · rmsnorm(x; output_norm)) (softcap 0 = none). x: residual stream [T, d].

@@ -16,6 +16,7 @@
 #include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "model/forward_common.h"
+#include "model/layer_ops.h"
 #include "model/model.h"
 #include "model/weights.h"
 
@@ -50,10 +51,6 @@ class Gemma3 final : public Model {
                  StepOutput& out) const override;
 
  private:
-  void attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
-                       const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
-                       KvCache& kv, ExecContext& ctx, float* h, int64_t T, PhaseClock& clock) const;
-
   ModelConfig c_;
   Gemma3Weights w_;
   float embed_scale_;
@@ -67,142 +64,52 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
   FlatBatch& fb = ctx.flat;  // kept in ctx: no allocation per step
   Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
   if (!valid.ok()) return valid;
-  const std::vector<int>& tok_seq = fb.tok_seq;
-  const std::vector<int64_t>& tok_pos = fb.tok_pos;
-  const std::vector<int32_t>& ids = fb.ids;
 
   PhaseClock clock(ctx.profile);
-  float* x = grow(ctx.buf[0], size_t(T * d));  // residual stream [T, d]
-  float* h = grow(ctx.buf[1], size_t(T * d));  // normed input [T, d]
-  for (int64_t t = 0; t < T; ++t) {
-    get_row(w_.tok_embd, ids[size_t(t)], x + t * d);
-    for (int64_t i = 0; i < d; ++i) x[t * d + i] *= embed_scale_;
-  }
+  float* x = grow(ctx.act.x, size_t(T * d));  // residual stream [T, d]
+  float* h = grow(ctx.act.h, size_t(T * d));  // block input / output [T, d]
+  embed_op(w_.tok_embd, fb, embed_scale_, d, ctx, x);
+  const RopeFreqs freqs[2] = {{inv_freq_local_.data(), c_.head_dim},
+                              {inv_freq_global_.data(), c_.head_dim}};
+  const float* rope[2];  // local, global
+  rope_tables_op(ctx, fb, T, freqs, 2, rope);
+  clock.mark(StepPhase::kEmbed);
 
-  // RoPE angles of every token for the local and the global frequencies, once per step
-  // instead of once per layer: [2][T][cos (hd/2) | sin (hd/2)] in ctx.buf[10].
-  const int64_t hd = c_.head_dim;
-  float* ang = grow(ctx.buf[10], size_t(2 * T * hd));
-  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
-    for (size_t t = b; t < e; ++t) {
-      for (int g = 0; g < 2; ++g) {
-        float* cs = ang + (size_t(g) * size_t(T) + t) * size_t(hd);
-        rope_angles(int(hd), g == 0 ? inv_freq_local_.data() : inv_freq_global_.data(),
-                    double(tok_pos[t]), cs, cs + hd / 2);
-      }
-    }
-  });
-
-  const int64_t ff = c_.ff_dim;
+  AttentionSpec A;
+  A.qk_norm = c_.qk_norm;
+  A.n_heads = c_.n_heads;
+  A.n_kv_heads = c_.n_kv_heads;
+  A.head_dim = A.n_rot = c_.head_dim;
+  A.q_scale = c_.query_scale;
+  A.softcap = c_.attn_softcap;
+  A.eps = c_.rms_eps;
+  norm_op(ctx, x, w_.layers[0].attn_norm.data(), h, T, d, c_.rms_eps);
   for (int l = 0; l < c_.n_layers; ++l) {
     const Gemma3Layer& L = w_.layers[size_t(l)];
-    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
-      for (size_t t = b; t < e; ++t)
-        rmsnorm(x + t * d, L.attn_norm.data(), h + t * d, d, c_.rms_eps);
-    });
+    const bool sliding = c_.layer_sliding[size_t(l)];
+    A.q = &L.q;
+    A.k = &L.k;
+    A.v = &L.v;
+    A.o = &L.o;
+    A.q_norm = L.q_norm.data();
+    A.k_norm = L.k_norm.data();
+    A.rope = rope[sliding ? 0 : 1];
+    A.window = sliding ? c_.window : 0;
     clock.mark(StepPhase::kNorms);
-    attention_block(L, l, batch, tok_seq, tok_pos, kv, ctx, h, T, clock);  // h <- attention out
-    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
-      for (size_t t = b; t < e; ++t) {
-        rmsnorm(h + t * d, L.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
-        for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
-        rmsnorm(x + t * d, L.ffn_norm.data(), h + t * d, d, c_.rms_eps);
-      }
-    });
-    float* g = grow(ctx.buf[2], size_t(T * ff));  // [T, ff]
-    float* u = grow(ctx.buf[3], size_t(T * ff));
-    // The vectorised GELU's last-ulp differences vanish in the int8 rounding of a quantised
-    // down projection; f32/f16 models and --exact keep libm's tanh.
-    const bool fast_gelu = !ctx.exact && vec_dot_type(L.down.type) != DType::kF32;
-    // gate and up in one job; each thread applies GEGLU to the rows it just computed.
-    const auto geglu = [&](size_t b, size_t e, int) {
-      for (int64_t t = 0; t < T; ++t)
-        geglu_inplace(g + size_t(t * ff) + b, u + size_t(t * ff) + b, int64_t(e - b), fast_gelu);
-    };
-    const RowEpilogue ep(geglu);
-    const MatmulOut gu[2] = {{&L.gate, g}, {&L.up, u}};
+    attention_op(A, l, batch, fb, kv, ctx, h, h, T, clock);  // h <- attention output
+    residual_op(ctx, h, L.post_attn_norm.data(), x, 1.f, L.ffn_norm.data(), T, d, c_.rms_eps);
     clock.mark(StepPhase::kNorms);
-    matmul_multi(ctx.pool, gu, 2, h, T, ctx.mm, ctx.isa, ctx.exact, &ep);
-    clock.mark(StepPhase::kGateUp);
-    matmul(ctx.pool, L.down, g, T, h, ctx.mm, ctx.isa, ctx.exact);
-    clock.mark(StepPhase::kDown);
-    ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
-      for (size_t t = b; t < e; ++t) {
-        rmsnorm(h + t * d, L.post_ffw_norm.data(), h + t * d, d, c_.rms_eps);
-        for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
-      }
-    });
+    gated_mlp_op(ctx, L.gate, L.up, L.down, h, h, T, c_.ff_dim, clock);
+    // The next layer's attention norm rides on this residual pass.
+    const float* next = l + 1 < c_.n_layers ? w_.layers[size_t(l) + 1].attn_norm.data() : nullptr;
+    residual_op(ctx, h, L.post_ffw_norm.data(), x, 1.f, next, T, d, c_.rms_eps);
   }
+  clock.mark(StepPhase::kNorms);
   output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, lm_head(w_.output, w_.tok_embd),
               c_.vocab_size, c_.final_softcap, ctx, out);
   clock.mark(StepPhase::kHead);
   if (ctx.profile != nullptr) ++ctx.profile->steps;
   return Status();
-}
-
-void Gemma3::attention_block(const Gemma3Layer& L, int layer, const StepBatch& batch,
-                             const std::vector<int>& tok_seq, const std::vector<int64_t>& tok_pos,
-                             KvCache& kv, ExecContext& ctx, float* h, int64_t T,
-                             PhaseClock& clock) const {
-  const int H = c_.n_heads, Hkv = c_.n_kv_heads, hd = c_.head_dim;
-  const int64_t qd = int64_t(H) * hd, kvd = int64_t(Hkv) * hd;
-  float* q = grow(ctx.buf[5], size_t(T * qd));   // [T, H*hd]
-  float* k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
-  float* v = grow(ctx.buf[7], size_t(T * kvd));
-  float* a = grow(ctx.buf[8], size_t(T * qd));                 // attention output [T, H*hd]
-  const MatmulOut qkv[3] = {{&L.q, q}, {&L.k, k}, {&L.v, v}};  // one job for the three
-  matmul_multi(ctx.pool, qkv, 3, h, T, ctx.mm, ctx.isa, ctx.exact);
-  clock.mark(StepPhase::kQkv);
-
-  const bool sliding = c_.layer_sliding[size_t(layer)];
-  const float* ang = ctx.buf[10].data() + (sliding ? 0 : size_t(T) * size_t(hd));  // forward()
-  const int64_t cap = kv.capacity(layer);
-  // Per token: QK-norm, RoPE, query scale; write K/V to the cache slot for its position.
-  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
-    for (size_t t = b; t < e; ++t) {
-      const float* cs = ang + t * size_t(hd);  // this token's angles, shared by q and k heads
-      const float* sn = cs + hd / 2;
-      for (int hh = 0; hh < H; ++hh) {
-        float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
-        if (c_.qk_norm) rmsnorm(qh, L.q_norm.data(), qh, hd, c_.rms_eps);
-        rope_neox_cs(qh, hd, cs, sn);
-        for (int i = 0; i < hd; ++i) qh[i] *= c_.query_scale;
-      }
-      const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      for (int hh = 0; hh < Hkv; ++hh) {
-        float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
-        if (c_.qk_norm) rmsnorm(kh, L.k_norm.data(), kh, hd, c_.rms_eps);
-        rope_neox_cs(kh, hd, cs, sn);
-      }
-      kv.store(seq, layer, tok_pos[t], k + t * size_t(kvd), v + t * size_t(kvd));
-    }
-  });
-
-  summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
-  clock.mark(StepPhase::kRopeKv);
-  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
-  set_kv_format(args, kv);
-  const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
-  std::vector<float>& sc = ctx.buf[9];
-  const size_t per_thread = attention_scratch_floats(args, max_keys);
-  if (sc.size() < per_thread * size_t(ctx.pool.size()))
-    sc.resize(per_thread * size_t(ctx.pool.size()));
-  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
-  const int jobs_per_token = H / per_job;
-  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
-    float* scores = sc.data() + size_t(ti) * per_thread;
-    for (size_t j = b; j < e; ++j) {
-      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
-      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
-      const int seq = batch.seqs[size_t(tok_seq[t])].seq_id;
-      const bool decoding = batch.seqs[size_t(tok_seq[t])].tokens.size() == 1;
-      attend_cached(args, kv, seq, layer, q + t * size_t(qd), tok_pos[t], decoding, h0,
-                    h0 + per_job, a + t * size_t(qd), scores);
-    }
-  });
-  clock.mark(StepPhase::kAttention);
-  matmul(ctx.pool, L.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);
-  clock.mark(StepPhase::kOutProj);
 }
 
 }  // namespace

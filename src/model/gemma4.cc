@@ -17,6 +17,7 @@
 #include "kernels/attention.h"
 #include "kernels/ops.h"
 #include "model/forward_common.h"
+#include "model/layer_ops.h"
 #include "model/model.h"
 #include "model/moe.h"
 #include "model/weights.h"
@@ -75,14 +76,11 @@ class Gemma4 final : public Model {
   }
 
  private:
-  void attention_block(const Gemma4Layer& B, int layer, const StepBatch& batch, const FlatBatch& fb,
-                       KvCache& kv, ExecContext& ctx, float* h, int64_t T) const;
-  void ffn_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* f,
+  void moe_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* f,
+                 int64_t T, PhaseClock& clock) const;
+  void ple_inputs(const FlatBatch& fb, const float* x, ExecContext& ctx, int64_t T) const;
+  void ple_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* h,
                  int64_t T) const;
-  void dense_mlp(const Gemma4Layer& B, int64_t ff, const float* hin, ExecContext& ctx, float* y,
-                 int64_t T) const;
-  void ple_inputs(const FlatBatch& fb, const float* x, ExecContext& ctx, float* ple,
-                  int64_t T) const;
 
   ModelConfig c_;
   Gemma4Weights w_;
@@ -95,207 +93,171 @@ class Gemma4 final : public Model {
 Status Gemma4::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                        StepOutput& out) const {
   const int64_t T = batch.n_tokens();
-  const int64_t d = c_.model_dim, P = c_.ple_dim, L = c_.n_layers;
+  const int64_t d = c_.model_dim, P = c_.ple_dim;
   FlatBatch& fb = ctx.flat;  // kept in ctx: no allocation per step
   Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
   if (!valid.ok()) return valid;
   if (kv.n_layers() != c_.n_layers) return Status::error("KV cache has the wrong layer count");
 
-  float* x = grow(ctx.buf[0], size_t(T * d));  // residual stream [T, d]
-  float* h = grow(ctx.buf[1], size_t(T * d));  // block input / output [T, d]
-  for (int64_t t = 0; t < T; ++t) {
-    get_row(w_.tok_embd, fb.ids[size_t(t)], x + t * d);
-    for (int64_t i = 0; i < d; ++i) x[t * d + i] *= embed_scale_;
-  }
-  float* ple = nullptr;  // [T, L*P]
+  PhaseClock clock(ctx.profile);
+  float* x = grow(ctx.act.x, size_t(T * d));  // residual stream [T, d]
+  float* h = grow(ctx.act.h, size_t(T * d));  // block input / output [T, d]
+  embed_op(w_.tok_embd, fb, embed_scale_, d, ctx, x);
+  const RopeFreqs freqs[2] = {{inv_freq_local_.data(), c_.rope_dims_local},
+                              {inv_freq_global_.data(), c_.rope_dims_global}};
+  const float* rope[2];  // local, global
+  rope_tables_op(ctx, fb, T, freqs, 2, rope);
+  clock.mark(StepPhase::kEmbed);
   if (P > 0) {
-    ple = grow(ctx.buf[10], size_t(T * L * P));
-    ple_inputs(fb, x, ctx, ple, T);
+    ple_inputs(fb, x, ctx, T);
+    clock.mark(StepPhase::kPle);
   }
 
+  AttentionSpec A;
+  A.qk_norm = true;
+  A.v_norm = true;
+  A.n_heads = c_.n_heads;
+  A.softcap = c_.attn_softcap;
+  A.eps = c_.rms_eps;
+  norm_op(ctx, x, w_.layers[0].attn_norm.data(), h, T, d, c_.rms_eps);
   for (int l = 0; l < c_.n_layers; ++l) {
-    const Gemma4Layer& B = w_.layers[size_t(l)];
-    for (int64_t t = 0; t < T; ++t)
-      rmsnorm(x + t * d, B.attn_norm.data(), h + t * d, d, c_.rms_eps);
-    attention_block(B, l, batch, fb, kv, ctx, h, T);  // h <- attention output [T, d]
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(h + t * d, B.post_attn_norm.data(), h + t * d, d, c_.rms_eps);
-      for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
+    const size_t li = size_t(l);
+    const Gemma4Layer& B = w_.layers[li];
+    const bool sliding = c_.layer_sliding[li];
+    A.q = &B.q;
+    A.k = &B.k;
+    A.v = B.v.data != nullptr ? &B.v : nullptr;
+    A.o = &B.o;
+    A.q_norm = B.q_norm.data();
+    A.k_norm = B.k_norm.data();
+    A.n_kv_heads = c_.layer_kv_heads[li];
+    A.head_dim = c_.layer_head_dim[li];
+    A.n_rot = sliding ? c_.rope_dims_local : c_.rope_dims_global;
+    A.rope = rope[sliding ? 0 : 1];
+    A.window = sliding ? c_.window : 0;
+    A.owns_kv = c_.kv_donor[li] < 0;
+    clock.mark(StepPhase::kNorms);
+    attention_op(A, l, batch, fb, kv, ctx, h, h, T, clock);  // h <- attention output
+    // Dense layers: the FFN norm rides on the residual pass (MoE layers need two norms of x).
+    const bool moe = c_.n_experts > 0;
+    residual_op(ctx, h, B.post_attn_norm.data(), x, 1.f, moe ? nullptr : B.ffn_norm.data(), T, d,
+                c_.rms_eps);
+    clock.mark(StepPhase::kNorms);
+    if (moe) {
+      moe_block(B, l, x, ctx, h, T, clock);  // h <- FFN output before post_ffw_norm
+    } else {
+      gated_mlp_op(ctx, B.gate, B.up, B.down, h, h, T, c_.layer_ff_dim[li], clock);
     }
-    ffn_block(B, l, x, ctx, h, T);  // h <- FFN output (after its final post-norm)
-    for (int64_t i = 0; i < T * d; ++i) x[i] += h[i];
-    if (P > 0) {
-      // x += post_norm(proj(gelu(inp_gate · x) ⊙ ple[l]))
-      float* g = grow(ctx.buf[11], size_t(T * P));
-      matmul(ctx.pool, B.inp_gate, x, T, g, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t t = 0; t < T; ++t) {
-        const float* pl = ple + t * L * P + int64_t(l) * P;
-        for (int64_t i = 0; i < P; ++i) g[t * P + i] = gelu_tanh(g[t * P + i]) * pl[i];
-      }
-      matmul(ctx.pool, B.proj, g, T, h, ctx.mm, ctx.isa, ctx.exact);
-      for (int64_t t = 0; t < T; ++t) {
-        rmsnorm(h + t * d, B.post_norm.data(), h + t * d, d, c_.rms_eps);
-        for (int64_t i = 0; i < d; ++i) x[t * d + i] += h[t * d + i];
-      }
-    }
-    if (!B.layer_scale.empty()) {
-      const float s = B.layer_scale[0];
-      for (int64_t i = 0; i < T * d; ++i) x[i] *= s;
+    // x += post_ffw_norm(h), then (PLE models) x += post_norm(ple block), x *= layer scale;
+    // the next layer's attention norm rides on the last residual pass.
+    const float scale = B.layer_scale.empty() ? 1.f : B.layer_scale[0];
+    const float* next = l + 1 < c_.n_layers ? w_.layers[li + 1].attn_norm.data() : nullptr;
+    if (P == 0) {
+      residual_op(ctx, h, B.post_ffw_norm.data(), x, scale, next, T, d, c_.rms_eps);
+    } else {
+      residual_op(ctx, h, B.post_ffw_norm.data(), x, 1.f, nullptr, T, d, c_.rms_eps);
+      clock.mark(StepPhase::kNorms);
+      ple_block(B, l, x, ctx, h, T);  // h <- proj(gelu(inp_gate · x) ⊙ ple[l])
+      clock.mark(StepPhase::kPle);
+      residual_op(ctx, h, B.post_norm.data(), x, scale, next, T, d, c_.rms_eps);
     }
   }
+  clock.mark(StepPhase::kNorms);
   output_head(batch, kv, x, d, w_.output_norm, c_.rms_eps, lm_head(w_.output, w_.tok_embd),
               c_.vocab_size, c_.final_softcap, ctx, out);
+  clock.mark(StepPhase::kHead);
+  if (ctx.profile != nullptr) ++ctx.profile->steps;
   return Status();
 }
 
 // ple[t][l][p] = (rmsnorm(proj[l]; proj_norm) + tokple[l]) * 2^-0.5 with
 // proj = (W_plmp · e) * d^-0.5 and tokple = ple_embd[id] * sqrt(P)   (spec §2.5).
-void Gemma4::ple_inputs(const FlatBatch& fb, const float* x, ExecContext& ctx, float* ple,
-                        int64_t T) const {
+void Gemma4::ple_inputs(const FlatBatch& fb, const float* x, ExecContext& ctx, int64_t T) const {
   const int64_t d = c_.model_dim, P = c_.ple_dim, LP = int64_t(c_.n_layers) * P;
-  float* proj = grow(ctx.buf[12], size_t(T * LP));
-  float* tok = grow(ctx.buf[13], size_t(LP));
+  float* ple = grow(ctx.act.ple, size_t(T * LP));
+  float* proj = grow(ctx.act.ple_proj, size_t(T * LP));
+  // One embedding row per thread (get_row dequantizes the token's whole L*P row).
+  float* tok = grow(ctx.act.ple_tok, size_t(LP) * size_t(ctx.pool.size()));
   matmul(ctx.pool, w_.ple_model_proj, x, T, proj, ctx.mm, ctx.isa, ctx.exact);
   const float proj_scale = 1.0f / std::sqrt(float(d));
   const float mix_scale = 1.0f / std::sqrt(2.0f);
-  for (int64_t t = 0; t < T; ++t) {
-    get_row(w_.ple_embd, fb.ids[size_t(t)], tok);
-    for (int l = 0; l < c_.n_layers; ++l) {
-      float* pr = proj + t * LP + int64_t(l) * P;
-      for (int64_t i = 0; i < P; ++i) pr[i] *= proj_scale;
-      rmsnorm(pr, w_.ple_proj_norm.data(), pr, P, c_.rms_eps);
-      float* o = ple + t * LP + int64_t(l) * P;
-      const float* tk = tok + int64_t(l) * P;
-      for (int64_t i = 0; i < P; ++i) o[i] = (pr[i] + tk[i] * ple_scale_) * mix_scale;
-    }
-  }
-}
-
-void Gemma4::dense_mlp(const Gemma4Layer& B, int64_t ff, const float* hin, ExecContext& ctx,
-                       float* y, int64_t T) const {
-  float* g = grow(ctx.buf[2], size_t(T * ff));
-  float* u = grow(ctx.buf[3], size_t(T * ff));
-  matmul(ctx.pool, B.gate, hin, T, g, ctx.mm, ctx.isa, ctx.exact);
-  matmul(ctx.pool, B.up, hin, T, u, ctx.mm, ctx.isa, ctx.exact);
-  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
-    for (size_t t = b; t < e; ++t) geglu_inplace(g + t * size_t(ff), u + t * size_t(ff), ff);
-  });
-  matmul(ctx.pool, B.down, g, T, y, ctx.mm, ctx.isa, ctx.exact);
-}
-
-// f = post_ffw_norm(mlp(ffn_norm(x)))  or, MoE:
-// f = post_ffw_norm(post_ffw_norm_1(mlp(ffn_norm(x))) + post_ffw_norm_2(experts(x)))
-void Gemma4::ffn_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* f,
-                       int64_t T) const {
-  const int64_t d = c_.model_dim;
-  float* hin = grow(ctx.buf[9], size_t(2 * T * d));  // ffn_norm(x), then pre_ffw_norm_2(x)
-  for (int64_t t = 0; t < T; ++t) rmsnorm(x + t * d, B.ffn_norm.data(), hin + t * d, d, c_.rms_eps);
-  if (c_.n_experts == 0) {
-    dense_mlp(B, c_.layer_ff_dim[size_t(layer)], hin, ctx, f, T);
-  } else {
-    float* m2 = grow(ctx.buf[18], size_t(T * d));
-    float* xn = hin + T * d;
-    for (int64_t t = 0; t < T; ++t)
-      rmsnorm(x + t * d, B.pre_ffw_norm_2.data(), xn + t * d, d, c_.rms_eps);
-    MoeLayerView m;
-    m.router = &B.router;
-    m.router_scale = B.router_scale.data();
-    m.gate_up = B.gate_up_exps.data ? &B.gate_up_exps : nullptr;
-    m.gate = &B.gate_exps;
-    m.up = &B.up_exps;
-    m.down = &B.down_exps;
-    m.expert_scale = B.expert_scale.data();
-    m.n_experts = c_.n_experts;
-    m.n_used = c_.n_experts_used;
-    m.ff = c_.expert_ff_dim;
-    m.swiglu = c_.expert_swiglu;
-    if (moe_one_token_path(T, ctx, m)) {  // decode: shared MLP and experts in two pool jobs
-      const MoeSharedMlp sh{&B.gate, &B.up, &B.down, hin, f};
-      moe_forward_one_token(m, x, xn, d, c_.rms_eps, ctx, m2, counters_.layer(layer), sh);
-    } else {
-      dense_mlp(B, c_.layer_ff_dim[size_t(layer)], hin, ctx, f, T);
-      moe_forward(m, x, xn, T, d, c_.rms_eps, ctx, m2, counters_.layer(layer));
-    }
-    for (int64_t t = 0; t < T; ++t) {
-      rmsnorm(f + t * d, B.post_ffw_norm_1.data(), f + t * d, d, c_.rms_eps);
-      rmsnorm(m2 + t * d, B.post_ffw_norm_2.data(), m2 + t * d, d, c_.rms_eps);
-      for (int64_t i = 0; i < d; ++i) f[t * d + i] += m2[t * d + i];
-    }
-  }
-  for (int64_t t = 0; t < T; ++t)
-    rmsnorm(f + t * d, B.post_ffw_norm.data(), f + t * d, d, c_.rms_eps);
-}
-
-void Gemma4::attention_block(const Gemma4Layer& B, int layer, const StepBatch& batch,
-                             const FlatBatch& fb, KvCache& kv, ExecContext& ctx, float* h,
-                             int64_t T) const {
-  const size_t li = size_t(layer);
-  const int H = c_.n_heads, Hkv = c_.layer_kv_heads[li], hd = c_.layer_head_dim[li];
-  const int64_t qd = int64_t(H) * hd, kvd = int64_t(Hkv) * hd;
-  const bool sliding = c_.layer_sliding[li];
-  const bool owns_kv = c_.kv_donor[li] < 0;
-  const float* inv_freq = sliding ? inv_freq_local_.data() : inv_freq_global_.data();
-  const int n_rot = sliding ? c_.rope_dims_local : c_.rope_dims_global;
-  float* q = grow(ctx.buf[5], size_t(T * qd));  // [T, H*hd]
-  float* a = grow(ctx.buf[8], size_t(T * qd));  // attention output [T, H*hd]
-  matmul(ctx.pool, B.q, h, T, q, ctx.mm, ctx.isa, ctx.exact);
-  float* k = nullptr;
-  float* v = nullptr;
-  if (owns_kv) {
-    k = grow(ctx.buf[6], size_t(T * kvd));  // [T, Hkv*hd]
-    v = grow(ctx.buf[7], size_t(T * kvd));
-    matmul(ctx.pool, B.k, h, T, k, ctx.mm, ctx.isa, ctx.exact);
-    if (B.v.data != nullptr)
-      matmul(ctx.pool, B.v, h, T, v, ctx.mm, ctx.isa, ctx.exact);
-    else  // K=V: the value is the raw (un-normed, un-rotated) key projection
-      std::memcpy(v, k, sizeof(float) * size_t(T * kvd));
-  }
-  const int64_t cap = kv.capacity(layer);
-  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
+  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int ti) {
+    float* tk0 = tok + size_t(ti) * size_t(LP);
     for (size_t t = b; t < e; ++t) {
-      const double pos = double(fb.tok_pos[t]);
-      for (int hh = 0; hh < H; ++hh) {
-        float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
-        rmsnorm(qh, B.q_norm.data(), qh, hd, c_.rms_eps);
-        rope_neox(qh, n_rot, inv_freq, pos);  // attention scale is 1.0
+      get_row(w_.ple_embd, fb.ids[t], tk0);
+      for (int l = 0; l < c_.n_layers; ++l) {
+        float* pr = proj + int64_t(t) * LP + int64_t(l) * P;
+        for (int64_t i = 0; i < P; ++i) pr[i] *= proj_scale;
+        rmsnorm(pr, w_.ple_proj_norm.data(), pr, P, c_.rms_eps);
+        float* o = ple + int64_t(t) * LP + int64_t(l) * P;
+        const float* tk = tk0 + int64_t(l) * P;
+        for (int64_t i = 0; i < P; ++i) o[i] = (pr[i] + tk[i] * ple_scale_) * mix_scale;
       }
-      if (!owns_kv) continue;
-      const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      for (int hh = 0; hh < Hkv; ++hh) {
-        float* kh = k + t * size_t(kvd) + size_t(hh) * size_t(hd);
-        rmsnorm(kh, B.k_norm.data(), kh, hd, c_.rms_eps);
-        rope_neox(kh, n_rot, inv_freq, pos);
-        float* vh = v + t * size_t(kvd) + size_t(hh) * size_t(hd);
-        rmsnorm(vh, nullptr, vh, hd, c_.rms_eps);  // V-norm, no weight
-      }
-      kv.store(seq, layer, fb.tok_pos[t], k + t * size_t(kvd), v + t * size_t(kvd));
     }
   });
+}
 
-  summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
-  // KV-shared layers read their donor's cache (kv.view maps the layer to it) with their own
-  // mask.
-  AttentionArgs args{H, Hkv, hd, cap, sliding ? c_.window : 0, c_.attn_softcap};
-  set_kv_format(args, kv);
-  const int64_t max_keys = sliding ? std::min<int64_t>(c_.window, kv.n_ctx()) : kv.n_ctx();
-  std::vector<float>& sc = ctx.buf[19];
-  const size_t per_thread = attention_scratch_floats(args, max_keys);
-  if (sc.size() < per_thread * size_t(ctx.pool.size()))
-    sc.resize(per_thread * size_t(ctx.pool.size()));
-  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
-  const int jobs_per_token = H / per_job;
-  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
-    float* scores = sc.data() + size_t(ti) * per_thread;
-    for (size_t j = b; j < e; ++j) {
-      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
-      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
-      const int seq = batch.seqs[size_t(fb.tok_seq[t])].seq_id;
-      const bool decoding = batch.seqs[size_t(fb.tok_seq[t])].tokens.size() == 1;
-      attend_cached(args, kv, seq, layer, q + t * size_t(qd), fb.tok_pos[t], decoding, h0,
-                    h0 + per_job, a + t * size_t(qd), scores);
+// h = proj · (gelu(inp_gate · x) ⊙ ple[l])
+void Gemma4::ple_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* h,
+                       int64_t T) const {
+  const int64_t P = c_.ple_dim, LP = int64_t(c_.n_layers) * P;
+  const float* ple = ctx.act.ple.data();
+  float* g = grow(ctx.act.ple_gate, size_t(T * P));
+  matmul(ctx.pool, B.inp_gate, x, T, g, ctx.mm, ctx.isa, ctx.exact);
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      const float* pl = ple + int64_t(t) * LP + int64_t(layer) * P;
+      float* gt = g + int64_t(t) * P;
+      for (int64_t i = 0; i < P; ++i) gt[i] = gelu_tanh(gt[i]) * pl[i];
     }
   });
-  matmul(ctx.pool, B.o, a, T, h, ctx.mm, ctx.isa, ctx.exact);
+  matmul(ctx.pool, B.proj, g, T, h, ctx.mm, ctx.isa, ctx.exact);
+}
+
+// f = post_ffw_norm_1(mlp(ffn_norm(x))) + post_ffw_norm_2(experts(pre_ffw_norm_2(x)))
+// (post_ffw_norm follows in the caller's residual pass).
+void Gemma4::moe_block(const Gemma4Layer& B, int layer, const float* x, ExecContext& ctx, float* f,
+                       int64_t T, PhaseClock& clock) const {
+  const int64_t d = c_.model_dim;
+  float* hin = grow(ctx.act.ffn_in, size_t(2 * T * d));  // ffn_norm(x), pre_ffw_norm_2(x)
+  float* xn = hin + T * d;
+  float* m2 = grow(ctx.act.experts, size_t(T * d));
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      rmsnorm(x + t * size_t(d), B.ffn_norm.data(), hin + t * size_t(d), d, c_.rms_eps);
+      rmsnorm(x + t * size_t(d), B.pre_ffw_norm_2.data(), xn + t * size_t(d), d, c_.rms_eps);
+    }
+  });
+  clock.mark(StepPhase::kNorms);
+  MoeLayerView m;
+  m.router = &B.router;
+  m.router_scale = B.router_scale.data();
+  m.gate_up = B.gate_up_exps.data ? &B.gate_up_exps : nullptr;
+  m.gate = &B.gate_exps;
+  m.up = &B.up_exps;
+  m.down = &B.down_exps;
+  m.expert_scale = B.expert_scale.data();
+  m.n_experts = c_.n_experts;
+  m.n_used = c_.n_experts_used;
+  m.ff = c_.expert_ff_dim;
+  m.swiglu = c_.expert_swiglu;
+  if (moe_one_token_path(T, ctx, m)) {  // decode: shared MLP and experts in two pool jobs
+    const MoeSharedMlp sh{&B.gate, &B.up, &B.down, hin, f};
+    moe_forward_one_token(m, x, xn, d, c_.rms_eps, ctx, m2, counters_.layer(layer), sh);
+  } else {
+    gated_mlp_op(ctx, B.gate, B.up, B.down, hin, f, T, c_.layer_ff_dim[size_t(layer)], clock);
+    moe_forward(m, x, xn, T, d, c_.rms_eps, ctx, m2, counters_.layer(layer));
+  }
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      float* ft = f + t * size_t(d);
+      float* mt = m2 + t * size_t(d);
+      rmsnorm(ft, B.post_ffw_norm_1.data(), ft, d, c_.rms_eps);
+      rmsnorm(mt, B.post_ffw_norm_2.data(), mt, d, c_.rms_eps);
+      for (int64_t i = 0; i < d; ++i) ft[i] += mt[i];
+    }
+  });
+  clock.mark(StepPhase::kMoe);
 }
 
 }  // namespace

@@ -237,15 +237,17 @@ ActivationPlan plan_activations(const ModelConfig& c, int64_t step_tokens, int64
     max_scores = std::max(max_scores, (H / kvh) * keys + hd);
   }
   max_in = std::max({max_in, max_qd, max_ff});
-  // Floats, as gemma3.cc / gemma4.cc grow ctx.buf[...].
+  // Floats of ExecContext::act (model/activations.h), as the forwards grow them.
   int64_t stream = 2 * T * d;  // x, h
   if (!g4) {
-    stream += 2 * T * c.head_dim;  // RoPE angles, local and global
+    stream += 2 * T * c.head_dim;  // RoPE tables, local and global
   } else {
-    stream += 2 * T * d;  // ffn_norm(x), pre_ffw_norm_2(x)
+    stream += T * (c.rope_dims_local + c.rope_dims_global);  // RoPE tables
+    if (c.n_experts > 0) stream += 2 * T * d;                // ffn_norm(x), pre_ffw_norm_2(x)
     if (c.ple_dim > 0) {
       const int64_t LP = L * c.ple_dim;
-      stream += 2 * T * LP + T * c.ple_dim + LP;  // ple, proj, gate, one token's row
+      // ple, ple_proj, ple_gate, one embedding row per thread
+      stream += 2 * T * LP + T * c.ple_dim + int64_t(threads) * LP;
     }
   }
   int64_t ffn = 2 * T * max_ff;  // gate, up

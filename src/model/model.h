@@ -26,8 +26,8 @@ struct ExecContext {
   Isa isa;
   bool exact = false;  // f32 activations in every matmul (see kernels/matmul.h)
   MatmulScratch mm;
-  std::vector<float> buf[20];
-  MoeScratch moe;  // Gemma 4 MoE routing
+  Activations act;  // the step's named activations (model/activations.h)
+  MoeScratch moe;   // Gemma 4 MoE routing
   // Per-token bookkeeping of a forward (sequence index, position, id) and logit rows; kept
   // here so a steady decode step allocates nothing (tests/unit/alloc_test.cc).
   FlatBatch flat;

@@ -34,8 +34,8 @@ namespace {
 void route(const MoeLayerView& m, const float* x, int64_t T, int64_t d, float eps,
            ExecContext& ctx) {
   const int E = m.n_experts, k = m.n_used;
-  float* rin = grow(ctx.buf[14], size_t(T * d));
-  float* logits = grow(ctx.buf[15], size_t(T) * size_t(E));
+  float* rin = grow(ctx.act.moe_in, size_t(T * d));
+  float* logits = grow(ctx.act.moe_a, size_t(T) * size_t(E));
   const float inv_sqrt_d = 1.0f / std::sqrt(float(d));
   for (int64_t t = 0; t < T; ++t) {
     float* r = rin + t * d;
@@ -153,8 +153,8 @@ void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecCo
     pre[3].ks.prepare(sh->in, s.acts.data() + offs[3], d);
   }
   // Job 1 over [shared rows | expert 0 rows | expert 1 rows | ...].
-  float* hs = grow(ctx.buf[15], size_t(ffs));            // shared GeGLU product
-  float* a = grow(ctx.buf[16], size_t(k) * size_t(ff));  // [k, ff] expert activation products
+  float* hs = grow(ctx.act.moe_a, size_t(ffs));            // shared GeGLU product
+  float* a = grow(ctx.act.moe_b, size_t(k) * size_t(ff));  // [k, ff] expert activation products
   ctx.pool.parallel_for(size_t(ffs) + size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
     for (size_t r = b; r < std::min(e, size_t(ffs)); ++r)
       hs[r] = gelu_tanh(pre[2].dot(*sh->gate, int64_t(r))) * pre[3].dot(*sh->up, int64_t(r));
@@ -225,10 +225,10 @@ void moe_forward(const MoeLayerView& m, const float* x, const float* xn, int64_t
     s.tok_w[at] = s.weights[size_t(i)];
   }
   std::memset(out, 0, sizeof(float) * size_t(T * d));
-  float* xs = grow(ctx.buf[14], size_t(T * d));   // gathered expert inputs
-  float* gs = grow(ctx.buf[15], size_t(T * ff));  // gate
-  float* up = grow(ctx.buf[16], size_t(T * ff));  // up, then the activation product
-  float* ys = grow(ctx.buf[17], size_t(T * d));   // expert outputs
+  float* xs = grow(ctx.act.moe_in, size_t(T * d));  // gathered expert inputs
+  float* gs = grow(ctx.act.moe_a, size_t(T * ff));  // gate
+  float* up = grow(ctx.act.moe_b, size_t(T * ff));  // up, then the activation product
+  float* ys = grow(ctx.act.moe_y, size_t(T * d));   // expert outputs
   for (int e = 0; e < E; ++e) {
     const int64_t b = s.start[size_t(e)], n = s.start[size_t(e) + 1] - b;
     if (n == 0) continue;

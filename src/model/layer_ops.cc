@@ -1,0 +1,167 @@
+#include "model/layer_ops.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/attention.h"
+#include "kernels/ops.h"
+#include "kernels/quant.h"
+#include "model/model.h"
+#include "model/weights.h"
+
+namespace g4 {
+
+void embed_op(const WeightView& tok_embd, const FlatBatch& fb, float scale, int64_t d,
+              ExecContext& ctx, float* x) {
+  const int64_t T = int64_t(fb.ids.size());
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      float* xt = x + int64_t(t) * d;
+      get_row(tok_embd, fb.ids[t], xt);
+      for (int64_t i = 0; i < d; ++i) xt[i] *= scale;
+    }
+  });
+}
+
+void norm_op(ExecContext& ctx, const float* x, const float* w, float* y, int64_t T, int64_t d,
+             float eps) {
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) rmsnorm(x + t * size_t(d), w, y + t * size_t(d), d, eps);
+  });
+}
+
+void residual_op(ExecContext& ctx, float* h, const float* post, float* x, float scale,
+                 const float* next, int64_t T, int64_t d, float eps) {
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      float* ht = h + t * size_t(d);
+      float* xt = x + t * size_t(d);
+      rmsnorm(ht, post, ht, d, eps);
+      for (int64_t i = 0; i < d; ++i) xt[i] += ht[i];
+      if (scale != 1.f) {
+        for (int64_t i = 0; i < d; ++i) xt[i] *= scale;
+      }
+      if (next != nullptr) rmsnorm(xt, next, ht, d, eps);
+    }
+  });
+}
+
+void rope_tables_op(ExecContext& ctx, const FlatBatch& fb, int64_t T, const RopeFreqs* freqs, int n,
+                    const float** out) {
+  size_t total = 0;
+  for (int i = 0; i < n; ++i) total += size_t(T) * size_t(freqs[i].n_rot);
+  float* base = grow(ctx.act.rope, total);
+  ctx.pool.parallel_for(size_t(T), kNormGrain, [&](size_t b, size_t e, int) {
+    float* tab = base;
+    for (int i = 0; i < n; ++i) {
+      const int nr = freqs[i].n_rot;
+      for (size_t t = b; t < e; ++t) {
+        float* cs = tab + t * size_t(nr);
+        rope_angles(nr, freqs[i].inv_freq, double(fb.tok_pos[t]), cs, cs + nr / 2);
+      }
+      tab += size_t(T) * size_t(nr);
+    }
+  });
+  float* tab = base;
+  for (int i = 0; i < n; ++i) {
+    out[i] = tab;
+    tab += size_t(T) * size_t(freqs[i].n_rot);
+  }
+}
+
+void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, const FlatBatch& fb,
+                  KvCache& kv, ExecContext& ctx, const float* in, float* out, int64_t T,
+                  PhaseClock& clock) {
+  Activations& act = ctx.act;
+  const int H = A.n_heads, Hkv = A.n_kv_heads, hd = A.head_dim, nr = A.n_rot;
+  const int64_t qd = int64_t(H) * hd, kvd = int64_t(Hkv) * hd;
+  float* q = grow(act.q, size_t(T * qd));
+  float* a = grow(act.att, size_t(T * qd));
+  float* k = nullptr;
+  float* v = nullptr;
+  if (A.owns_kv) {
+    k = grow(act.k, size_t(T * kvd));
+    v = grow(act.v, size_t(T * kvd));
+    const MatmulOut qkv[3] = {{A.q, q}, {A.k, k}, {A.v, v}};  // one pool job for all
+    matmul_multi(ctx.pool, qkv, A.v != nullptr ? 3 : 2, in, T, ctx.mm, ctx.isa, ctx.exact);
+  } else {
+    matmul(ctx.pool, *A.q, in, T, q, ctx.mm, ctx.isa, ctx.exact);
+  }
+  clock.mark(StepPhase::kQkv);
+
+  // Per token: QK-norm, RoPE (angles shared by all heads), query scale, V-norm, KV store.
+  ctx.pool.parallel_for(size_t(T), 1, [&](size_t b, size_t e, int) {
+    for (size_t t = b; t < e; ++t) {
+      const float* cs = A.rope + t * size_t(nr);
+      const float* sn = cs + nr / 2;
+      for (int hh = 0; hh < H; ++hh) {
+        float* qh = q + t * size_t(qd) + size_t(hh) * size_t(hd);
+        if (A.qk_norm) rmsnorm(qh, A.q_norm, qh, hd, A.eps);
+        rope_neox_cs(qh, nr, cs, sn);
+        if (A.q_scale != 1.f) {
+          for (int i = 0; i < hd; ++i) qh[i] *= A.q_scale;
+        }
+      }
+      if (!A.owns_kv) continue;
+      float* kt = k + t * size_t(kvd);
+      float* vt = v + t * size_t(kvd);
+      if (A.v == nullptr) std::memcpy(vt, kt, sizeof(float) * size_t(kvd));  // K = V: raw key
+      for (int hh = 0; hh < Hkv; ++hh) {
+        float* kh = kt + size_t(hh) * size_t(hd);
+        if (A.qk_norm) rmsnorm(kh, A.k_norm, kh, hd, A.eps);
+        rope_neox_cs(kh, nr, cs, sn);
+        if (A.v_norm) {
+          float* vh = vt + size_t(hh) * size_t(hd);
+          rmsnorm(vh, nullptr, vh, hd, A.eps);
+        }
+      }
+      kv.store(batch.seqs[size_t(fb.tok_seq[t])].seq_id, layer, fb.tok_pos[t], kt, vt);
+    }
+  });
+  summarize_step(batch, kv, layer);  // sparse routing's block summaries (if on)
+  clock.mark(StepPhase::kRopeKv);
+
+  // KV-shared layers read their donor's cache (kv.view maps the layer to it), own mask.
+  AttentionArgs args{H, Hkv, hd, kv.capacity(layer), A.window, A.softcap};
+  set_kv_format(args, kv);
+  const int64_t max_keys = A.window > 0 ? std::min<int64_t>(A.window, kv.n_ctx()) : kv.n_ctx();
+  const size_t per_thread = attention_scratch_floats(args, max_keys);
+  float* sc = grow(act.scores, per_thread * size_t(ctx.pool.size()));
+  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
+  const int jobs_per_token = H / per_job;
+  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
+    float* scores = sc + size_t(ti) * per_thread;
+    for (size_t j = b; j < e; ++j) {
+      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
+      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
+      const SeqStep& st = batch.seqs[size_t(fb.tok_seq[t])];
+      attend_cached(args, kv, st.seq_id, layer, q + t * size_t(qd), fb.tok_pos[t],
+                    st.tokens.size() == 1, h0, h0 + per_job, a + t * size_t(qd), scores);
+    }
+  });
+  clock.mark(StepPhase::kAttention);
+  matmul(ctx.pool, *A.o, a, T, out, ctx.mm, ctx.isa, ctx.exact);
+  clock.mark(StepPhase::kOutProj);
+}
+
+void gated_mlp_op(ExecContext& ctx, const WeightView& gate, const WeightView& up,
+                  const WeightView& down, const float* in, float* out, int64_t T, int64_t ff,
+                  PhaseClock& clock) {
+  float* g = grow(ctx.act.gate, size_t(T * ff));
+  float* u = grow(ctx.act.up, size_t(T * ff));
+  // The vectorised GELU's last-ulp differences vanish in the int8 rounding of a quantised
+  // down projection; f32/f16 models and --exact keep libm's tanh.
+  const bool fast_gelu = !ctx.exact && vec_dot_type(down.type) != DType::kF32;
+  const auto geglu = [&](size_t b, size_t e, int) {
+    for (int64_t t = 0; t < T; ++t)
+      geglu_inplace(g + size_t(t * ff) + b, u + size_t(t * ff) + b, int64_t(e - b), fast_gelu);
+  };
+  const RowEpilogue ep(geglu);
+  const MatmulOut gu[2] = {{&gate, g}, {&up, u}};
+  matmul_multi(ctx.pool, gu, 2, in, T, ctx.mm, ctx.isa, ctx.exact, &ep);
+  clock.mark(StepPhase::kGateUp);
+  matmul(ctx.pool, down, g, T, out, ctx.mm, ctx.isa, ctx.exact);
+  clock.mark(StepPhase::kDown);
+}
+
+}  // namespace g4
