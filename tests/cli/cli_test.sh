@@ -71,6 +71,8 @@ check "perplexity runs a chunk" bash -c \
 check "bench --json" bash -c "'$G4' bench -p 16 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --batch" bash -c "'$G4' bench -p 0 -n 4 -b 3 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"batch\"] == 3 and d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"depth\"] == 600 and d[\"pp\"][\"tokens_per_s\"] > 0 and d[\"tg\"][\"tokens_per_s\"] > 0'"
+check "bench --kv-fill random, sparse, q4_0 KV" bash -c "'$G4' bench -d 5000 -p 0 -n 4 -r 1 -t 2 --kv-fill random --sparse --kv-type q4_0 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"kv_fill\"] == \"random\" and d[\"kv_type\"] == \"q4_0\" and d[\"sparse\"] and d[\"kv_bytes\"] > 0 and d[\"tg\"][\"tokens_per_s\"] > 0'"
+check "bench -d past the context" bash -c "out=\$('$G4' bench -d 40000 -p 0 -n 4 -r 1 -t 2 --kv-fill random 2>&1); test \$? -eq 1 && echo \"\$out\" | grep -q 'the model.s is 32768'"
 # Needle in a haystack, a fixed-seed sample of `g4 eval niah` (the default model found all 30
 # needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
 check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
