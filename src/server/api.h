@@ -62,6 +62,7 @@ struct ServeOptions {
   std::string guard_profile;
   bool guard_allow_relax = false;            // requests may loosen the profile
   std::string guard_tool_results = "strip";  // off | flag | strip | datamark
+  double guard_tool_threshold = -1;          // >= 0: model-based check of tool results
   std::string kv_type = "f16";
 };
 
@@ -83,6 +84,10 @@ struct ServerState {
   // Prompt-injection screening of tool results (no model needed): off, or the action.
   bool tool_screen = true;
   InjectionAction tool_action = InjectionAction::kStrip;
+  // Model-based check of tool results (--guard-tool-threshold): the guard scores each one
+  // under this profile's single prompt-injection policy (reported, never rewritten).
+  bool tool_model = false;
+  RiskProfile tool_profile;
 };
 
 // Serialises with invalid UTF-8 replaced (model output may split a character at the end).

@@ -408,3 +408,29 @@ def test_tool_results_flag_only_and_off(tmp_path):
             assert s.stop() == 0
     with pytest.raises(RuntimeError):
         Server("--guard-tool-results", "sometimes", ready_timeout=60)
+
+
+def test_tool_results_model_check():
+    """--guard-tool-threshold: the guard model also scores each tool result under a
+    plain-language prompt-injection policy (threshold 0 here: every result is reported, even a
+    clean one, and with the heuristic screen off)."""
+    s = Server("--parallel", "1", "--guard", "--guard-tool-threshold", "0",
+               "--guard-tool-results", "off")
+    try:
+        clean = [TOOL_CHAT[0], TOOL_CHAT[1], {"role": "tool", "tool_call_id": "call_1",
+                                              "content": "It is sunny, 21 degrees."}]
+        st, body, _ = post(s.url + "/v1/chat/completions", {
+            "model": MODEL_ID, "max_tokens": 4, "temperature": 0, "messages": clean,
+            "tools": TOOLS})
+        assert st == 200, body
+        (entry,) = body["g4_guard"]["tool_results"]
+        assert entry["message"] == 2 and entry["action"] == "flag"
+        (f,) = entry["findings"]
+        assert f["kind"] == "model:prompt_injection" and f["threshold"] == 0.0
+        assert 0.0 <= f["score"] <= 1.0
+        assert s.metric('g4_guard_tool_findings_total{kind="model:prompt_injection"}') == 1
+    finally:
+        assert s.stop() == 0
+    with pytest.raises(RuntimeError) as e:
+        Server("--guard-tool-threshold", "0.5", ready_timeout=60)
+    assert "--guard" in str(e.value)
