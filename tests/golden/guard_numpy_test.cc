@@ -10,9 +10,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "model_path.h"
 #include "guard/guard.h"
 #include "guard/policies.h"
+#include "model_path.h"
 
 namespace g4 {
 namespace {
