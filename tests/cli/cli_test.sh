@@ -91,7 +91,18 @@ check "plan rejects a bad budget and an unknown preset" bash -c \
   "! '$G4' plan gemma4-e2b --budget 16XB 2> '$tmp/plan.err' && grep -q 'bad size' '$tmp/plan.err' &&
    ! '$G4' plan gemma9-1b 2> '$tmp/plan.err' && grep -q 'neither a file nor a preset' '$tmp/plan.err' &&
    ! '$G4' plan gemma4-e2b --ctx 0 2>/dev/null"
-check "bench --profile" bash -c "'$G4' bench -p 0 -n 4 -r 1 -t 2 --profile --json | python3 -c 'import json,sys; p=json.load(sys.stdin)[\"tg\"][\"profile_ms_per_step\"]; assert len(p) == 8 and p[\"LM head\"] > 0 and min(p.values()) >= 0'"
+# --profile splits a decode step into the op layer's phases for every architecture (a phase
+# the model does not have stays 0): the default Gemma 3 model, then tiny Gemma 4 MoE and PLE
+# models whose MoE / per-layer-embedding phases must show time.
+PHASES='["embedding, RoPE tables", "norms, residuals", "q/k/v", "q/k norm, RoPE, KV store", "attention", "o proj", "gate/up + GELU", "down", "MoE router + experts", "per-layer embeddings", "LM head"]'
+profile_has() {  # MODEL PHASE-THAT-MUST-BE-POSITIVE
+  "$G4" bench "$1" -p 0 -n 4 -r 1 -t 2 --profile --json | python3 -c "
+import json, sys
+p = json.load(sys.stdin)['tg']['profile_ms_per_step']
+assert sorted(p) == sorted($PHASES), p
+assert p['$2'] > 0 and p['LM head'] > 0 and min(p.values()) >= 0, p"
+}
+check "bench --profile (Gemma 3)" profile_has "$MODEL" "gate/up + GELU"
 printf 'GGUF\x03\x00\x00\x00' > "$tmp/short.gguf"
 check "a truncated file is one clear error, exit 1" bash -c \
   "'$G4' inspect '$tmp/short.gguf' 2> '$tmp/e'; rc=\$?; [ \$rc = 1 ] && grep -q 'not a GGUF file' '$tmp/e'"
@@ -102,6 +113,8 @@ check "a non-GGUF file is an error" bash -c "'$G4' inspect /etc/hostname 2>&1 | 
 # equal the routing of transformers' own router (tiny_26b_like_routes.json, made by
 # scripts/gen_tiny_gemma4_routes.py; --exact = the float32 function the reference computes).
 TINY4=$(cd "$(dirname "$0")/../golden/tiny_gemma4" && pwd)
+check "bench --profile (Gemma 4 MoE)" profile_has "$TINY4/tiny_26b_like.gguf" "MoE router + experts"
+check "bench --profile (Gemma 4 per-layer embeddings)" profile_has "$TINY4/tiny_e2b_like.gguf" "per-layer embeddings"
 check "inspect --moe-stats counts equal transformers' router choices" python3 -c "
 import json, subprocess
 ref = json.load(open('$TINY4/tiny_26b_like_routes.json'))

@@ -245,7 +245,9 @@ def test_checked_output_equals_unchecked(output_passes, server):
     checked = client(output_passes).chat.completions.create(**req)
     assert checked.choices[0].message.content == plain.choices[0].message.content
     assert checked.choices[0].finish_reason == plain.choices[0].finish_reason
-    assert checked.model_extra["g4_guard"]["output"][0]["output_checks"] >= 3
+    # At least the final check ran. How many ran before it depends on timing: checks that
+    # queue up while one runs are merged into one check of the latest text.
+    assert checked.model_extra["g4_guard"]["output"][0]["output_checks"] >= 1
     streamed = "".join(ch.choices[0].delta.content or "" for ch in
                        client(output_passes).chat.completions.create(stream=True, **req)
                        if ch.choices)
