@@ -61,18 +61,16 @@ Status Gemma3::forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                        StepOutput& out) const {
   const int64_t T = batch.n_tokens();
   const int64_t d = c_.model_dim;
-  FlatBatch& fb = ctx.flat;  // kept in ctx: no allocation per step
-  Status valid = flatten_batch(batch, kv, c_.vocab_size, fb);
-  if (!valid.ok()) return valid;
-
-  PhaseClock clock(ctx.profile);
-  float* x = grow(ctx.act.x, size_t(T * d));  // residual stream [T, d]
-  float* h = grow(ctx.act.h, size_t(T * d));  // block input / output [T, d]
-  embed_op(w_.tok_embd, fb, embed_scale_, d, ctx, x);
   const RopeFreqs freqs[2] = {{inv_freq_local_.data(), c_.head_dim},
                               {inv_freq_global_.data(), c_.head_dim}};
   const float* rope[2];  // local, global
-  rope_tables_op(ctx, fb, T, freqs, 2, rope);
+  PhaseClock clock(ctx.profile);
+  Status valid =
+      begin_step(batch, kv, c_.vocab_size, w_.tok_embd, embed_scale_, d, freqs, ctx, rope);
+  if (!valid.ok()) return valid;
+  const FlatBatch& fb = ctx.flat;
+  float* x = ctx.act.x.data();  // residual stream [T, d]
+  float* h = ctx.act.h.data();  // block input / output [T, d]
   clock.mark(StepPhase::kEmbed);
 
   AttentionSpec A;

@@ -69,6 +69,18 @@ void rope_tables_op(ExecContext& ctx, const FlatBatch& fb, int64_t T, const Rope
   }
 }
 
+Status begin_step(const StepBatch& batch, KvCache& kv, int vocab, const WeightView& tok_embd,
+                  float embed_scale, int64_t d, const RopeFreqs freqs[2], ExecContext& ctx,
+                  const float* rope[2]) {
+  Status valid = flatten_batch(batch, kv, vocab, ctx.flat);
+  if (!valid.ok()) return valid;
+  const int64_t T = batch.n_tokens();
+  grow(ctx.act.h, size_t(T * d));
+  embed_op(tok_embd, ctx.flat, embed_scale, d, ctx, grow(ctx.act.x, size_t(T * d)));
+  rope_tables_op(ctx, ctx.flat, T, freqs, 2, rope);
+  return Status();
+}
+
 void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, const FlatBatch& fb,
                   KvCache& kv, ExecContext& ctx, const float* in, float* out, int64_t T,
                   PhaseClock& clock) {

@@ -40,6 +40,13 @@ struct RopeFreqs {
 void rope_tables_op(ExecContext& ctx, const FlatBatch& fb, int64_t T, const RopeFreqs* freqs, int n,
                     const float** out);
 
+// The start of every forward step: validates and flattens the batch into ctx.flat (reserving
+// its KV blocks; nothing changes on an error), fills ctx.act.x [T, d] with the scaled
+// embeddings and builds the RoPE tables of freqs[0..1] (local, global) into rope[0..1].
+Status begin_step(const StepBatch& batch, KvCache& kv, int vocab, const WeightView& tok_embd,
+                  float embed_scale, int64_t d, const RopeFreqs freqs[2], ExecContext& ctx,
+                  const float* rope[2]);
+
 // One attention block's weights and geometry.
 struct AttentionSpec {
   const WeightView* q = nullptr;
