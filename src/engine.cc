@@ -97,12 +97,15 @@ KvCacheOptions Engine::kv_options() const {
 }
 
 Session::Session(Engine& engine, int seq_id) : engine_(engine), seq_(seq_id) {
-  const auto& o = engine_.options();
   kv_ = std::make_unique<KvCache>(engine_.model().kv_geometry(), engine_.kv_options());
   G4_CHECK(kv_->add_sequence(seq_).ok());
 }
 
 Session::~Session() = default;
+
+Status Session::set_routing(const SparseAttentionOptions& o) {
+  return kv_->set_routing(seq_, o);
+}
 
 void Session::reset() {
   kv_->set_length(seq_, 0);
@@ -132,7 +135,7 @@ Status Session::sync(const std::vector<int32_t>& ids, bool all_logits, std::vect
     const size_t e = std::min(ids.size(), b + size_t(kv_->max_chunk()));
     StepBatch batch;
     batch.seqs.push_back(
-        {seq_, std::span<const int32_t>(ids.data() + b, e - b), int64_t(b), all_logits});
+        {seq_, std::span<const int32_t>(ids.data() + b, e - b), int64_t(b), all_logits, true});
     Status s = engine_.model().forward(batch, *kv_, engine_.exec(), out_);
     if (!s.ok()) {
       reset();

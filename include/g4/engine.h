@@ -126,6 +126,9 @@ class Session {
 
   const std::vector<int32_t>& history() const { return history_; }
   void reset();
+  // Sparse routing for this session's next steps (KvCache::set_routing): prompts keep their
+  // K/V, so answers under two routings can share one prefill.
+  Status set_routing(const SparseAttentionOptions& o);
 
  private:
   Status sync(const std::vector<int32_t>& ids, bool all_logits, std::vector<float>* all,

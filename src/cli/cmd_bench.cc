@@ -170,7 +170,8 @@ Runner add_bench(CLI::App& app) {
       for (int b = from; b < to; b += int(eo.max_chunk)) {
         const int n = std::min(to - b, int(eo.max_chunk));
         StepBatch sb;
-        sb.seqs.push_back({seq, std::span<const int32_t>(ids.data() + b, size_t(n)), b, false});
+        sb.seqs.push_back(
+            {seq, std::span<const int32_t>(ids.data() + b, size_t(n)), b, false, true});
         step_or_exit(m.forward(sb, kv, e.exec(), out));
       }
     };

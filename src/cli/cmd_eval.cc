@@ -93,6 +93,67 @@ Result<std::unique_ptr<Engine>> load_variant(const Common& a, const EngineVarian
   return Engine::load(eo);
 }
 
+std::function<void(size_t, size_t)> reporter(const std::string& label, size_t per_ctx);
+
+// When A and B differ only in sparse routing of decoding steps (keys attn, budget, min_ctx),
+// both answer every case over one prefill: one engine that keeps page summaries, and the two
+// routings switched per answer (Session::set_routing). Prompts are read densely either way,
+// so the prompt's K/V are the same bits and the answers are those of two separate engines.
+bool shared_prefill(const std::vector<EngineVariant>& vs,
+                    std::vector<SparseAttentionOptions>* routings) {
+  if (vs.size() != 2) return false;
+  for (const EngineVariant& v : vs)
+    for (const auto& [k, val] : v.settings)
+      if (k != "attn" && k != "budget" && k != "min_ctx") return false;
+  for (const EngineVariant& v : vs) {
+    EngineOptions eo;
+    if (!apply_variant(v, &eo).ok()) return false;
+    routings->push_back(eo.sparse);
+  }
+  return true;
+}
+
+// Runs `run(engine, routings)` once on a shared-prefill engine (results for A and B), or once
+// per variant on its own engine. Returns false after printing why.
+template <typename R, typename Run>
+bool run_variants(const Common& a, const std::vector<EngineVariant>& vs, int64_t n_ctx,
+                  const std::string& label, size_t per_ctx, bool* chat, const Run& run,
+                  std::vector<R>* results) {
+  std::vector<SparseAttentionOptions> routings;
+  if (shared_prefill(vs, &routings)) {
+    auto eng = load_variant(a, EngineVariant{"shared", {{"attn", "sparse"}}}, n_ctx);
+    if (!eng.ok()) {
+      std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
+      return false;
+    }
+    *chat = a.chat || (eng.value()->instruction_tuned() && !a.no_chat);
+    std::fprintf(stderr, "%s: %s and %s share each prompt's prefill\n", label.c_str(),
+                 vs[0].spec.c_str(), vs[1].spec.c_str());
+    auto r = run(*eng.value(), routings, reporter(label, 2 * per_ctx));
+    if (!r.ok()) {
+      std::fprintf(stderr, "g4: %s\n", r.error().c_str());
+      return false;
+    }
+    *results = std::move(r).value();
+    return true;
+  }
+  for (const EngineVariant& v : vs) {
+    auto eng = load_variant(a, v, n_ctx);
+    if (!eng.ok()) {
+      std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
+      return false;
+    }
+    *chat = a.chat || (eng.value()->instruction_tuned() && !a.no_chat);
+    auto r = run(*eng.value(), {}, reporter(vs.size() > 1 ? label + " " + v.spec : label, per_ctx));
+    if (!r.ok()) {
+      std::fprintf(stderr, "g4: %s\n", r.error().c_str());
+      return false;
+    }
+    results->push_back(std::move(r.value()[0]));
+  }
+  return true;
+}
+
 // Paired scores of variants A and B over a group of cases.
 struct PairRow {
   std::string label, ctx;
@@ -215,23 +276,13 @@ int niah_command(const Common& a_in, const std::string& depths, int trials) {
   int64_t max_ctx = 0;
   for (int64_t c : o.contexts) max_ctx = std::max(max_ctx, c);
   std::vector<NiahResult> results;
-  for (const EngineVariant& v : vs) {
-    auto eng = load_variant(a, v, max_ctx + o.answer_tokens + 16);
-    if (!eng.ok()) {
-      std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
-      return 1;
-    }
-    Engine& e = *eng.value();
-    o.chat = a.chat || (e.instruction_tuned() && !a.no_chat);
-    auto r = run_niah(e, o,
-                      reporter(vs.size() > 1 ? "niah " + v.spec : std::string("niah"),
-                               o.depths.size() * size_t(o.trials)));
-    if (!r.ok()) {
-      std::fprintf(stderr, "g4: %s\n", r.error().c_str());
-      return 1;
-    }
-    results.push_back(std::move(r).value());
-  }
+  auto run = [&](Engine& e, const std::vector<SparseAttentionOptions>& routings,
+                 const std::function<void(size_t, size_t)>& progress) {
+    return run_niah_routed(e, o, routings, progress);
+  };
+  if (!run_variants(a, vs, max_ctx + o.answer_tokens + 16, "niah",
+                    o.depths.size() * size_t(o.trials), &o.chat, run, &results))
+    return 1;
   if (vs.size() == 2) {
     // One row per context (all depths and trials), then all.
     std::vector<PairRow> rows;
@@ -349,23 +400,13 @@ int ruler_command(const Common& a_in, const std::string& tasks, int samples) {
   int64_t max_ctx = 0;
   for (int64_t c : o.contexts) max_ctx = std::max(max_ctx, c);
   std::vector<RulerResult> results;
-  for (const EngineVariant& v : vs) {
-    auto eng = load_variant(a, v, max_ctx + 128);
-    if (!eng.ok()) {
-      std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
-      return 1;
-    }
-    Engine& e = *eng.value();
-    o.chat = a.chat || (e.instruction_tuned() && !a.no_chat);
-    auto r = run_ruler(e, o,
-                       reporter(vs.size() > 1 ? "ruler " + v.spec : std::string("ruler"),
-                                size_t(o.samples) * o.tasks.size()));
-    if (!r.ok()) {
-      std::fprintf(stderr, "g4: %s\n", r.error().c_str());
-      return 1;
-    }
-    results.push_back(std::move(r).value());
-  }
+  auto run = [&](Engine& e, const std::vector<SparseAttentionOptions>& routings,
+                 const std::function<void(size_t, size_t)>& progress) {
+    return run_ruler_routed(e, o, routings, progress);
+  };
+  if (!run_variants(a, vs, max_ctx + 128, "ruler", size_t(o.samples) * o.tasks.size(), &o.chat, run,
+                    &results))
+    return 1;
   if (a.verbose)
     for (size_t k = 0; k < results.size(); ++k)
       for (const RulerSample& s : results[k].samples)

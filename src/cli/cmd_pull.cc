@@ -95,6 +95,14 @@ void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions*
   app.add_option("--sparse-min-ctx", o->min_context, "Dense attention below this position")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
       ->capture_default_str();
+  app.add_option("--sparse-page", o->page_tokens,
+                 "Positions per routed page (a power of two up to 256; each keeps key bounds)")
+      ->check(CLI::IsMember({8, 16, 32, 64, 128, 256}))
+      ->capture_default_str();
+  app.add_option("--sparse-recent", o->recent_pages,
+                 "Pages before the query's own always kept (sparse)")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
   app.add_flag("--sparse-prefill", o->prefill,
                "Route prompt tokens too (default: only decoding steps; prompts read densely)");
 }

@@ -72,15 +72,19 @@ struct Stepper {
   explicit Stepper(Engine& engine)
       : e(engine), kv(engine.model().kv_geometry(), engine.kv_options()) {}
   Status init() { return kv.add_sequence(0); }
-  Status step(const std::vector<int32_t>& ids, size_t b, size_t n, bool all_logits) {
+  // prompt: the unscored part (read as a prompt); scored steps are decoding steps when of one
+  // token, as in generation.
+  Status step(const std::vector<int32_t>& ids, size_t b, size_t n, bool all_logits,
+              bool prompt = false) {
     StepBatch batch;
-    batch.seqs.push_back({0, std::span<const int32_t>(ids.data() + b, n), int64_t(b), all_logits});
+    batch.seqs.push_back(
+        {0, std::span<const int32_t>(ids.data() + b, n), int64_t(b), all_logits, prompt});
     return e.model().forward(batch, kv, e.exec(), out);
   }
   // Reads ids[b, e) in steps of at most max_chunk tokens, without logits.
   Status prefill(const std::vector<int32_t>& ids, size_t b, size_t end) {
     for (; b < end; b += size_t(kv.max_chunk())) {
-      Status s = step(ids, b, std::min(end, b + size_t(kv.max_chunk())) - b, false);
+      Status s = step(ids, b, std::min(end, b + size_t(kv.max_chunk())) - b, false, true);
       if (!s.ok()) return s;
     }
     return {};

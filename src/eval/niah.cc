@@ -148,6 +148,14 @@ Result<NiahCase> make_niah_case(const Tokenizer& tok, bool gemma4_chat, const Ni
 
 Result<NiahResult> run_niah(Engine& e, const NiahOptions& o,
                             const std::function<void(size_t, size_t)>& progress) {
+  auto r = run_niah_routed(e, o, {}, progress);
+  if (!r.ok()) return r.status();
+  return std::move(r.value()[0]);
+}
+
+Result<std::vector<NiahResult>> run_niah_routed(
+    Engine& e, const NiahOptions& o, const std::vector<SparseAttentionOptions>& routings,
+    const std::function<void(size_t, size_t)>& progress) {
   if (o.contexts.empty() || o.depths.empty() || o.trials < 1)
     return Status::error("niah: give at least one context, one depth and one trial");
   for (int64_t c : o.contexts)
@@ -157,36 +165,48 @@ Result<NiahResult> run_niah(Engine& e, const NiahOptions& o,
                            std::to_string(e.options().n_ctx));
   const bool gemma4 = chat_format_for_arch(e.model().config().arch) == ChatFormat::kGemma4;
   const auto t0 = std::chrono::steady_clock::now();
-  NiahResult r;
-  const size_t total = o.contexts.size() * o.depths.size() * size_t(o.trials);
+  const size_t n_var = std::max<size_t>(1, routings.size());
+  std::vector<NiahResult> rs(n_var);
+  const size_t total = o.contexts.size() * o.depths.size() * size_t(o.trials) * n_var;
   size_t done = 0;
   for (int64_t ctx : o.contexts) {
     Session session(e);  // one per context: depths share the prefix before their needle
-    for (double d : o.depths) r.cells.push_back({ctx, d, 0, 0});
-    NiahCell* row = &r.cells[r.cells.size() - o.depths.size()];
+    for (NiahResult& r : rs)
+      for (double d : o.depths) r.cells.push_back({ctx, d, 0, 0});
+    const size_t row0 = rs[0].cells.size() - o.depths.size();
     for (int t = 0; t < o.trials; ++t) {
       for (size_t k = 0; k < o.depths.size(); ++k) {
         auto c = make_niah_case(e.tokenizer(), gemma4, o, ctx, o.depths[k], t);
         if (!c.ok()) return c.status();
-        GenerateOptions g;
-        g.sampling.temperature = 0;
-        g.max_tokens = o.answer_tokens;
-        g.stop = {"\n"};
-        auto out = session.generate(c.value().ids, g);
-        if (!out.ok()) return out.status();
-        NiahSample smp{
-            ctx,  o.depths[k], t, int64_t(c.value().ids.size()), c.value().answer, out.value().text,
-            false};
-        smp.correct = smp.output.find(smp.expected) != std::string::npos;
-        row[k].correct += smp.correct;
-        row[k].total += 1;
-        r.samples.push_back(std::move(smp));
-        if (progress) progress(++done, total);
+        for (size_t v = 0; v < n_var; ++v) {
+          if (!routings.empty())
+            if (Status s = session.set_routing(routings[v]); !s.ok()) return s;
+          GenerateOptions g;
+          g.sampling.temperature = 0;
+          g.max_tokens = o.answer_tokens;
+          g.stop = {"\n"};
+          auto out = session.generate(c.value().ids, g);
+          if (!out.ok()) return out.status();
+          NiahSample smp{ctx,
+                         o.depths[k],
+                         t,
+                         int64_t(c.value().ids.size()),
+                         c.value().answer,
+                         out.value().text,
+                         false};
+          smp.correct = smp.output.find(smp.expected) != std::string::npos;
+          NiahCell& cell = rs[v].cells[row0 + k];
+          cell.correct += smp.correct;
+          cell.total += 1;
+          rs[v].samples.push_back(std::move(smp));
+          if (progress) progress(++done, total);
+        }
       }
     }
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (NiahResult& r : rs) r.seconds = secs;
+  return rs;
 }
 
 }  // namespace g4

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/sparse_attention.h"
 
 namespace g4 {
 
@@ -64,6 +65,13 @@ struct NiahResult {
 
 Result<NiahResult> run_niah(Engine& e, const NiahOptions& o,
                             const std::function<void(size_t done, size_t total)>& progress = {});
+// Every case answered once per sparse routing (Session::set_routing), one result each in that
+// order: the answers share each prompt's prefill, which routing never changes unless it routes
+// prompts (so dense vs sparse costs one prefill, not two). The engine must keep summaries
+// when a routing is on. progress counts answers.
+Result<std::vector<NiahResult>> run_niah_routed(
+    Engine& e, const NiahOptions& o, const std::vector<SparseAttentionOptions>& routings,
+    const std::function<void(size_t done, size_t total)>& progress = {});
 
 // The generated text, shared with the RULER-style suite (eval/ruler.h). All draw from a
 // splitmix64 state, so a seed fixes every word.

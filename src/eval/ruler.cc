@@ -481,6 +481,14 @@ double ruler_score(const std::vector<std::string>& expected, std::string_view ou
 
 Result<RulerResult> run_ruler(Engine& e, const RulerOptions& o,
                               const std::function<void(size_t, size_t)>& progress) {
+  auto r = run_ruler_routed(e, o, {}, progress);
+  if (!r.ok()) return r.status();
+  return std::move(r.value()[0]);
+}
+
+Result<std::vector<RulerResult>> run_ruler_routed(
+    Engine& e, const RulerOptions& o, const std::vector<SparseAttentionOptions>& routings,
+    const std::function<void(size_t, size_t)>& progress) {
   if (o.contexts.empty() || o.tasks.empty() || o.samples < 1)
     return Status::error("ruler: give at least one context, one task and one sample");
   for (int64_t c : o.contexts)
@@ -490,8 +498,10 @@ Result<RulerResult> run_ruler(Engine& e, const RulerOptions& o,
                            ") exceeds the engine's " + std::to_string(e.options().n_ctx));
   const bool gemma4 = chat_format_for_arch(e.model().config().arch) == ChatFormat::kGemma4;
   const auto t0 = std::chrono::steady_clock::now();
-  RulerResult r;
-  const size_t total = o.contexts.size() * size_t(o.samples) * o.tasks.size();
+  const size_t n_var = std::max<size_t>(1, routings.size());
+  std::vector<RulerResult> rs(n_var);
+  const size_t total = o.contexts.size() * size_t(o.samples) * o.tasks.size() * n_var;
+  size_t done = 0;
   for (int64_t ctx : o.contexts) {
     Session session(e);  // one per context: the needle tasks of a sample share their filler
     for (int smp = 0; smp < o.samples; ++smp) {
@@ -499,33 +509,38 @@ Result<RulerResult> run_ruler(Engine& e, const RulerOptions& o,
         auto c = make_ruler_case(e.tokenizer(), gemma4, o, task, ctx, smp);
         if (!c.ok()) return c.status();
         const RulerCase& k = c.value();
-        GenerateOptions g;
-        g.sampling.temperature = 0;
-        g.max_tokens = k.max_tokens;
-        // Stop strings count from the answer's first non-blank character (a base model often
-        // starts a list with a blank line); decoding also stops once every item has appeared.
-        std::string text;
-        auto out = session.generate(k.ids, g, [&](std::string_view piece) {
-          text += piece;
-          const size_t start = text.find_first_not_of(" \t\n");
-          if (start == std::string::npos) return true;
-          for (const std::string& st : k.stop)
-            if (const size_t at = text.find(st, start); at != std::string::npos) {
-              text.resize(at);
-              return false;
-            }
-          return ruler_score(k.expected, text) < 1;
-        });
-        if (!out.ok()) return out.status();
-        RulerSample sample{task, ctx, smp, int64_t(k.ids.size()), k.expected, text, 0};
-        sample.score = ruler_score(sample.expected, sample.output);
-        r.samples.push_back(std::move(sample));
-        if (progress) progress(r.samples.size(), total);
+        for (size_t v = 0; v < n_var; ++v) {
+          if (!routings.empty())
+            if (Status s = session.set_routing(routings[v]); !s.ok()) return s;
+          GenerateOptions g;
+          g.sampling.temperature = 0;
+          g.max_tokens = k.max_tokens;
+          // Stop strings count from the answer's first non-blank character (a base model often
+          // starts a list with a blank line); decoding also stops once every item has appeared.
+          std::string text;
+          auto out = session.generate(k.ids, g, [&](std::string_view piece) {
+            text += piece;
+            const size_t start = text.find_first_not_of(" \t\n");
+            if (start == std::string::npos) return true;
+            for (const std::string& st : k.stop)
+              if (const size_t at = text.find(st, start); at != std::string::npos) {
+                text.resize(at);
+                return false;
+              }
+            return ruler_score(k.expected, text) < 1;
+          });
+          if (!out.ok()) return out.status();
+          RulerSample sample{task, ctx, smp, int64_t(k.ids.size()), k.expected, text, 0};
+          sample.score = ruler_score(sample.expected, sample.output);
+          rs[v].samples.push_back(std::move(sample));
+          if (progress) progress(++done, total);
+        }
       }
     }
   }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (RulerResult& r : rs) r.seconds = secs;
+  return rs;
 }
 
 std::vector<RulerCell> ruler_cells(const RulerOptions& o, const std::vector<RulerSample>& s) {

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kernels/sparse_attention.h"
 
 namespace g4 {
 
@@ -92,6 +93,10 @@ struct RulerResult {
 // cannot change the score).
 Result<RulerResult> run_ruler(Engine& e, const RulerOptions& o,
                               const std::function<void(size_t done, size_t total)>& progress = {});
+// Every case answered once per sparse routing, sharing its prefill (as run_niah_routed).
+Result<std::vector<RulerResult>> run_ruler_routed(
+    Engine& e, const RulerOptions& o, const std::vector<SparseAttentionOptions>& routings,
+    const std::function<void(size_t done, size_t total)>& progress = {});
 
 struct RulerCell {
   RulerTask task = RulerTask::kNiahSingle;

@@ -182,7 +182,7 @@ void Guard::pin_heads() {
     KvCache& kv = *kv_;
     kv.set_length(e->seq, 0);
     StepBatch sb;
-    sb.seqs.push_back({e->seq, std::span<const int32_t>(ids), 0, false});
+    sb.seqs.push_back({e->seq, std::span<const int32_t>(ids), 0, false, true});
     if (!engine_->model().forward(sb, kv, engine_->exec(), out_).ok()) {
       kv.set_length(e->seq, 0);
       continue;
@@ -256,7 +256,7 @@ Status Guard::score_window(const GuardPrompt& p, std::vector<float>& scores, int
     const int64_t e = std::min(n, b + eo.max_chunk);
     StepBatch sb;
     sb.seqs.push_back(
-        {pseq, std::span<const int32_t>(p.prefix.data() + b, size_t(e - b)), b, false});
+        {pseq, std::span<const int32_t>(p.prefix.data() + b, size_t(e - b)), b, false, true});
     st = m.forward(sb, kv, engine_->exec(), out_);
     if (!st.ok()) {
       kv.set_length(pseq, 0);
@@ -272,7 +272,7 @@ Status Guard::score_window(const GuardPrompt& p, std::vector<float>& scores, int
     st = kv.add_sequence(seq);
     if (!st.ok()) return st;
     kv.copy_prefix(pseq, seq, n);
-    sb.seqs.push_back({seq, std::span<const int32_t>(p.suffixes[i]), n, false});
+    sb.seqs.push_back({seq, std::span<const int32_t>(p.suffixes[i]), n, false, true});
   }
   st = m.forward(sb, kv, engine_->exec(), out_);
   if (!st.ok()) return st;

@@ -55,7 +55,7 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
   AttentionArgs a = args;
   a.blocks = w.blocks;
   a.block_shift = w.block_shift;
-  const SparseAttentionOptions& sp = kv.sparse();
+  const SparseAttentionOptions& sp = kv.routing(seq);
   if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || !(decoding || sp.prefill)) {
     attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
     return;

@@ -148,7 +148,8 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
       const int h0 = int(j % size_t(jobs_per_token)) * per_job;
       const SeqStep& st = batch.seqs[size_t(fb.tok_seq[t])];
       attend_cached(args, kv, st.seq_id, layer, q + t * size_t(qd), fb.tok_pos[t],
-                    st.tokens.size() == 1, h0, h0 + per_job, a + t * size_t(qd), scores);
+                    !st.prompt && st.tokens.size() == 1, h0, h0 + per_job, a + t * size_t(qd),
+                    scores);
     }
   });
   clock.mark(StepPhase::kAttention);

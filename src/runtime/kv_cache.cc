@@ -168,12 +168,26 @@ Status KvCache::add_sequence(int seq) {
   if (seqs_.count(seq)) return Status::error("sequence " + std::to_string(seq) + " exists");
   if (Status st = blocks_.add_sequence(seq); !st.ok()) return st;
   Seq s;
+  s.routing = sparse_;
   s.ring.resize(layers_.size());
   for (size_t l = 0; l < layers_.size(); ++l) {
     if (layers_[l].donor < 0 && layers_[l].window > 0)
       s.ring[l].assign(2 * size_t(cap_[l]) * row_bytes(int(l)), 0);
   }
   seqs_.emplace(seq, std::move(s));
+  return Status();
+}
+
+Status KvCache::set_routing(int seq, const SparseAttentionOptions& o) {
+  if (!has_sequence(seq)) return Status::error("sequence " + std::to_string(seq) + " is unknown");
+  if (o.enabled && !sparse_.enabled)
+    return Status::error("sparse routing needs a cache that keeps key summaries (--sparse)");
+  if (o.enabled && o.page_tokens != sparse_.page_tokens)
+    return Status::error("sparse routing: the page size is the cache's (" +
+                         std::to_string(sparse_.page_tokens) + ")");
+  if (o.budget_tokens < 1 || o.min_context < 0 || o.recent_pages < 0)
+    return Status::error("sparse routing: budget must be positive, start and recent pages >= 0");
+  get(seq).routing = o;
   return Status();
 }
 

@@ -149,6 +149,13 @@ class KvCache {
   // Sparse routing: its options, and the key summaries of one KV head of one sequence's
   // layer (global layers of a cache with sparse.enabled only).
   const SparseAttentionOptions& sparse() const { return sparse_; }
+  // The routing one sequence's queries use: the cache's options unless set_routing changed
+  // them. set_routing may switch routing off, or change the budget, the start and the
+  // recent pages between steps (the same K/V serve both: eval compares dense and sparse
+  // answers over one prefill); routing on needs a cache that keeps summaries
+  // (sparse.enabled), with its page size. Prompt routing must stay as the cache's.
+  const SparseAttentionOptions& routing(int seq) const { return get(seq).routing; }
+  Status set_routing(int seq, const SparseAttentionOptions& o);
   BlockSummaries summaries(int seq, int layer, int kv_head) const;
   // Brings the summaries of the pages holding positions [from, to) up to date with the
   // rows written there (a page's first position starts its summary afresh). One sequence
@@ -168,6 +175,7 @@ class KvCache {
  private:
   struct Seq {
     int64_t length = 0;
+    SparseAttentionOptions routing;
     std::vector<std::vector<uint8_t>> ring;  // per layer: K then V (sliding owners only)
   };
   struct Pool;  // one owning global layer's blocks (reserved address space)

@@ -13,6 +13,10 @@ struct SeqStep {
   std::span<const int32_t> tokens;  // appended at positions start_pos, start_pos + 1, ...
   int64_t start_pos = 0;
   bool all_logits = false;  // logits for every token (perplexity, parity) or only the last
+  // Prompt tokens (read densely by sparse routing unless it routes prompts), whatever their
+  // count; otherwise a one-token step is a decoding step. Routing then does not depend on how
+  // a prompt was cut into chunks.
+  bool prompt = false;
 };
 
 struct StepBatch {

@@ -343,8 +343,8 @@ void Scheduler::step() {
       const int64_t nb = kv_->blocks_needed(a->slot, int64_t(a->fed + n));
       // Alone in the step, the oldest prompt goes ahead even if memory must be made for it.
       if (nb > free - n_decoders && !(who.empty() && need == 0)) continue;
-      batch.seqs.push_back(
-          {a->slot, std::span<const int32_t>(a->feed.data() + a->fed, n), int64_t(a->fed), false});
+      batch.seqs.push_back({a->slot, std::span<const int32_t>(a->feed.data() + a->fed, n),
+                            int64_t(a->fed), false, true});
       who.push_back(a.get());
       need += nb;
       free -= nb;

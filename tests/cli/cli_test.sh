@@ -77,6 +77,15 @@ check "bench -d past the context" bash -c "out=\$('$G4' bench -d 40000 -p 0 -n 4
 # needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
 check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
 check "eval niah bad depth" bash -c "! '$G4' eval niah --depths 150 2>/dev/null"
+# Dense vs sparse compares share each prompt's prefill (one engine, routing switched per
+# answer): the same answers as two engines (kv=f16, the default, makes the variants differ in
+# more than routing, so they run separately).
+check "eval niah --compare shares the prefill" bash -c \
+  "'$G4' eval niah --ctx 1024 --depths 0,50,100 -t 2 --json --compare attn=dense:attn=sparse,budget=256,min_ctx=256 2>'$tmp/sh.err' >'$tmp/sh.json' &&
+   grep -q 'share each prompt' '$tmp/sh.err' &&
+   '$G4' eval niah --ctx 1024 --depths 0,50,100 -t 2 --json --compare attn=dense,kv=f16:attn=sparse,budget=256,min_ctx=256,kv=f16 2>'$tmp/sep.err' >'$tmp/sep.json' &&
+   ! grep -q 'share each prompt' '$tmp/sep.err' &&
+   python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))[\"samples\"]; b=json.load(open(sys.argv[2]))[\"samples\"]; assert len(a) == 3 and [(x[\"output_a\"], x[\"output_b\"]) for x in a] == [(x[\"output_a\"], x[\"output_b\"]) for x in b], (a, b)' '$tmp/sh.json' '$tmp/sep.json'"
 # RULER-style suite, a fixed-seed sample (the default model scored 1.0 on these 4 cases and
 # 1.0 on both tasks' 3 samples at 1K when measured, 2026-12-07; a small slip is tolerated).
 check "eval ruler" bash -c "'$G4' eval ruler --ctx 1024 --tasks niah_single,niah_multivalue --samples 2 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 4 and d[\"mean\"] >= 0.9, d[\"samples\"]'"

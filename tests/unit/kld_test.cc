@@ -82,6 +82,63 @@ TEST(KldLast, SamePerPositionKlAsAllPositions) {
   }
 }
 
+// Eval's shared-prefill compare (`g4 eval niah|ruler --compare attn=dense:attn=sparse`): one
+// session answering under two routings, switched between answers, gives the tokens of two
+// separate engines. Prompts are read densely under both (also when a prompt ends in a
+// one-token step), so routing changes only the decoding steps.
+TEST(SparseRouting, SwitchedPerSessionEqualsSeparateEngines) {
+  const std::string path = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/tiny_4b_like.gguf";
+  auto dense = load(path, false, "f16");
+  auto sparse = load(path, true, "f16");
+  ASSERT_TRUE(dense && sparse);
+  SparseAttentionOptions routed = sparse->options().sparse;
+  routed.prefill = false;
+  routed.budget_tokens = 4;  // one page besides the sink and the query's own: answers change
+  routed.recent_pages = 0;
+  ASSERT_TRUE(sparse->options().sparse.prefill);  // load() routes prompts: not shareable
+  EngineOptions eo = sparse->options();
+  eo.sparse.prefill = false;
+  auto shared_e = Engine::load(eo);
+  eo.sparse = routed;
+  auto sparse_dec = Engine::load(eo);
+  ASSERT_TRUE(shared_e.ok() && sparse_dec.ok());
+  const auto ids = chunk_ids(dense->model().config().vocab_size);
+  GenerateOptions g;
+  // Sampled with a fixed seed: the draws follow the distribution, not only its argmax.
+  g.sampling = SamplingParams{1.0f, 0, 1.0f, 0.0f, 1.0f, 0, 0, 64, 7};
+  g.max_tokens = 8;  // the sliding rings still hold the window before the prompt's end
+  g.stop_at_eog = false;
+  // 33 prompt tokens: with max_chunk 16 the prompt ends in a one-token step.
+  for (size_t len : {size_t(33), size_t(40)}) {
+    const std::vector<int32_t> prompt(ids.begin(), ids.begin() + long(len));
+    auto want_dense = Session(*dense).generate(prompt, g);
+    auto want_sparse = Session(*sparse_dec.value()).generate(prompt, g);
+    ASSERT_TRUE(want_dense.ok() && want_sparse.ok());
+    Session s(*shared_e.value());
+    SparseAttentionOptions off = routed;
+    off.enabled = false;
+    for (int round = 0; round < 2; ++round) {
+      ASSERT_TRUE(s.set_routing(off).ok());
+      auto a = s.generate(prompt, g);
+      ASSERT_TRUE(s.set_routing(routed).ok());
+      auto b = s.generate(prompt, g);
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(a.value().tokens, want_dense.value().tokens) << len << " round " << round;
+      EXPECT_EQ(b.value().tokens, want_sparse.value().tokens) << len << " round " << round;
+      if (round == 1) EXPECT_EQ(b.value().n_cached_tokens, int(len) - 1);  // prefill shared
+    }
+  }
+  // (That the switch really routes is SparseAttention.AttentionOverSelectionMatchesDense's
+  // check: a random tiny model's tokens hardly move under routing.)
+  // Routing needs summaries: a dense engine's session cannot switch it on.
+  Session d(*dense);
+  EXPECT_FALSE(d.set_routing(routed).ok());
+  SparseAttentionOptions other_page = routed;
+  other_page.page_tokens = 8;
+  Session t(*shared_e.value());
+  EXPECT_FALSE(t.set_routing(other_page).ok());
+}
+
 TEST(KldLast, RejectsBadOptions) {
   const std::string dir = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/";
   auto base = load(dir + "tiny_4b_like.gguf", false, "f16");

@@ -165,6 +165,30 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   kv2.summarize(0, 0, 0, pos + 1);
   attend_cached(args, kv2, 0, 0, q.data(), pos, true, 0, H, sparse.data(), scores.data());
   for (size_t i = 0; i < dense.size(); ++i) EXPECT_EQ(sparse[i], dense[i]) << i;
+
+  // A sequence's own routing (KvCache::set_routing) replaces the cache's: switched off, the
+  // small-budget cache attends densely (bit for bit); switched back, it routes again (the
+  // output moves off dense); a prompt step is never routed unless prompts are.
+  // (A random query: the needle's query reads almost only the needle either way.)
+  for (float& x : q) x = nd(rng);
+  attend_group(da, q.data(), w.k, w.v, pos, 0, H, dense.data(), scores.data());
+  std::vector<float> out(size_t(H) * hd), routed(size_t(H) * hd);
+  attend_cached(args, kv, 0, 0, q.data(), pos, true, 0, H, routed.data(), scores.data());
+  EXPECT_NE(routed, dense);
+  SparseAttentionOptions off = o.sparse;
+  off.enabled = false;
+  ASSERT_TRUE(kv.set_routing(0, off).ok());
+  attend_cached(args, kv, 0, 0, q.data(), pos, true, 0, H, out.data(), scores.data());
+  EXPECT_EQ(out, dense);
+  ASSERT_TRUE(kv.set_routing(0, o.sparse).ok());
+  attend_cached(args, kv, 0, 0, q.data(), pos, true, 0, H, out.data(), scores.data());
+  EXPECT_EQ(out, routed);
+  attend_cached(args, kv, 0, 0, q.data(), pos, false, 0, H, out.data(), scores.data());
+  EXPECT_EQ(out, dense);
+  SparseAttentionOptions bad = o.sparse;
+  bad.page_tokens = bt;  // the summaries' page size is the cache's
+  EXPECT_FALSE(kv.set_routing(0, bad).ok());
+  EXPECT_FALSE(kv.set_routing(7, o.sparse).ok());  // no such sequence
 }
 
 // The SIMD page scoring (AVX-512 pairs of heads, AVX2) gives the portable path's floats bit
