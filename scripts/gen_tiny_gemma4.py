@@ -11,6 +11,10 @@ Three shapes, every Gemma 4 feature at toy widths:
                  head sizes 16/32, period 6
   tiny_26b_like  MoE: 16 experts, top-4, GeGLU experts beside the shared dense MLP, K=V globals;
                  F16 matrices and expert stacks (router, norms, scalars F32)
+  tiny_26b_r16   the same MoE block at widths whose every expert slice starts on a 16-row
+                 group (d 64, expert ff 32, shared ff 48): the expert stacks get g4's R16
+                 copies on AVX-512 VNNI CPUs, so the packed expert kernels are tested
+                 (`--only tiny_26b_r16` writes this one alone)
 All: proportional partial RoPE (factor 0.25) on global layers, V-norm, attention scale 1.0,
 QK-norm, learned layer_scalar, final logit softcap, tied embeddings.
 
@@ -35,6 +39,7 @@ from transformers.models.gemma4 import modeling_gemma4 as mg
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--outdir", required=True)
+ap.add_argument("--only", default=None, help="write only this shape (the others keep their files)")
 args = ap.parse_args()
 out = Path(args.outdir)
 out.mkdir(parents=True, exist_ok=True)
@@ -72,11 +77,17 @@ SHAPES = {
         sliding_window=8, layer_types=["sliding_attention"] * 5 + ["full_attention"],
         hidden_size_per_layer_input=0, attention_k_eq_v=True, enable_moe_block=True,
         num_experts=16, top_k_experts=4, moe_intermediate_size=8, final_logit_softcapping=10.0),
+    "tiny_26b_r16": dict(
+        num_hidden_layers=3, hidden_size=64, intermediate_size=48, num_attention_heads=4,
+        num_key_value_heads=2, num_global_key_value_heads=1, head_dim=16, global_head_dim=32,
+        sliding_window=8, layer_types=["sliding_attention"] * 2 + ["full_attention"],
+        hidden_size_per_layer_input=0, attention_k_eq_v=True, enable_moe_block=True,
+        num_experts=8, top_k_experts=2, moe_intermediate_size=32, final_logit_softcapping=30.0),
 }
 # Stored as F16 in the GGUF (matrices and expert stacks; router, norms and scalars stay F32 as
 # llama.cpp's converter keeps them). The transformers model gets the same f16-rounded values,
 # so both compute the same function and the 1e-3 bound still applies.
-F16_MODELS = {"tiny_26b_like"}
+F16_MODELS = {"tiny_26b_like", "tiny_26b_r16"}
 
 # Prompts (token ids, BOS first): short; longer than the window 8 several times over (ring
 # buffer wrap); and one long enough that every layer, shared ones included, sees wrapped windows.
@@ -249,6 +260,8 @@ def write_gguf(path, name, cfg, sd):
 
 
 for i, (name, shape) in enumerate(SHAPES.items()):
+    if args.only is not None and name != args.only:
+        continue
     torch.manual_seed(100 + i)
     cfg = Gemma4TextConfig(vocab_size=VOCAB, max_position_embeddings=256, rms_norm_eps=1e-6,
                            tie_word_embeddings=True, **shape)

@@ -95,21 +95,31 @@ Result<std::unique_ptr<Engine>> load_variant(const Common& a, const EngineVarian
 
 std::function<void(size_t, size_t)> reporter(const std::string& label, size_t per_ctx);
 
-// When A and B differ only in sparse routing of decoding steps (keys attn, budget, min_ctx),
-// both answer every case over one prefill: one engine that keeps page summaries, and the two
-// routings switched per answer (Session::set_routing). Prompts are read densely either way,
-// so the prompt's K/V are the same bits and the answers are those of two separate engines.
+// When A and B differ only in sparse routing of decoding steps (keys attn, budget, min_ctx,
+// recent, page), both answer every case over one prefill: one engine that keeps page summaries
+// (of the routed variants' page size, which must agree), and the two routings switched per
+// answer (Session::set_routing). Prompts are read densely either way, so the prompt's K/V are
+// the same bits and the answers are those of two separate engines.
 bool shared_prefill(const std::vector<EngineVariant>& vs,
-                    std::vector<SparseAttentionOptions>* routings) {
+                    std::vector<SparseAttentionOptions>* routings, EngineVariant* shared) {
   if (vs.size() != 2) return false;
   for (const EngineVariant& v : vs)
     for (const auto& [k, val] : v.settings)
-      if (k != "attn" && k != "budget" && k != "min_ctx") return false;
+      if (k != "attn" && k != "budget" && k != "min_ctx" && k != "recent" && k != "page")
+        return false;
+  int page = 0;
   for (const EngineVariant& v : vs) {
     EngineOptions eo;
     if (!apply_variant(v, &eo).ok()) return false;
+    if (eo.sparse.enabled) {
+      if (page != 0 && page != eo.sparse.page_tokens) return false;
+      page = eo.sparse.page_tokens;
+    }
     routings->push_back(eo.sparse);
   }
+  if (page == 0) return false;  // neither routes
+  for (SparseAttentionOptions& r : *routings) r.page_tokens = page;
+  *shared = EngineVariant{"shared", {{"attn", "sparse"}, {"page", std::to_string(page)}}};
   return true;
 }
 
@@ -120,8 +130,9 @@ bool run_variants(const Common& a, const std::vector<EngineVariant>& vs, int64_t
                   const std::string& label, size_t per_ctx, bool* chat, const Run& run,
                   std::vector<R>* results) {
   std::vector<SparseAttentionOptions> routings;
-  if (shared_prefill(vs, &routings)) {
-    auto eng = load_variant(a, EngineVariant{"shared", {{"attn", "sparse"}}}, n_ctx);
+  EngineVariant shared;
+  if (shared_prefill(vs, &routings, &shared)) {
+    auto eng = load_variant(a, shared, n_ctx);
     if (!eng.ok()) {
       std::fprintf(stderr, "g4: %s\n", eng.error().c_str());
       return false;

@@ -63,6 +63,20 @@ const VariantKey kVariantKeys[] = {
        o->sparse.min_context = n;
        return Status();
      }},
+    {"page", "8|16|32|64|128|256 (sparse routing's positions per page)",
+     [](std::string_view v, EngineOptions* o) {
+       int64_t n = 0;
+       if (!parse_count(v, &n) || n < 8 || n > 256 || (n & (n - 1)) != 0) return Status::error("");
+       o->sparse.page_tokens = int(n);
+       return Status();
+     }},
+    {"recent", "PAGES (sparse routing keeps these before the query's own)",
+     [](std::string_view v, EngineOptions* o) {
+       int64_t n = 0;
+       if (!parse_count(v, &n) || n > 4096) return Status::error("");
+       o->sparse.recent_pages = int(n);
+       return Status();
+     }},
     {"sparse_prefill", "off|on (route prompt tokens too)",
      [](std::string_view v, EngineOptions* o) {
        if (v != "off" && v != "on") return Status::error("");

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -106,6 +107,9 @@ class PackedStore {
   // 64-byte aligned; the arena grows by separate blocks once the capacity is used up.
   uint8_t* alloc(size_t bytes);
   size_t bytes() const { return bytes_; }
+  // Names of the matrices that got an R16 copy (for `g4 inspect`-style reports and tests).
+  void note_packed(std::string name) { packed_.push_back(std::move(name)); }
+  const std::vector<std::string>& packed() const { return packed_; }
 
  private:
   struct Block {
@@ -113,6 +117,7 @@ class PackedStore {
     size_t size;
   };
   std::vector<Block> blocks_;
+  std::vector<std::string> packed_;
   size_t used_ = 0;  // in the last block
   size_t bytes_ = 0;
 };

@@ -38,6 +38,9 @@ class Gemma3 final : public Model {
   }
 
   const ModelConfig& config() const override { return c_; }
+  std::vector<std::string> packed_matrices() const override {
+    return w_.packed ? w_.packed->packed() : std::vector<std::string>{};
+  }
 
   std::vector<KvLayerGeometry> kv_geometry() const override {
     std::vector<KvLayerGeometry> g;

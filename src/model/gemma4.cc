@@ -68,6 +68,9 @@ class Gemma4 final : public Model {
   Status forward(const StepBatch& batch, KvCache& kv, ExecContext& ctx,
                  StepOutput& out) const override;
 
+  std::vector<std::string> packed_matrices() const override {
+    return w_.packed ? w_.packed->packed() : std::vector<std::string>{};
+  }
   std::vector<std::vector<uint64_t>> expert_load() const override {
     return c_.n_experts > 0 ? counters_.tokens() : std::vector<std::vector<uint64_t>>{};
   }

@@ -49,6 +49,8 @@ class Model {
                          StepOutput& out) const = 0;
   // MoE models: tokens routed to each expert so far, [n_layers][n_experts]; else empty.
   virtual std::vector<std::vector<uint64_t>> expert_load() const { return {}; }
+  // Tensors whose matrices got an R16 copy at load (AVX-512 VNNI CPUs; kernels/repack.h).
+  virtual std::vector<std::string> packed_matrices() const { return {}; }
   // MoE models: passes over each expert's weight matrices so far (fused gate_up and down count
   // one each; unfused gate, up, down one each), [n_layers][n_experts]; else empty.
   virtual std::vector<std::vector<uint64_t>> expert_weight_reads() const { return {}; }

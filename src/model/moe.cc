@@ -5,7 +5,9 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/dot_simd.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
 #include "model/model.h"
 
 #include "model/forward_common.h"
@@ -14,11 +16,15 @@ namespace g4 {
 
 namespace {
 
-// Rows [r0, r0 + n) of a stacked weight as a weight of its own.
+// Rows [r0, r0 + n) of a stacked weight as a weight of its own; its R16 copy too when the
+// slice starts on a 16-row group (expert stacks are packed only when every slice does).
 WeightView rows_of(const WeightView& w, int64_t r0, int64_t n) {
   WeightView s = w;
   s.data = w.row(r0);
   s.out = n;
+  s.packed = w.packed != nullptr && r0 % kPackRows == 0
+                 ? w.packed + size_t(r0 / kPackRows) * packed_group_bytes(w.type, w.in)
+                 : nullptr;
   return s;
 }
 
@@ -97,12 +103,46 @@ void gate_up_of(const MoeLayerView& m, int e, WeightView& gate, WeightView& up) 
   }
 }
 
-// One activation row prepared for one weight's dot kernel (at one token the preparation is
-// cheap, so each weight gets its own even when layouts coincide).
+// One activation row prepared for one weight's one-token kernels (at one token the
+// preparation is cheap, so each weight gets its own even when layouts coincide): the R16
+// group kernel when the weight has a packed copy that this CPU runs (the matmul's own choice,
+// so the one-token path gives the grouped path's bits), else the row dot product.
 struct Prepared {
   KernelSet ks;
+  PackedGroupFn group = nullptr;
+  void (*prep)(const float*, void*, int64_t) = nullptr;
+  size_t (*bytes)(int64_t) = nullptr;
   const uint8_t* a = nullptr;
+  void init(const WeightView& w, Isa isa, bool allow_packed) {
+    static const PackedKernels pk = packed_kernels_avx512();
+    if (allow_packed && w.packed != nullptr && isa == Isa::kAvx512 && pk.prepare != nullptr) {
+      const PackKind kind = pack_kind(w.type);
+      group = pk.group[int(kind) - 1][0];
+      prep = pack_float_kind(kind) ? prepare_packed_f32 : pk.prepare;
+      bytes = pack_float_kind(kind) ? packed_act_bytes_f32 : pk.act_bytes;
+    } else {
+      ks = kernels_for(w.type, isa);
+      G4_CHECK(ks.dot1 != nullptr);
+      prep = ks.prepare;
+      bytes = ks.act_bytes;
+    }
+  }
+  bool packed() const { return group != nullptr; }
   float dot(const WeightView& w, int64_t row) const { return ks.dot1(w.in, w.row(row), a); }
+  // out[0..16) = rows [r0, r0 + 16) of w (r0 a multiple of 16).
+  void group16(const WeightView& w, int64_t r0, float* out) const {
+    const void* act = a;
+    group(w.in, w.packed + size_t(r0 / kPackRows) * packed_group_bytes(w.type, w.in), &act, out,
+          kPackRows);
+  }
+  // out[i] = row r0 + i of w for i < n: groups of 16 where packed (r0 and n multiples of 16).
+  void rows(const WeightView& w, int64_t r0, int64_t n, float* out) const {
+    if (!packed()) {
+      for (int64_t i = 0; i < n; ++i) out[i] = dot(w, r0 + i);
+      return;
+    }
+    for (int64_t i = 0; i < n; i += kPackRows) group16(w, r0 + i, out + i);
+  }
 };
 
 // One token, default numerics: out[d] = Σ_j w_j · down_j(act(gate_j·xn) ⊙ up_j·xn) over the
@@ -136,52 +176,66 @@ void forward_one_token(const MoeLayerView& m, const float* xn, int64_t d, ExecCo
   Prepared pre[5 + 8];
   size_t total = 0, offs[5 + 8] = {};
   const int n_act = 5 + k;
+  // Packed rows go 16 at a time: every part's rows (and so every boundary of the jobs' row
+  // ranges, slices of 16) must fall on 16-row groups, or all take the row kernels.
+  const bool aligned = ffs % kPackRows == 0 && ff % kPackRows == 0 && d % kPackRows == 0;
   for (int i = 0; i < n_act; ++i) {
     const WeightView* w = i < 5 ? ws[i] : m.down;
     if (w == nullptr) continue;
-    pre[i].ks = kernels_for(w->type, ctx.isa);
-    G4_CHECK(pre[i].ks.dot1 != nullptr);
+    pre[i].init(*w, ctx.isa, aligned);
     offs[i] = total;
-    total += pre[i].ks.act_bytes(i < 5 ? ins[i] : ff);
+    total += pre[i].bytes(i < 5 ? ins[i] : ff);
   }
   if (s.acts.size() < total) s.acts.resize(total);
   for (int i = 0; i < n_act; ++i) pre[i].a = s.acts.data() + offs[i];
-  pre[0].ks.prepare(xn, s.acts.data() + offs[0], d);
-  pre[1].ks.prepare(xn, s.acts.data() + offs[1], d);
+  pre[0].prep(xn, s.acts.data() + offs[0], d);
+  pre[1].prep(xn, s.acts.data() + offs[1], d);
   if (sh != nullptr) {
-    pre[2].ks.prepare(sh->in, s.acts.data() + offs[2], d);
-    pre[3].ks.prepare(sh->in, s.acts.data() + offs[3], d);
+    pre[2].prep(sh->in, s.acts.data() + offs[2], d);
+    pre[3].prep(sh->in, s.acts.data() + offs[3], d);
   }
-  // Job 1 over [shared rows | expert 0 rows | expert 1 rows | ...].
+  // Job 1 over [shared rows | expert 0 rows | expert 1 rows | ...], 16 rows at a time.
   float* hs = grow(ctx.act.moe_a, size_t(ffs));            // shared GeGLU product
   float* a = grow(ctx.act.moe_b, size_t(k) * size_t(ff));  // [k, ff] expert activation products
   ctx.pool.parallel_for(size_t(ffs) + size_t(k) * size_t(ff), 16, [&](size_t b, size_t e, int) {
-    for (size_t r = b; r < std::min(e, size_t(ffs)); ++r)
-      hs[r] = gelu_tanh(pre[2].dot(*sh->gate, int64_t(r))) * pre[3].dot(*sh->up, int64_t(r));
+    float gv[kPackRows], uv[kPackRows];
+    for (size_t r = b; r < std::min(e, size_t(ffs)); r += kPackRows) {
+      const int64_t n = std::min<int64_t>(kPackRows, int64_t(std::min(e, size_t(ffs)) - r));
+      pre[2].rows(*sh->gate, int64_t(r), n, gv);
+      pre[3].rows(*sh->up, int64_t(r), n, uv);
+      for (int64_t i = 0; i < n; ++i) hs[r + size_t(i)] = gelu_tanh(gv[i]) * uv[i];
+    }
     for (int j = 0; j < k; ++j) {
       const size_t base = size_t(ffs) + size_t(j) * size_t(ff);
       const size_t lo = std::max(b, base), hi = std::min(e, base + size_t(ff));
       if (lo >= hi) continue;
       WeightView g, u;
       gate_up_of(m, s.tok[size_t(j)], g, u);
-      for (size_t r = lo; r < hi; ++r) {
-        const int64_t row = int64_t(r - base);
-        a[r - size_t(ffs)] = act(m.swiglu, pre[0].dot(g, row)) * pre[1].dot(u, row);
+      for (size_t r = lo; r < hi; r += kPackRows) {
+        const int64_t row = int64_t(r - base), n = std::min<int64_t>(kPackRows, int64_t(hi - r));
+        pre[0].rows(g, row, n, gv);
+        pre[1].rows(u, row, n, uv);
+        for (int64_t i = 0; i < n; ++i)
+          a[r - size_t(ffs) + size_t(i)] = act(m.swiglu, gv[i]) * uv[i];
       }
     }
   });
-  if (sh != nullptr) pre[4].ks.prepare(hs, s.acts.data() + offs[4], ffs);
+  if (sh != nullptr) pre[4].prep(hs, s.acts.data() + offs[4], ffs);
   for (int j = 0; j < k; ++j)
-    pre[5 + j].ks.prepare(a + size_t(j) * size_t(ff), s.acts.data() + offs[5 + j], ff);
-  // Job 2 over the d output rows: shared down, and the experts' down rows with their sum.
+    pre[5 + j].prep(a + size_t(j) * size_t(ff), s.acts.data() + offs[5 + j], ff);
+  // Job 2 over the d output rows: shared down, and the experts' down rows with their sum (in
+  // expert order, as the grouped path adds them).
   ctx.pool.parallel_for(size_t(d), 16, [&](size_t b, size_t e, int) {
-    for (size_t r = b; r < e; ++r) {
-      if (sh != nullptr) sh->out[r] = pre[4].dot(*sh->down, int64_t(r));
-      float o = 0;
-      for (int j = 0; j < k; ++j)
-        o += s.tok_w[size_t(j)] *
-             pre[5 + j].dot(*m.down, int64_t(s.tok[size_t(j)]) * d + int64_t(r));
-      out[r] = o;
+    float dv[kPackRows];
+    for (size_t r = b; r < e; r += kPackRows) {
+      const int64_t n = std::min<int64_t>(kPackRows, int64_t(e - r));
+      if (sh != nullptr) pre[4].rows(*sh->down, int64_t(r), n, sh->out + r);
+      float o[kPackRows] = {};
+      for (int j = 0; j < k; ++j) {
+        pre[5 + j].rows(*m.down, int64_t(s.tok[size_t(j)]) * d + int64_t(r), n, dv);
+        for (int64_t i = 0; i < n; ++i) o[i] += s.tok_w[size_t(j)] * dv[i];
+      }
+      std::memcpy(out + r, o, sizeof(float) * size_t(n));
     }
   });
   for (int j = 0; j < k; ++j) {

@@ -202,12 +202,20 @@ struct PackRules {
     // looked up by row.
     untied = f.tensor("output.weight") != nullptr;
   }
+  // A 3-D expert stack packs as one matrix of ne1 * ne2 rows when every expert's rows (and,
+  // in a fused gate/up stack, each half) start on a 16-row group: the MoE kernels then read
+  // each expert's slice of the R16 copy (moe.cc).
+  static bool stack_rows_align(const TensorSlot& s) {
+    if (s.ne2 == 0) return true;
+    const bool fused = s.name.find("gate_up_exps") != std::string::npos;
+    return s.ne1 % (fused ? 2 * kPackRows : kPackRows) == 0;
+  }
   PackAct action(const GgufFile& f, const TensorSlot& s) const {
     if (off || s.matrix == nullptr || s.matrix->data == nullptr) return PackAct::kSkip;
     if (s.name == "per_layer_token_embd.weight") return PackAct::kSkip;
     if (untied && s.name == "token_embd.weight") return PackAct::kSkip;
     const WeightView& w = *s.matrix;
-    if (r16 && s.ne2 == 0 && can_pack(w) && (!q8_only || w.type == DType::kQ8_0))
+    if (r16 && stack_rows_align(s) && can_pack(w) && (!q8_only || w.type == DType::kQ8_0))
       return PackAct::kPack;
     return f.is_mapped() && !q8_only ? PackAct::kCopy : PackAct::kSkip;
   }
@@ -251,6 +259,7 @@ std::shared_ptr<PackedStore> pack_matrices(
     WeightView& w = *s.matrix;
     if (a == PackAct::kPack) {
       pack_weight(w, *store, 0, release);
+      store->note_packed(s.name);
       return;
     }
     const size_t n = w.row_bytes * size_t(w.out);

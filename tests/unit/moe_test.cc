@@ -156,7 +156,7 @@ TEST(MoeStats, PrefillReadsEachExpertOncePerLayerDecodeOnlyChosen) {
 // construction, tests SimdVsRef/FourRow/TileWidths) must give identical logits: prompt fed
 // whole vs one token per step. Both layouts' fixtures: F32 (brief's shape) and F16 (26B-like).
 TEST(MoeStats, OneTokenStepsEqualGroupedPrefillBitForBit) {
-  for (const char* file : {"tiny_moe_swiglu.gguf", "tiny_26b_like.gguf"}) {
+  for (const char* file : {"tiny_moe_swiglu.gguf", "tiny_26b_like.gguf", "tiny_26b_r16.gguf"}) {
     const auto ids = token_ids(40, 272);
     std::vector<float> whole, steps;
     for (int64_t chunk : {int64_t(64), int64_t(1)}) {

@@ -10,7 +10,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "g4/engine.h"
+#include "kernels/dot_simd.h"
 #include "model/moe.h"
 
 namespace g4 {
@@ -114,7 +117,37 @@ TEST_P(TinyGemma4, Fp16KvCacheMatchesTransformersWithFp16Kv) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, TinyGemma4,
-                         ::testing::Values("tiny_e2b_like", "tiny_31b_like", "tiny_26b_like"));
+                         ::testing::Values("tiny_e2b_like", "tiny_31b_like", "tiny_26b_like",
+                                           "tiny_26b_r16"));
+
+// Default numerics on the MoE shape whose expert slices start on 16-row groups: on AVX-512
+// VNNI CPUs every matrix, the expert stacks included, gets an R16 copy (F16: f32 activations,
+// so the function is transformers' up to summation order), and decoding reads the experts
+// through the packed one-token path. Logits within 1e-3 of transformers float32 (f32 KV),
+// prompt whole and one token per step; the two equal bit for bit (MoeStats' invariant).
+TEST(TinyGemma4Moe, PackedExpertsMatchTransformers) {
+  const Fixture f = load_fixture("tiny_26b_r16");
+  ASSERT_FALSE(f.fx.is_null());
+  std::vector<std::vector<float>> whole, steps;
+  for (int64_t chunk : {int64_t(64), int64_t(1)}) {
+    EngineOptions o = options(f, chunk, true);
+    o.exact = false;
+    auto e = Engine::load(o);
+    ASSERT_TRUE(e.ok()) << e.error();
+    if (chunk == 1 && best_isa() == Isa::kAvx512) {
+      const std::vector<std::string> p = e.value()->model().packed_matrices();
+      for (const char* t : {"blk.0.ffn_gate_up_exps.weight", "blk.0.ffn_down_exps.weight",
+                            "blk.2.ffn_gate_up_exps.weight", "blk.0.ffn_gate.weight"})
+        EXPECT_NE(std::find(p.begin(), p.end(), t), p.end()) << t << " has no R16 copy";
+    }
+    const double d = run_all(*e.value(), f.fx, "logits", chunk == 1 ? &steps : &whole);
+    std::printf("tiny_26b_r16 (default numerics, chunk %lld): max |logit diff| %.2e\n",
+                (long long)chunk, d);
+    EXPECT_LE(d, 1e-3);
+  }
+  ASSERT_EQ(whole.size(), steps.size());
+  for (size_t p = 0; p < whole.size(); ++p) EXPECT_EQ(whole[p], steps[p]) << "prompt " << p;
+}
 
 TEST(TinyGemma4Config, PerLayerGeometryFromMetadata) {
   const Fixture f = load_fixture("tiny_e2b_like");
