@@ -150,20 +150,29 @@ G4_AVX2_ATT void qk_scores_avx2(const float* q, int nh, int hd, int64_t n, RowFn
   }
 }
 
-// out[h][0, hd) = sum over j of p[h][j] * V_j for heads [0, nh), two heads and 128 columns
-// (8 registers each) at a time.
+// out[h][0, hd) = sum over j in [j0, j1) of p[h * ps + j] * V_j for heads [0, nh), two heads
+// and 128 columns (8 registers each) at a time. acc: continue the sums already in out (a later
+// key tile of attend_block) instead of starting from zero: each element's FMA chain over the
+// keys is then the same as one call over all of them.
 template <typename RowFn>
-G4_AVX512_ATT void pv_avx512(const float* p, int nh, int hd, int64_t n, RowFn row, float* out) {
+G4_AVX512_ATT void pv_avx512(const float* p, size_t ps, int nh, int hd, int64_t j0, int64_t j1,
+                             RowFn row, float* out, bool acc) {
   for (int h = 0; h < nh; h += 2) {
     const bool two = h + 1 < nh;
     for (int c0 = 0; c0 < hd; c0 += 128) {
       const int nc = std::min(8, (hd - c0) / 16);
       __m512 a[8], b[8];
       for (int c = 0; c < 8; ++c) a[c] = b[c] = _mm512_setzero_ps();
-      for (int64_t j = 0; j < n; ++j) {
+      if (acc) {
+        for (int c = 0; c < nc; ++c) {
+          a[c] = _mm512_loadu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 16 * c));
+          if (two) b[c] = _mm512_loadu_ps(out + size_t(h + 1) * size_t(hd) + size_t(c0 + 16 * c));
+        }
+      }
+      for (int64_t j = j0; j < j1; ++j) {
         const uint16_t* vr = row(j) + c0;
-        const __m512 pa = _mm512_set1_ps(p[size_t(h) * size_t(n) + size_t(j)]);
-        const __m512 pb = _mm512_set1_ps(two ? p[size_t(h + 1) * size_t(n) + size_t(j)] : 0.f);
+        const __m512 pa = _mm512_set1_ps(p[size_t(h) * ps + size_t(j)]);
+        const __m512 pb = _mm512_set1_ps(two ? p[size_t(h + 1) * ps + size_t(j)] : 0.f);
         for (int c = 0; c < nc; ++c) {
           const __m512 vx =
               _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * c)));
@@ -181,17 +190,24 @@ G4_AVX512_ATT void pv_avx512(const float* p, int nh, int hd, int64_t n, RowFn ro
 // pv_avx512 on 8 lanes for CPUs without AVX-512 (and head sizes that are not a multiple of
 // 16): two heads and 32 columns (4 registers each) at a time, the same FMAs per element.
 template <typename RowFn>
-G4_AVX2_ATT void pv_avx2(const float* p, int nh, int hd, int64_t n, RowFn row, float* out) {
+G4_AVX2_ATT void pv_avx2(const float* p, size_t ps, int nh, int hd, int64_t j0, int64_t j1,
+                         RowFn row, float* out, bool acc) {
   for (int h = 0; h < nh; h += 2) {
     const bool two = h + 1 < nh;
     for (int c0 = 0; c0 < hd; c0 += 32) {
       const int nc = std::min(4, (hd - c0) / 8);
       __m256 a[4], b[4];
       for (int c = 0; c < 4; ++c) a[c] = b[c] = _mm256_setzero_ps();
-      for (int64_t j = 0; j < n; ++j) {
+      if (acc) {
+        for (int c = 0; c < nc; ++c) {
+          a[c] = _mm256_loadu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 8 * c));
+          if (two) b[c] = _mm256_loadu_ps(out + size_t(h + 1) * size_t(hd) + size_t(c0 + 8 * c));
+        }
+      }
+      for (int64_t j = j0; j < j1; ++j) {
         const uint16_t* vr = row(j) + c0;
-        const __m256 pa = _mm256_set1_ps(p[size_t(h) * size_t(n) + size_t(j)]);
-        const __m256 pb = _mm256_set1_ps(two ? p[size_t(h + 1) * size_t(n) + size_t(j)] : 0.f);
+        const __m256 pa = _mm256_set1_ps(p[size_t(h) * ps + size_t(j)]);
+        const __m256 pb = _mm256_set1_ps(two ? p[size_t(h + 1) * ps + size_t(j)] : 0.f);
         for (int c = 0; c < nc; ++c) {
           const __m256 vx =
               _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vr + 8 * c)));
@@ -206,6 +222,18 @@ G4_AVX2_ATT void pv_avx2(const float* p, int nh, int hd, int64_t n, RowFn row, f
     }
   }
 }
+bool have_avx512();
+// pv_avx512 where the CPU and head size allow, else pv_avx2 (the same values per element).
+template <typename RowFn>
+void pv_f16(const float* p, size_t ps, int nh, int hd, int64_t j0, int64_t j1, RowFn row,
+            float* out, bool acc) {
+  if (have_avx512() && hd % 16 == 0) {
+    pv_avx512(p, ps, nh, hd, j0, j1, row, out, acc);
+  } else {
+    pv_avx2(p, ps, nh, hd, j0, j1, row, out, acc);
+  }
+}
+
 // Row widening of the quantized and bf16 caches, bit-identical to dequantize_row: each value
 // is float(q - offset) * d (one rounding) or the bf16 bits shifted into place.
 G4_AVX2_ATT void dequant_q4_0_avx2(const BlockQ4_0* b, float* y, int nb) {
@@ -375,11 +403,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
         }
         softmax(sc, n);
       }
-      if (have_avx512() && hd % 16 == 0) {
-        pv_avx512(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
-      } else {
-        pv_avx2(scores, he - hs, hd, n, vrow, out + size_t(hs) * size_t(hd));
-      }
+      pv_f16(scores, size_t(n), he - hs, hd, 0, n, vrow, out + size_t(hs) * size_t(hd), false);
       hs = he;
       continue;
     }
@@ -397,6 +421,79 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
     hs = he;
   }
 }
+
+#if defined(__x86_64__)
+// attend_group_f16's AVX2 path for nq consecutive query positions p0.. of one sequence and
+// heads [h0, h1) of one KV head, bit for bit per (token, head): every score is the same q.k
+// chain (qk_block), every row's softmax runs over its own keys, and every output element gets
+// the same FMAs in key order (pv_f16, continued across key tiles). What changes is the memory
+// traffic: each tile of kTile keys is read once for all nq * (h1 - h0) rows, where one token at
+// a time reads every key again (at a depth of 16K, 16 MiB of K/V per token and global layer).
+// Scratch: the rows' queries, then their scores over the block's keys.
+void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
+                      const uint16_t* k, const uint16_t* v, int h0, int h1, float* out,
+                      size_t out_stride, float* scratch) {
+  constexpr int64_t kTile = 64;
+  const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads, nh = h1 - h0, R = nq * nh;
+  const int kvh = h0 / group;
+  auto first_of = [&](int64_t p) {
+    return a.window > 0 ? std::max<int64_t>(0, p - a.window + 1) : int64_t(0);
+  };
+  const int64_t f0 = first_of(p0), n = p0 + nq - f0;  // the block's keys: f0 .. p0 + nq - 1
+  const size_t slot_stride = size_t(a.n_kv_heads) * size_t(hd), off = size_t(kvh) * size_t(hd);
+  auto krow = [&](int64_t j) { return k + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
+  auto vrow = [&](int64_t j) { return v + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
+  float* qb = scratch;                           // [R][hd], row i * nh + (h - h0)
+  float* sc = scratch + size_t(R) * size_t(hd);  // [R][n]
+  for (int i = 0; i < nq; ++i)
+    std::memcpy(qb + size_t(i) * size_t(nh) * size_t(hd),
+                q + size_t(i) * q_stride + size_t(h0) * size_t(hd),
+                sizeof(float) * size_t(nh) * size_t(hd));
+  // Scores, a key tile at a time (it stays in L1/L2 while every row group passes over it).
+  // Keys past a row's own position are scored too and never read.
+  for (int64_t jt = 0; jt < n; jt += kTile) {
+    const int64_t je = std::min(n, jt + kTile);
+    for (int r0 = 0; r0 < R; r0 += 4) {
+      const int m = std::min(4, R - r0);
+      const float* qr = qb + size_t(r0) * size_t(hd);
+      for (int64_t j = jt; j < je; j += 2) {
+        const uint16_t* k0 = krow(j);
+        const uint16_t* k1 = j + 1 < je ? krow(j + 1) : k0;
+        float s0[4], s1[4];
+        if (m == 4) qk_block<4>(qr, hd, k0, k1, s0, s1);
+        if (m == 3) qk_block<3>(qr, hd, k0, k1, s0, s1);
+        if (m == 2) qk_block<2>(qr, hd, k0, k1, s0, s1);
+        if (m == 1) qk_block<1>(qr, hd, k0, k1, s0, s1);
+        for (int i = 0; i < m; ++i) {
+          sc[size_t(r0 + i) * size_t(n) + size_t(j)] = s0[i];
+          if (j + 1 < je) sc[size_t(r0 + i) * size_t(n) + size_t(j + 1)] = s1[i];
+        }
+      }
+    }
+  }
+  // Each row's softmax over its own keys [off, off + len).
+  for (int i = 0; i < nq; ++i) {
+    const int64_t p = p0 + i, o = first_of(p) - f0, len = p - first_of(p) + 1;
+    for (int h = 0; h < nh; ++h) {
+      float* row = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
+      if (a.softcap > 0.f) {
+        for (int64_t j = 0; j < len; ++j) row[j] = a.softcap * std::tanh(row[j] / a.softcap);
+      }
+      softmax(row, len);
+    }
+  }
+  // Values, a key tile at a time for every token's heads.
+  for (int64_t jt = 0; jt < n; jt += kTile) {
+    for (int i = 0; i < nq; ++i) {
+      const int64_t p = p0 + i, o = first_of(p) - f0, end = o + (p - first_of(p) + 1);
+      const int64_t b = std::max(jt, o), e = std::min(jt + kTile, end);
+      if (b >= e) continue;
+      pv_f16(sc + size_t(i * nh) * size_t(n), size_t(n), nh, hd, b, e, vrow,
+             out + size_t(i) * out_stride + size_t(h0) * size_t(hd), b > o);
+    }
+  }
+}
+#endif
 
 // Quantized (q8_0, q4_0) and bf16 K/V: each row of the KV head is widened to f32 once for the
 // heads of its group (dequant_kv), then the f32 dot and axpy of attend_widened.
@@ -486,6 +583,36 @@ void attend_one(const AttentionArgs& a, const float* q, const void* k, const voi
     attend_heads(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos, h0,
                  h1, out, scores);
   }
+}
+
+int attention_query_block(int group, int head_dim, int64_t max_keys) {
+  (void)head_dim;
+  const int64_t budget = int64_t(4) << 20;  // score floats per thread (16 MiB)
+  const int64_t per_token = int64_t(group) * (max_keys + 16);
+  return int(std::clamp<int64_t>(budget / std::max<int64_t>(1, per_token), 1, 16));
+}
+
+size_t attention_block_scratch_floats(const AttentionArgs& a, int nq, int64_t max_keys) {
+  const size_t group = size_t(a.n_heads / a.n_kv_heads);
+  return std::max(attention_scratch_floats(a, max_keys),
+                  size_t(nq) * group * (size_t(a.head_dim) + size_t(max_keys + nq)));
+}
+
+void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
+                  const void* k, const void* v, int h0, int h1, float* out, size_t out_stride,
+                  float* scratch) {
+#if defined(__x86_64__)
+  const int group = a.n_heads / a.n_kv_heads;
+  if (nq > 1 && !a.kv_f32 && !a.kv_q8 && !a.kv_q4 && !a.kv_bf16 && have_avx2() &&
+      a.head_dim % 8 == 0 && h0 / group == (h1 - 1) / group) {
+    attend_block_f16(a, q, q_stride, p0, nq, static_cast<const uint16_t*>(k),
+                     static_cast<const uint16_t*>(v), h0, h1, out, out_stride, scratch);
+    return;
+  }
+#endif
+  for (int i = 0; i < nq; ++i)
+    attend_group(a, q + size_t(i) * q_stride, k, v, p0 + i, h0, h1, out + size_t(i) * out_stride,
+                 scratch);
 }
 
 void attend_group(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,

@@ -42,4 +42,17 @@ void attend_group(const AttentionArgs& a, const float* q, const void* k, const v
                   int h0, int h1, float* out, float* scores);
 size_t attention_scratch_floats(const AttentionArgs& a, int64_t max_keys);
 
+// attend_group for nq consecutive positions p0, p0 + 1, ... of one sequence (a prompt chunk),
+// bit for bit per token: q and out rows of token i at q + i * q_stride, out + i * out_stride.
+// With an fp16 cache (AVX2 CPUs) each tile of 64 keys is read once for all the block's query
+// rows instead of once per token (flash-attention-style tiling with the exact two-pass softmax:
+// the block's scores are kept, nq x group x keys floats, never T x T). Heads [h0, h1) must
+// share one KV head. scratch: attention_block_scratch_floats(a, nq, max_keys).
+void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
+                  const void* k, const void* v, int h0, int h1, float* out, size_t out_stride,
+                  float* scratch);
+size_t attention_block_scratch_floats(const AttentionArgs& a, int nq, int64_t max_keys);
+// Query tokens per attend_block: 16, fewer where a block's scores would pass 16 MiB.
+int attention_query_block(int group, int head_dim, int64_t max_keys);
+
 }  // namespace g4

@@ -92,6 +92,24 @@ void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int la
   attend_group(a, q_tok, w.k, w.v, vpos, h0, h1, out_tok, scores);
 }
 
+void attend_cached_block(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                         const float* q, size_t qd, int64_t p0, int nq, bool decoding, int h0,
+                         int h1, float* out, float* scratch) {
+  const SparseAttentionOptions& sp = kv.routing(seq);
+  if (nq == 1 || (sp.enabled && sp.prefill && p0 + nq > sp.min_context)) {
+    // One token, or prompt tokens that sparse routing chooses keys for one by one.
+    for (int i = 0; i < nq; ++i)
+      attend_cached(args, kv, seq, layer, q + size_t(i) * qd, p0 + i, decoding, h0, h1,
+                    out + size_t(i) * qd, scratch);
+    return;
+  }
+  const KvView w = kv.view(seq, layer);
+  AttentionArgs a = args;
+  a.blocks = w.blocks;
+  a.block_shift = w.block_shift;
+  attend_block(a, q, qd, p0, nq, w.k, w.v, h0, h1, out, qd, scratch);
+}
+
 void summarize_step(const StepBatch& batch, KvCache& kv, int layer) {
   if (!kv.sparse().enabled || !kv.paged(layer) || kv.owner(layer) != layer) return;
   for (const SeqStep& st : batch.seqs)

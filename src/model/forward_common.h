@@ -39,6 +39,13 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
 void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                    const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
                    float* scores);
+// attend_cached for nq consecutive tokens p0.. of one sequence (rows qd floats apart): one
+// attend_block over the cache, or token by token where sparse routing chooses each token's
+// keys (decoding, or prompts with sparse.prefill). Bit for bit the per-token result.
+// scratch: attention_block_scratch_floats(args, nq, max_keys).
+void attend_cached_block(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                         const float* q, size_t qd, int64_t p0, int nq, bool decoding, int h0,
+                         int h1, float* out, float* scratch);
 
 // The cache's row format in the attention arguments (f16, f32, q8_0, ...).
 inline void set_kv_format(AttentionArgs& a, const KvCache& kv) {

@@ -137,19 +137,36 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
   AttentionArgs args{H, Hkv, hd, kv.capacity(layer), A.window, A.softcap};
   set_kv_format(args, kv);
   const int64_t max_keys = A.window > 0 ? std::min<int64_t>(A.window, kv.n_ctx()) : kv.n_ctx();
-  const size_t per_thread = attention_scratch_floats(args, max_keys);
+  // Query blocks: runs of up to nq consecutive tokens of one sequence (attend_block reads each
+  // key tile once for all of them); a one-token step is a block of one.
+  const int nq = attention_query_block(H / Hkv, hd, max_keys);
+  // (first token, tokens); the pool's workers read the calling thread's list through `blocks`.
+  thread_local std::vector<std::pair<int32_t, int32_t>> block_list;
+  std::vector<std::pair<int32_t, int32_t>>& blocks = block_list;
+  blocks.clear();
+  {
+    int64_t t0 = 0;
+    for (const SeqStep& st : batch.seqs) {
+      const int64_t n = int64_t(st.tokens.size());
+      for (int64_t i = 0; i < n; i += nq)
+        blocks.push_back({int32_t(t0 + i), int32_t(std::min<int64_t>(nq, n - i))});
+      t0 += n;
+    }
+  }
+  const size_t per_thread = attention_block_scratch_floats(args, nq, max_keys);
   float* sc = grow(act.scores, per_thread * size_t(ctx.pool.size()));
-  const int per_job = attention_heads_per_job(T, H, Hkv, ctx.pool.size());
-  const int jobs_per_token = H / per_job;
-  ctx.pool.parallel_for(size_t(T) * size_t(jobs_per_token), 1, [&](size_t b, size_t e, int ti) {
+  const int64_t nb = int64_t(blocks.size());
+  const int per_job = attention_heads_per_job(nb, H, Hkv, ctx.pool.size());
+  const int jobs_per_block = H / per_job;
+  ctx.pool.parallel_for(size_t(nb) * size_t(jobs_per_block), 1, [&](size_t b, size_t e, int ti) {
     float* scores = sc + size_t(ti) * per_thread;
     for (size_t j = b; j < e; ++j) {
-      const size_t t = zigzag_token(j / size_t(jobs_per_token), size_t(T));
-      const int h0 = int(j % size_t(jobs_per_token)) * per_job;
-      const SeqStep& st = batch.seqs[size_t(fb.tok_seq[t])];
-      attend_cached(args, kv, st.seq_id, layer, q + t * size_t(qd), fb.tok_pos[t],
-                    !st.prompt && st.tokens.size() == 1, h0, h0 + per_job, a + t * size_t(qd),
-                    scores);
+      const auto [t0, n] = blocks[zigzag_token(j / size_t(jobs_per_block), size_t(nb))];
+      const int h0 = int(j % size_t(jobs_per_block)) * per_job;
+      const SeqStep& st = batch.seqs[size_t(fb.tok_seq[size_t(t0)])];
+      attend_cached_block(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd), size_t(qd),
+                          fb.tok_pos[size_t(t0)], n, !st.prompt && st.tokens.size() == 1, h0,
+                          h0 + per_job, a + size_t(t0) * size_t(qd), scores);
     }
   });
   clock.mark(StepPhase::kAttention);

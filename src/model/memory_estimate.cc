@@ -1,5 +1,7 @@
 #include "model/memory_estimate.h"
 
+#include "kernels/attention.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -232,9 +234,11 @@ ActivationPlan plan_activations(const ModelConfig& c, int64_t step_tokens, int64
     max_qd = std::max(max_qd, H * hd);
     max_kvd = std::max(max_kvd, kvh * hd);
     max_ff = std::max(max_ff, ff);
-    // attention_scratch_floats: group * max_keys + head_dim per thread.
+    // attention_op's scratch per thread: a query block's rows and scores (attend_block).
     const int64_t keys = c.layer_sliding[i] ? std::min<int64_t>(c.window, n_ctx) : n_ctx;
-    max_scores = std::max(max_scores, (H / kvh) * keys + hd);
+    const AttentionArgs args{int(H), int(kvh), int(hd)};
+    const int nq = int(std::min<int64_t>(T, attention_query_block(int(H / kvh), int(hd), keys)));
+    max_scores = std::max(max_scores, int64_t(attention_block_scratch_floats(args, nq, keys)));
   }
   max_in = std::max({max_in, max_qd, max_ff});
   // Floats of ExecContext::act (model/activations.h), as the forwards grow them.

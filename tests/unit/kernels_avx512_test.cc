@@ -331,3 +331,59 @@ TEST(Attention, GroupedHeadsBitIdentical) {
 }
 
 }  // namespace g4
+
+namespace g4 {
+
+// A prompt chunk's query block (attend_block: key tiles read once for all of the block's
+// rows) gives every token's heads attend_group's bits: ring buffers with and without a
+// window, a paged cache, blocks crossing the window's start and key tiles, softcap, groups
+// of 1, 2, 4 and 8 heads (whole and split), head sizes 256, 512, 40 (AVX2's pv only).
+TEST(Attention, QueryBlocksBitIdenticalToTokenByToken) {
+  std::mt19937 rng(29);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  struct Case {
+    int H, Hkv, hd;
+    int64_t cap, window;
+    bool paged;
+  };
+  for (const Case& c : {Case{8, 2, 256, 300, 0, false}, Case{4, 1, 256, 300, 0, true},
+                        Case{8, 1, 512, 300, 0, true}, Case{6, 3, 40, 300, 0, false},
+                        Case{4, 4, 256, 200, 100, false}, Case{8, 2, 256, 160, 70, false}}) {
+    for (float softcap : {0.f, 50.f}) {
+      AttentionArgs a{c.H, c.Hkv, c.hd, c.cap, c.window, softcap};
+      std::vector<int32_t> table;
+      if (c.paged) {  // 16-position blocks, scattered
+        for (int b = 0; b < int(c.cap / 16); ++b) table.push_back(int32_t((b * 7) % (c.cap / 16)));
+        a.blocks = table.data();
+        a.block_shift = 4;
+      }
+      const size_t stride = size_t(c.Hkv) * size_t(c.hd);
+      std::vector<uint16_t> k(size_t(c.cap) * stride), v(k.size());
+      for (auto& x : k) x = fp32_to_fp16(nd(rng));
+      for (auto& x : v) x = fp32_to_fp16(nd(rng));
+      const int nq = 13;
+      const size_t qd = size_t(c.H) * size_t(c.hd);
+      std::vector<float> q(size_t(nq) * qd);
+      for (auto& x : q) x = nd(rng) * 0.2f;
+      const int64_t max_keys = c.window > 0 ? c.window : c.cap;
+      std::vector<float> sc(attention_block_scratch_floats(a, nq, max_keys));
+      // Positions: from the start, across tiles of 64 keys, and (windows) past the window.
+      for (int64_t p0 : {int64_t(0), int64_t(57), c.window > 0 ? c.cap - nq - 1 : int64_t(250)}) {
+        std::vector<float> want(q.size()), got(q.size(), -1.f);
+        for (int i = 0; i < nq; ++i)
+          attend_group(a, q.data() + size_t(i) * qd, k.data(), v.data(), p0 + i, 0, c.H,
+                       want.data() + size_t(i) * qd, sc.data());
+        const int group = c.H / c.Hkv;
+        for (int step : {group, std::max(1, group / 2)}) {
+          for (int h0 = 0; h0 < c.H; h0 += step)
+            attend_block(a, q.data(), qd, p0, nq, k.data(), v.data(), h0, h0 + step, got.data(), qd,
+                         sc.data());
+          ASSERT_EQ(want, got) << "H " << c.H << " Hkv " << c.Hkv << " hd " << c.hd << " window "
+                               << c.window << " p0 " << p0 << " heads per call " << step;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace g4
