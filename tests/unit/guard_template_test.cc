@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "../golden/model_path.h"
 #include "exact_options.h"
 #include "guard/guard.h"
@@ -51,7 +53,8 @@ const nlohmann::json& guard_fx() {
 
 // The tiny checkpoint copied to a temp directory with `chat_template` in tokenizer_config.json.
 std::string tiny_with_template(const std::string& tag, const std::string& tmpl) {
-  const fs::path dir = fs::temp_directory_path() / ("g4_guard_tmpl_" + tag);
+  const fs::path dir =
+      fs::temp_directory_path() / ("g4_guard_tmpl_" + tag + "_" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   for (const char* f :
@@ -140,11 +143,11 @@ TEST(GuardTemplate, ModelTemplateEqualsBuiltinOnTinyModel) {
 // (b) Other wording: the guard's prompt text is jinja2's rendering, split at the guideline
 // (prefix shared by all policies, suffix per policy), tokenized as the tokenizer encodes it.
 TEST(GuardTemplate, RewordedTemplateFollowsJinja2) {
-  GuardOptions go;
-  go.chat_template = jinja_fx()["templates"]["reworded"];
-  auto g = tiny_guard(kTiny, go);
+  const std::string dir =
+      tiny_with_template("reworded", jinja_fx()["templates"]["reworded"].get<std::string>());
+  auto g = tiny_guard(dir, GuardOptions{});
   ASSERT_TRUE(g.ok()) << g.error();
-  EXPECT_EQ(g.value()->template_source(), "option");
+  EXPECT_EQ(g.value()->template_source(), "model");
   const Tokenizer& tok = g.value()->engine().tokenizer();
   int checked = 0;
   for (const auto& c : jinja_fx()["cases"]) {
@@ -174,6 +177,7 @@ TEST(GuardTemplate, RewordedTemplateFollowsJinja2) {
     ++checked;
   }
   EXPECT_EQ(checked, 2);
+  fs::remove_all(dir);
 }
 
 // (c) Special-token text in the screened strings on the template path gets the built-in

@@ -77,6 +77,21 @@ TEST(Jinja, LimitsBoundWork) {
   EXPECT_FALSE(render("{{ 'ab' * 100000000000 }}").ok());
   EXPECT_FALSE(render("{{ 9223372036854775807 + 1 }}").ok());
   EXPECT_TRUE(render("{% for i in range(10) %}{{ i }}{% endfor %}").ok());
+  // Output held by callers counts: nested macros cannot each hold max_output.
+  EXPECT_FALSE(render("{% macro f(n) %}{{ 'x' * 600 }}{% if n %}{{ f(n - 1) }}{% endif %}"
+                      "{% endmacro %}{{ f(3) }}")
+                   .ok());
+  // Values nest at most 300 deep (destruction and printing recurse).
+  EXPECT_FALSE(jinja::render("{% set ns = namespace(x=[]) %}{% for i in range(400) %}"
+                             "{% set ns.x = [ns.x] %}{% endfor %}",
+                             Json::object())
+                   .ok());
+  // Lists grow under the same budget as strings, counted with their contents.
+  EXPECT_FALSE(render("{% set ns = namespace(l=['" + std::string(100, 'a') +
+                      "']) %}{% for i in range(20) %}{% set ns.l = ns.l + ns.l %}{% endfor %}")
+                   .ok());
+  // A namespace cannot be stored in a namespace (no reference cycles).
+  EXPECT_FALSE(render("{% set ns = namespace(a=1) %}{% set ns.me = [ns] %}").ok());
 }
 
 TEST(Jinja, ErrorsAreValues) {
