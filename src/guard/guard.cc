@@ -102,6 +102,7 @@ Result<Guard::Form> form_from_template(const jinja::Template& t, const Tokenizer
   if (!bos.empty() && tok.add_bos() && f.head.compare(0, bos.size(), bos) == 0) {
     f.head.erase(0, bos.size());
     f.bos = true;
+    f.bos_text = bos;
   }
   return f;
 }
@@ -136,10 +137,18 @@ Result<std::unique_ptr<Guard>> Guard::create(std::unique_ptr<Engine> engine,
   g->yes_id_ = yes[0];
   g->no_id_ = no[0];
   const GuardTemplate& t = go.tmpl;
-  g->forms_[0] = Form{t.preamble_prompt + t.prompt_open, "", t.prompt_close + t.principles,
-                      t.epilogue_prompt, true};
-  g->forms_[1] = Form{t.preamble_response + t.prompt_open, t.prompt_close + t.response_open,
-                      t.response_close + t.principles, t.epilogue_response, true};
+  g->forms_[0] = Form{t.preamble_prompt + t.prompt_open,
+                      "",
+                      t.prompt_close + t.principles,
+                      t.epilogue_prompt,
+                      true,
+                      ""};
+  g->forms_[1] = Form{t.preamble_response + t.prompt_open,
+                      t.prompt_close + t.response_open,
+                      t.response_close + t.principles,
+                      t.epilogue_response,
+                      true,
+                      ""};
   std::string src = go.chat_template;
   std::string source = "option";
   if (src.empty() && go.use_model_template) {
@@ -164,6 +173,7 @@ Result<std::unique_ptr<Guard>> Guard::create(std::unique_ptr<Engine> engine,
       g->forms_[k] = std::move(f.value());
     }
     g->template_source_ = source;
+    g->template_ = std::make_shared<const jinja::Template>(std::move(jt.value()));
   }
   return g;
 }
@@ -182,6 +192,21 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
   const Tokenizer& tok = engine_->tokenizer();
   const bool resp = !in.response.empty();
   const Form& f = forms_[resp ? 1 : 0];
+  if (template_) {
+    for (const GuardPolicy& p : policies) {
+      const std::string& g = resp ? p.response_guideline : p.prompt_guideline;
+      Result<std::string> r =
+          template_->render(guard_context(tok, resp, in.prompt, in.response, g));
+      if (!r.ok()) return Status::error("guard template: " + r.error());
+      const std::string want = f.bos_text + f.head + in.prompt +
+                               (resp ? f.mid + in.response : std::string()) + f.tail + g +
+                               f.epilogue;
+      if (r.value() != want)
+        return Status::error(
+            "guard template: its rendering of this input is not the judged text and guideline "
+            "inside the template's markup (the template depends on the text); check refused");
+    }
+  }
 
   std::vector<std::vector<int32_t>> suffixes;
   size_t max_suffix = 0;

@@ -45,6 +45,11 @@
 // follows the longest prefix it shares with one of them (the template head at least; for a
 // growing answer, the previous check's text); scores are bit-identical either way.
 //
+// With a template, every build() also renders it with the real strings (one render per policy)
+// and refuses the check unless the result equals the markup around them, so a template whose
+// output depends on the screened text in a way the load-time probes missed cannot slip text
+// past the special-token split.
+//
 // Threads: the guard owns its Engine (own weights mapping, ExecContext and KvCache), so it never
 // shares a forward context with the server's scheduler; check() calls are serialized by a mutex.
 #pragma once
@@ -58,6 +63,10 @@
 #include "guard/policies.h"
 
 namespace g4 {
+
+namespace jinja {
+class Template;
+}
 
 struct GuardTemplate {
   std::string preamble_prompt =
@@ -163,6 +172,7 @@ class Guard {
   struct Form {
     std::string head, mid, tail, epilogue;
     bool bos = true;
+    std::string bos_text;  // template text before head that became the BOS flag
   };
   const Form& form(bool response) const { return forms_[response ? 1 : 0]; }
 
@@ -181,7 +191,8 @@ class Guard {
 
   std::unique_ptr<Engine> engine_;
   GuardOptions opts_;
-  Form forms_[2];  // prompt-only, prompt+response
+  Form forms_[2];                                    // prompt-only, prompt+response
+  std::shared_ptr<const jinja::Template> template_;  // null: the built-in copy
   std::string template_source_ = "built-in";
   int32_t yes_id_ = -1, no_id_ = -1;
   std::mutex mu_;  // one check at a time: one KvCache, one ExecContext

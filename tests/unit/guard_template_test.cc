@@ -224,6 +224,23 @@ TEST(GuardTemplate, BrokenTemplatesAreLoadErrors) {
     ASSERT_FALSE(g.ok()) << src;
     EXPECT_NE(g.error().find(want), std::string::npos) << src << " -> " << g.error();
   }
+  // A template that branches on the screened text passes the load-time probes, but each check
+  // renders it with the real text and refuses the check when the split no longer holds.
+  {
+    GuardOptions go;
+    go.chat_template =
+        "{% if 'magic' in messages[0]['content'] %}X{% endif %}Q: {{ messages[0]['content'] }}"
+        "{% if messages | length > 1 %} R: {{ messages[1]['content'] }}{% endif %} "
+        "Rule: {{ guideline }}\nAnswer:";
+    auto g = tiny_guard(kTiny, go);
+    ASSERT_TRUE(g.ok()) << g.error();
+    const RiskProfile prof = compact_profile();
+    EXPECT_TRUE(g.value()->build({"plain words", ""}, prof.policies).ok());
+    auto bad = g.value()->build({"the magic word", ""}, prof.policies);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.error().find("depends on the text"), std::string::npos) << bad.error();
+    EXPECT_FALSE(g.value()->check({"the magic word", ""}, prof).ok());
+  }
   // The model's own broken guard template: the same error, not the built-in copy.
   const std::string dir = tiny_with_template("broken", "{% for m in messages %}{{ guideline }}");
   auto g = tiny_guard(dir, GuardOptions{});
