@@ -1,6 +1,7 @@
 // The guard's prompts from a chat template (GuardOptions::chat_template or the model's own
 // `tokenizer.chat_template` when it uses `guideline`; src/guard/guard.h):
-//  - the tiny Gemma 2 checkpoint carrying the fixture's compact template as its own chat template
+//  - the tiny Gemma 2 checkpoint (HF directory and GGUF twin) carrying the fixture's compact
+//  template as its chat template
 //    gives the ids and scores of the built-in path (which tests/unit/guard_test.cc checks
 //    against transformers);
 //  - on the default model, ShieldGemma's template gives the built-in copy's ids and scores;
@@ -21,6 +22,8 @@
 #include "exact_options.h"
 #include "guard/guard.h"
 #include "guard/policies.h"
+#include "io/gguf.h"
+#include "io/gguf_writer.h"
 #include "tokenizer/tokenizer.h"
 
 namespace g4 {
@@ -138,6 +141,58 @@ TEST(GuardTemplate, ModelTemplateEqualsBuiltinOnTinyModel) {
       EXPECT_EQ(ra.value().scores[i].score, rb.value().scores[i].score) << c["name"];
   }
   fs::remove_all(dir);
+}
+
+// (a) The same through a GGUF file: the tiny model's GGUF twin rewritten with the compact
+// template in `tokenizer.chat_template` (as llama.cpp's converter stores a checkpoint's
+// template) gives the ids and scores of the twin with the built-in strings.
+TEST(GuardTemplate, GgufModelTemplateEqualsBuiltin) {
+  const std::string src = kSrc + "/tests/golden/tiny_gemma2/gemma2_2b_like.gguf";
+  const std::string dst =
+      (fs::temp_directory_path() / ("g4_guard_tmpl_" + std::to_string(getpid()) + ".gguf"))
+          .string();
+  {
+    auto in = GgufFile::open(src);
+    ASSERT_TRUE(in.ok()) << in.error();
+    GgufWriter w;
+    for (const auto& [k, v] : in.value()->metadata()) ASSERT_TRUE(w.copy_kv(k, v).ok()) << k;
+    w.set_string("tokenizer.chat_template", jinja_fx()["templates"]["guard_compact"]);
+    for (const GgufTensor& t : in.value()->tensors())
+      ASSERT_TRUE(w.add_tensor(t.name, t.n_dims, t.ne, t.type).ok()) << t.name;
+    ASSERT_TRUE(w.begin(dst).ok());
+    for (const GgufTensor& t : in.value()->tensors()) ASSERT_TRUE(w.write(t.data, t.nbytes).ok());
+    ASSERT_TRUE(w.finish().ok());
+  }
+  GuardOptions windows;  // ShieldGemma's built-in strings; the file's template must win
+  windows.window_tokens = compact_options().window_tokens;
+  windows.overlap_tokens = compact_options().overlap_tokens;
+  // The twin's SPM list has no "Yes"/"No" pieces: the fixture's answer ids (as GuardTinyGguf).
+  GuardOptions compact = compact_options();
+  windows.yes_id = compact.yes_id = guard_fx()["yes_id"];
+  windows.no_id = compact.no_id = guard_fx()["no_id"];
+  auto builtin = tiny_guard(src, compact);
+  auto templ = tiny_guard(dst, windows);
+  ASSERT_TRUE(builtin.ok()) << builtin.error();
+  ASSERT_TRUE(templ.ok()) << templ.error();
+  EXPECT_EQ(templ.value()->template_source(), "model");
+  const RiskProfile prof = compact_profile();
+  for (const auto& c : guard_fx()["cases"]) {
+    GuardInput in{c["prompt"], c["response"]};
+    auto a = builtin.value()->build(in, prof.policies);
+    auto b = templ.value()->build(in, prof.policies);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a.value().size(), b.value().size());
+    for (size_t w = 0; w < a.value().size(); ++w) {
+      EXPECT_EQ(a.value()[w].prefix, b.value()[w].prefix) << c["name"];
+      EXPECT_EQ(a.value()[w].suffixes, b.value()[w].suffixes) << c["name"];
+    }
+    auto ra = builtin.value()->check(in, prof);
+    auto rb = templ.value()->check(in, prof);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    for (size_t i = 0; i < prof.policies.size(); ++i)
+      EXPECT_EQ(ra.value().scores[i].score, rb.value().scores[i].score) << c["name"];
+  }
+  fs::remove(dst);
 }
 
 // (b) Other wording: the guard's prompt text is jinja2's rendering, split at the guideline
