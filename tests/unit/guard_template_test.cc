@@ -1,9 +1,8 @@
 // The guard's prompts from a chat template (GuardOptions::chat_template or the model's own
 // `tokenizer.chat_template` when it uses `guideline`; src/guard/guard.h):
 //  - the tiny Gemma 2 checkpoint (HF directory and GGUF twin) carrying the fixture's compact
-//  template as its chat template
-//    gives the ids and scores of the built-in path (which tests/unit/guard_test.cc checks
-//    against transformers);
+//    template as its chat template gives the ids and scores of the built-in path (which
+//    tests/unit/guard_test.cc checks against transformers);
 //  - on the default model, ShieldGemma's template gives the built-in copy's ids and scores;
 //  - a template with other wording gives prompts equal to Python jinja2's rendering
 //    (tests/unit/data/jinja_expected.json, gen_jinja_fixture.py);
