@@ -7,8 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
@@ -56,19 +54,12 @@ bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
   geo.exact = o.exact;
   GuardOptions go;
   if (!o.guard_template.empty()) {
-    std::ifstream in(o.guard_template, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (!in.good() && !in.eof()) {
-      std::fprintf(stderr, "error: --guard-template: cannot read %s\n", o.guard_template.c_str());
+    Result<std::string> t = read_guard_template(o.guard_template);
+    if (!t.ok()) {
+      std::fprintf(stderr, "error: --guard-template: %s\n", t.error().c_str());
       return false;
     }
-    go.chat_template = ss.str();
-    if (go.chat_template.empty()) {
-      std::fprintf(stderr, "error: --guard-template: %s is empty or unreadable\n",
-                   o.guard_template.c_str());
-      return false;
-    }
+    go.chat_template = std::move(t.value());
   }
   auto g = Guard::load(geo, go);
   if (!g.ok()) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 #include "tokenizer/jinja.h"
 
@@ -455,6 +457,16 @@ Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profil
   }
   r.seconds = now_s() - t0;
   return r;
+}
+
+Result<std::string> read_guard_template(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("cannot read guard template " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::error("cannot read guard template " + path);
+  if (ss.str().empty()) return Status::error("guard template " + path + " is empty");
+  return ss.str();
 }
 
 // ---- OutputGate ----

@@ -204,6 +204,10 @@ class Guard {
   StepOutput out_;
 };
 
+// The text of a guard template file (`--guard-template`); an unreadable or empty file is an
+// error naming it.
+Result<std::string> read_guard_template(const std::string& path);
+
 // When to check an answer as it is generated (OutputCheckOptions of the profile). The caller
 // feeds each generated piece; due() says a mid-answer check of text() is due; after a check
 // that passed, passed() restarts the counts. Text is never released by the gate itself: the
