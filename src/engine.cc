@@ -8,6 +8,7 @@
 #include "constrain/grammar.h"
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
+#include "io/hf_tokenizer.h"
 #include "runtime/sequence.h"
 #include "runtime/text_stream.h"
 
@@ -59,6 +60,13 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
                          ": tokenizer has more tokens than the embedding has rows");
   }
   const bool has_template = e->file_->find("tokenizer.chat_template") != nullptr;
+  if (hf_dir) {
+    auto ct = read_hf_chat_template(opts.model_path);
+    if (!ct.ok()) return ct.status();
+    e->chat_template_ = std::move(ct.value());
+  } else if (auto ct = e->file_->get_string("tokenizer.chat_template"); ct.ok() && ct.value()) {
+    e->chat_template_ = *ct.value();
+  }
   const std::string name = e->model_->config().name;
   e->instruction_tuned_ = has_template || contains_ci(name, "-it") || contains_ci(name, " it") ||
                           contains_ci(name, "instruct");

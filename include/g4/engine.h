@@ -60,6 +60,9 @@ class Engine {
   // True when the checkpoint looks instruction-tuned (chat template, or "-it"/"instruct" in
   // its name); base models should be prompted with plain text.
   bool instruction_tuned() const { return instruction_tuned_; }
+  // The checkpoint's Jinja chat template: GGUF `tokenizer.chat_template`, or for a Hugging Face
+  // directory tokenizer_config.json's `chat_template` / chat_template.jinja; "" when none.
+  const std::string& chat_template() const { return chat_template_; }
   ExecContext& exec() { return *exec_; }
   // KV cache settings from the options (context, chunk, storage type, sparse routing); the
   // caller adds the pool size and ring slack it needs.
@@ -75,6 +78,7 @@ class Engine {
   std::unique_ptr<Model> model_;
   Tokenizer tok_;
   bool instruction_tuned_ = false;
+  std::string chat_template_;
   std::unique_ptr<ExecContext> exec_;
   std::unique_ptr<ConstraintCompiler> constraints_;
 };

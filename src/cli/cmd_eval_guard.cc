@@ -25,7 +25,8 @@ namespace g4::cli {
 namespace {
 
 struct GuardArgs {
-  std::string data, model, guard_model, policies, profile = "balanced", write_profile;
+  std::string data, model, guard_model, guard_template, policies, profile = "balanced",
+                                                                  write_profile;
   double target_fpr = 0.05;
   int threads = 0;
   bool exact = false, json = false;
@@ -123,11 +124,21 @@ int guard_command(const GuardArgs& a) {
   eo.n_threads = a.threads;
   eo.n_ctx = 2048;  // as g4 serve's guard: template + a 1024-token window + the longest policy
   eo.exact = a.exact;
-  auto g = Guard::load(eo, GuardOptions{});
+  GuardOptions go;
+  if (!a.guard_template.empty()) {
+    Result<std::string> t = read_guard_template(a.guard_template);
+    if (!t.ok()) {
+      std::fprintf(stderr, "g4: --guard-template: %s\n", t.error().c_str());
+      return 1;
+    }
+    go.chat_template = std::move(t.value());
+  }
+  auto g = Guard::load(eo, go);
   if (!g.ok()) {
     std::fprintf(stderr, "g4: %s\n", g.error().c_str());
     return 1;
   }
+  std::fprintf(stderr, "guard: prompt template: %s\n", g.value()->template_source().c_str());
 
   // Score every item on the policies it labels (of those evaluated).
   const size_t n = data.value().size();
@@ -372,6 +383,8 @@ Runner add_eval_guard(CLI::App& eval) {
       ->required();
   guard->add_option("model", g->model, "GGUF model (default: the pulled model)");
   guard->add_option("--guard-model", g->guard_model, "Classifier checkpoint (default: model)");
+  guard->add_option("--guard-template", g->guard_template,
+                    "Jinja file with the guard's prompt template, as g4 serve --guard-template");
   guard->add_option("--policies", g->policies,
                     "Comma-separated policies to evaluate (default: every labelled one)");
   guard

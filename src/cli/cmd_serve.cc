@@ -31,6 +31,10 @@ bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
     return false;
   }
   if (o.guard_model.empty() && !o.guard_self && o.guard_profile.empty()) {
+    if (!o.guard_template.empty()) {
+      std::fprintf(stderr, "error: --guard-template needs a guard (--guard or --guard-model)\n");
+      return false;
+    }
     if (o.guard_tool_threshold < 0) return true;
     std::fprintf(stderr,
                  "error: --guard-tool-threshold needs a guard (--guard or --guard-model)\n");
@@ -48,12 +52,22 @@ bool load_guard(const server::ServeOptions& o, server::ServerState& st) {
   geo.n_threads = o.threads;
   geo.n_ctx = 2048;  // template + a 1024-token window + the longest policy
   geo.exact = o.exact;
-  auto g = Guard::load(geo, GuardOptions{});
+  GuardOptions go;
+  if (!o.guard_template.empty()) {
+    Result<std::string> t = read_guard_template(o.guard_template);
+    if (!t.ok()) {
+      std::fprintf(stderr, "error: --guard-template: %s\n", t.error().c_str());
+      return false;
+    }
+    go.chat_template = std::move(t.value());
+  }
+  auto g = Guard::load(geo, go);
   if (!g.ok()) {
     std::fprintf(stderr, "error: %s\n", g.error().c_str());
     return false;
   }
   st.guard = std::move(g).value();
+  std::fprintf(stderr, "guard: prompt template: %s\n", st.guard->template_source().c_str());
   st.guard_profile = std::move(prof).value();
   st.guard_input = !o.guard_profile.empty();
   st.guard_model_id = std::filesystem::path(path).stem().string();
@@ -212,6 +226,10 @@ Runner add_serve(CLI::App& app) {
                  "strict | balanced | permissive | PROFILE.json: thresholds per policy; turns on "
                  "the input check of chat requests (blocked: 400, code content_filter) and the "
                  "output check of answers (stopped: finish_reason content_filter)");
+  app.add_option("--guard-template", o->guard_template,
+                 "Jinja file with the guard's ShieldGemma-style prompt template (takes messages "
+                 "and guideline); default: the guard model's own chat template when it uses "
+                 "`guideline`, else the built-in copy of ShieldGemma's prompt");
   app.add_flag("--guard-allow-relax", o->guard_allow_relax,
                "Let a request's \"guard\" field loosen the profile (default: only stricter)");
   app.add_option("--guard-tool-results", o->guard_tool_results,

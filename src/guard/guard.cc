@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "tokenizer/jinja.h"
 
 namespace g4 {
 namespace {
@@ -30,6 +34,79 @@ std::vector<int32_t> encode_rendered(const Tokenizer& tok, const std::vector<Seg
 // P(Yes) from the two answer logits: softmax over {Yes, No}.
 float yes_probability(float yes, float no) {
   return float(1.0 / (1.0 + std::exp(double(no) - yes)));
+}
+
+// Sentinels for the untrusted strings: private-use code points around a tag, so template text
+// never holds them and the rendering splits into markup and slots exactly.
+const std::string kSentPrompt = "\xEE\x80\x80g4:prompt\xEE\x80\x81";
+const std::string kSentResponse = "\xEE\x80\x80g4:response\xEE\x80\x81";
+const std::string kSentGuideline = "\xEE\x80\x80g4:guideline\xEE\x80\x81";
+
+jinja::Json guard_context(const Tokenizer& tok, bool resp, const std::string& prompt,
+                          const std::string& response, const std::string& guideline) {
+  jinja::Json msgs = jinja::Json::array();
+  msgs.push_back({{"role", "user"}, {"content", prompt}});
+  if (resp) msgs.push_back({{"role", "assistant"}, {"content", response}});
+  jinja::Json c = jinja::Json::object();
+  c["messages"] = std::move(msgs);
+  c["guideline"] = guideline;
+  c["add_generation_prompt"] = false;
+  c["bos_token"] = tok.bos() >= 0 ? tok.text(tok.bos()) : std::string();
+  c["eos_token"] = tok.eos() >= 0 ? tok.text(tok.eos()) : std::string();
+  return c;
+}
+
+// One form's markup from a guard chat template (see guard.h): rendered with sentinels, split at
+// them, then checked against renderings with real text (the template must not alter it).
+Result<Guard::Form> form_from_template(const jinja::Template& t, const Tokenizer& tok, bool resp) {
+  const std::string what = resp ? "prompt+response" : "prompt-only";
+  Result<std::string> r =
+      t.render(guard_context(tok, resp, kSentPrompt, kSentResponse, kSentGuideline));
+  if (!r.ok()) return Status::error("guard template (" + what + " form): " + r.error());
+  const std::string& text = r.value();
+  auto once = [&](const std::string& s, size_t* at) {
+    *at = text.find(s);
+    return *at != std::string::npos && text.find(s, *at + 1) == std::string::npos;
+  };
+  size_t p = 0, q = 0, g = 0;
+  const bool ok = once(kSentPrompt, &p) && (!resp || once(kSentResponse, &q)) &&
+                  once(kSentGuideline, &g) && (!resp || (p < q && q < g)) && p < g &&
+                  (resp || text.find(kSentResponse) == std::string::npos);
+  if (!ok)
+    return Status::error(
+        "guard template (" + what + " form): the rendering must hold the user message" +
+        (resp ? ", then the assistant message," : "") + " once each, then the guideline once");
+  Guard::Form f;
+  f.head = text.substr(0, p);
+  const size_t after_p = p + kSentPrompt.size();
+  if (resp) {
+    f.mid = text.substr(after_p, q - after_p);
+    f.tail = text.substr(q + kSentResponse.size(), g - q - kSentResponse.size());
+  } else {
+    f.tail = text.substr(after_p, g - after_p);
+  }
+  f.epilogue = text.substr(g + kSentGuideline.size());
+  // The judged text and the guideline must pass through unchanged (no trim, no case change).
+  static const char* kProbes[][3] = {
+      {" \t<start_of_turn>user 'q\" {{ x }}\n ", "\n r <end_of_turn> ", "  g\n"}, {"x", "y", "z"}};
+  for (const auto& pr : kProbes) {
+    Result<std::string> pr_text = t.render(guard_context(tok, resp, pr[0], pr[1], pr[2]));
+    const std::string want =
+        f.head + pr[0] + (resp ? f.mid + pr[1] : std::string()) + f.tail + pr[2] + f.epilogue;
+    if (!pr_text.ok() || pr_text.value() != want)
+      return Status::error("guard template (" + what +
+                           " form) changes the judged text or the guideline (e.g. trims it); "
+                           "it must insert them unchanged");
+  }
+  // A leading BOS text becomes the tokenizer's BOS flag, as in the built-in form.
+  const std::string bos = tok.bos() >= 0 ? tok.text(tok.bos()) : std::string();
+  f.bos = false;
+  if (!bos.empty() && tok.add_bos() && f.head.compare(0, bos.size(), bos) == 0) {
+    f.head.erase(0, bos.size());
+    f.bos = true;
+    f.bos_text = bos;
+  }
+  return f;
 }
 
 }  // namespace
@@ -61,6 +138,45 @@ Result<std::unique_ptr<Guard>> Guard::create(std::unique_ptr<Engine> engine,
   g->opts_ = go;
   g->yes_id_ = yes[0];
   g->no_id_ = no[0];
+  const GuardTemplate& t = go.tmpl;
+  g->forms_[0] = Form{t.preamble_prompt + t.prompt_open,
+                      "",
+                      t.prompt_close + t.principles,
+                      t.epilogue_prompt,
+                      true,
+                      ""};
+  g->forms_[1] = Form{t.preamble_response + t.prompt_open,
+                      t.prompt_close + t.response_open,
+                      t.response_close + t.principles,
+                      t.epilogue_response,
+                      true,
+                      ""};
+  std::string src = go.chat_template;
+  std::string source = "option";
+  if (src.empty() && go.use_model_template) {
+    // Only a template that mentions `guideline` is a guard template: an ordinary chat template
+    // (which this renderer need not even parse) leaves the built-in copy in place.
+    const std::string& m = g->engine_->chat_template();
+    if (m.find("guideline") != std::string::npos) {
+      src = m;
+      source = "model";
+    }
+  }
+  if (!src.empty()) {
+    const std::string where =
+        source == "model" ? "the guard model's chat template" : "the guard template";
+    Result<jinja::Template> jt = jinja::Template::parse(src);
+    if (!jt.ok()) return Status::error(where + ": " + jt.error());
+    if (!jt.value().uses_variable("guideline"))
+      return Status::error(where + " does not use `guideline`: not a ShieldGemma-style template");
+    for (int k = 0; k < 2; ++k) {
+      Result<Form> f = form_from_template(jt.value(), tok, k == 1);
+      if (!f.ok()) return Status::error(where + ": " + f.error());
+      g->forms_[k] = std::move(f.value());
+    }
+    g->template_source_ = source;
+    g->template_ = std::make_shared<const jinja::Template>(std::move(jt.value()));
+  }
   return g;
 }
 
@@ -76,15 +192,29 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
                          std::to_string(opts_.max_input_bytes));
   if (judged.empty()) return Status::error("guard: empty input");
   const Tokenizer& tok = engine_->tokenizer();
-  const GuardTemplate& t = opts_.tmpl;
   const bool resp = !in.response.empty();
+  const Form& f = forms_[resp ? 1 : 0];
+  if (template_) {
+    for (const GuardPolicy& p : policies) {
+      const std::string& g = resp ? p.response_guideline : p.prompt_guideline;
+      Result<std::string> r =
+          template_->render(guard_context(tok, resp, in.prompt, in.response, g));
+      if (!r.ok()) return Status::error("guard template: " + r.error());
+      const std::string want = f.bos_text + f.head + in.prompt +
+                               (resp ? f.mid + in.response : std::string()) + f.tail + g +
+                               f.epilogue;
+      if (r.value() != want)
+        return Status::error(
+            "guard template: its rendering of this input is not the judged text and guideline "
+            "inside the template's markup (the template depends on the text); check refused");
+    }
+  }
 
   std::vector<std::vector<int32_t>> suffixes;
   size_t max_suffix = 0;
   for (const GuardPolicy& p : policies) {
     const std::string& g = resp ? p.response_guideline : p.prompt_guideline;
-    suffixes.push_back(encode_rendered(
-        tok, {Seg{g, false}, Seg{resp ? t.epilogue_response : t.epilogue_prompt, true}}, false));
+    suffixes.push_back(encode_rendered(tok, {Seg{g, false}, Seg{f.epilogue, true}}, false));
     max_suffix = std::max(max_suffix, suffixes.back().size());
   }
   const int64_t n_ctx = engine_->options().n_ctx;
@@ -93,22 +223,18 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
                          std::to_string(max_suffix) + " tokens)");
 
   // Markup around the judged text: head (with BOS) + judged + tail.
-  std::string head = resp ? t.preamble_response : t.preamble_prompt;
-  head += t.prompt_open;
-  const std::string tail = (resp ? t.response_close : t.prompt_close) + t.principles;
+  const std::string& head = f.head;
+  const std::string& tail = f.tail;
   const std::vector<int32_t> judged_ids = tok.encode(judged, false, false);
 
   std::vector<Seg> head_segs{Seg{head, true}};
-  std::string mid;  // response form: between the question and the response
+  const std::string& mid = f.mid;  // response form: between the question and the response
   std::vector<int32_t> prompt_ids;
-  if (resp) {
-    mid = t.prompt_close + t.response_open;
-    prompt_ids = tok.encode(in.prompt, false, false);
-  }
+  if (resp) prompt_ids = tok.encode(in.prompt, false, false);
   const std::vector<int32_t> tail_ids = tok.encode_segments({Seg{tail, true}}, false);
   const std::vector<int32_t> mid_ids =
       resp ? tok.encode_segments({Seg{mid, true}}, false) : std::vector<int32_t>{};
-  const std::vector<int32_t> head_ids = tok.encode_segments(head_segs, true);
+  const std::vector<int32_t> head_ids = tok.encode_segments(head_segs, f.bos);
 
   // Window size that fits the context next to the markup and the longest suffix. In the
   // response form the question keeps at most its last window/2 tokens.
@@ -133,10 +259,10 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
       gp.prefix = encode_rendered(tok,
                                   {Seg{head, true}, Seg{in.prompt, false}, Seg{mid, true},
                                    Seg{in.response, false}, Seg{tail, true}},
-                                  true);
+                                  f.bos);
     } else {
       gp.prefix =
-          encode_rendered(tok, {Seg{head, true}, Seg{in.prompt, false}, Seg{tail, true}}, true);
+          encode_rendered(tok, {Seg{head, true}, Seg{in.prompt, false}, Seg{tail, true}}, f.bos);
     }
     if (int64_t(gp.prefix.size() + max_suffix) <= n_ctx) {
       gp.suffixes = suffixes;
@@ -169,11 +295,9 @@ Result<std::vector<GuardPrompt>> Guard::build(const GuardInput& in,
 // fresh prefill would write: scores stay bit-identical (GuardCache.* tests).
 void Guard::pin_heads() {
   const Tokenizer& tok = engine_->tokenizer();
-  const GuardTemplate& t = opts_.tmpl;
   if (opts_.cache_entries < 3) return;  // pinning both heads would leave no room for windows
-  for (const std::string& head :
-       {t.preamble_prompt + t.prompt_open, t.preamble_response + t.prompt_open}) {
-    std::vector<int32_t> ids = tok.encode_segments({Tokenizer::Segment{head, true}}, true);
+  for (const Form& f : forms_) {
+    std::vector<int32_t> ids = tok.encode_segments({Tokenizer::Segment{f.head, true}}, f.bos);
     if (ids.empty() || int64_t(ids.size()) > engine_->options().max_chunk) continue;
     CacheEntry* e = nullptr;
     for (CacheEntry& c : cache_)
@@ -333,6 +457,16 @@ Result<GuardResult> Guard::check(const GuardInput& in, const RiskProfile& profil
   }
   r.seconds = now_s() - t0;
   return r;
+}
+
+Result<std::string> read_guard_template(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::error("cannot read guard template " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Status::error("cannot read guard template " + path);
+  if (ss.str().empty()) return Status::error("guard template " + path + " is empty");
+  return ss.str();
 }
 
 // ---- OutputGate ----

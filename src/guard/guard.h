@@ -16,6 +16,21 @@
 // tokens on; PROMPT, RESPONSE and GUIDELINE with them off (a literal "<end_of_turn>" in user text
 // stays text).
 //
+// Template source: GuardOptions::chat_template when set; else the guard model's own chat
+// template (GGUF `tokenizer.chat_template`, which `g4 convert` / the HF loader copy from
+// tokenizer_config.json) when it mentions `guideline` (ShieldGemma's checkpoints are called as
+// apply_chat_template(chat, guideline=...)); else the built-in copy above (GuardOptions::tmpl).
+// A chat template that does not mention `guideline` (an ordinary Gemma chat template) is not a
+// guard template. A guard template is rendered once per form at load, with chat = [user]
+// (prompt-only) or [user, assistant] (prompt+response), bos_token, and sentinel strings for the
+// prompt, the response and the guideline; the rendering must hold each sentinel once, the
+// judged text before the guideline, and must pass the judged text through unchanged (probed
+// with whitespace, quotes and markup). The text between the sentinels becomes the form's
+// markup, tokenized with special tokens on, the judged text and guideline with them off, as for
+// the built-in copy; so the prefix shared by all policies is the rendering up to the guideline.
+// A guard template that fails any of this (syntax error, raise_exception, wrong structure) makes
+// Guard::load / create fail with the template's error: no silent fallback to the built-in copy.
+//
 // Score: P(Yes) = softmax over the logits of the Yes and No answer tokens at the position after
 // the prompt. The answer ids are the first token of tokenizer.encode("Yes") and of
 // encode("No") (no BOS, no special parsing): on Gemma vocabularies these are the single tokens
@@ -30,6 +45,11 @@
 // follows the longest prefix it shares with one of them (the template head at least; for a
 // growing answer, the previous check's text); scores are bit-identical either way.
 //
+// With a template, every build() also renders it with the real strings (one render per policy)
+// and refuses the check unless the result equals the markup around them, so a template whose
+// output depends on the screened text in a way the load-time probes missed cannot slip text
+// past the special-token split.
+//
 // Threads: the guard owns its Engine (own weights mapping, ExecContext and KvCache), so it never
 // shares a forward context with the server's scheduler; check() calls are serialized by a mutex.
 #pragma once
@@ -43,6 +63,10 @@
 #include "guard/policies.h"
 
 namespace g4 {
+
+namespace jinja {
+class Template;
+}
 
 struct GuardTemplate {
   std::string preamble_prompt =
@@ -66,6 +90,10 @@ struct GuardTemplate {
 
 struct GuardOptions {
   GuardTemplate tmpl;
+  // A ShieldGemma-style Jinja chat template (takes `messages` and `guideline`); empty: the
+  // model's own when it uses `guideline`, else `tmpl` (see the head of this file).
+  std::string chat_template;
+  bool use_model_template = true;    // false: ignore the model's chat template
   int window_tokens = 1024;          // tokens of judged text per window
   int overlap_tokens = 128;          // shared by consecutive windows
   int max_input_bytes = 256 * 1024;  // larger inputs are refused (clear error, no work done)
@@ -135,6 +163,18 @@ class Guard {
   int32_t no_id() const { return no_id_; }
   const Engine& engine() const { return *engine_; }
   const GuardOptions& options() const { return opts_; }
+  // Where the prompt text comes from: "built-in", "model" (the checkpoint's chat template) or
+  // "option" (GuardOptions::chat_template).
+  const std::string& template_source() const { return template_source_; }
+
+  // One form's markup around the judged text: BOS? + head + PROMPT [+ mid + RESPONSE] + tail
+  // (the shared prefix), then per policy GUIDELINE + epilogue.
+  struct Form {
+    std::string head, mid, tail, epilogue;
+    bool bos = true;
+    std::string bos_text;  // template text before head that became the BOS flag
+  };
+  const Form& form(bool response) const { return forms_[response ? 1 : 0]; }
 
  private:
   Guard() = default;
@@ -151,6 +191,9 @@ class Guard {
 
   std::unique_ptr<Engine> engine_;
   GuardOptions opts_;
+  Form forms_[2];                                    // prompt-only, prompt+response
+  std::shared_ptr<const jinja::Template> template_;  // null: the built-in copy
+  std::string template_source_ = "built-in";
   int32_t yes_id_ = -1, no_id_ = -1;
   std::mutex mu_;  // one check at a time: one KvCache, one ExecContext
   std::unique_ptr<KvCache> kv_;
@@ -160,6 +203,10 @@ class Guard {
   int last_cached_ = 0;
   StepOutput out_;
 };
+
+// The text of a guard template file (`--guard-template`); an unreadable or empty file is an
+// error naming it.
+Result<std::string> read_guard_template(const std::string& path);
 
 // When to check an answer as it is generated (OutputCheckOptions of the profile). The caller
 // feeds each generated piece; due() says a mid-answer check of text() is due; after a check

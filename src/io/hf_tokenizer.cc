@@ -116,14 +116,23 @@ Result<std::optional<HfVocab>> read_hf_vocab(const std::string& dir, const std::
     v.add_bos = cfg["add_bos_token"].get<bool>();
   if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean())
     v.add_eos = cfg["add_eos_token"].get<bool>();
-  if (cfg.contains("chat_template") && cfg["chat_template"].is_string()) {
-    v.chat_template = cfg["chat_template"].get<std::string>();
-  } else if (fs::exists(dir + "/chat_template.jinja", ec)) {
-    auto c = slurp(dir + "/chat_template.jinja");
-    if (!c.ok()) return c.status();
-    v.chat_template = c.value();
-  }
+  auto ct = read_hf_chat_template(dir);
+  if (!ct.ok()) return ct.status();
+  v.chat_template = std::move(ct.value());
   return std::optional<HfVocab>(std::move(v));
+}
+
+Result<std::string> read_hf_chat_template(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/tokenizer_config.json", ec)) {
+    auto c = slurp(dir + "/tokenizer_config.json");
+    if (!c.ok()) return c.status();
+    const json cfg = json::parse(c.value(), nullptr, false);
+    if (cfg.is_object() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
+      return cfg["chat_template"].get<std::string>();
+  }
+  if (std::filesystem::exists(dir + "/chat_template.jinja", ec)) return slurp(dir + "/chat_template.jinja");
+  return std::string();
 }
 
 }  // namespace g4

@@ -39,5 +39,7 @@ struct HfVocab {
 
 // std::nullopt when `dir` has no tokenizer.json.
 Result<std::optional<HfVocab>> read_hf_vocab(const std::string& dir, const std::string& arch);
+// tokenizer_config.json's `chat_template` string, else chat_template.jinja, else "".
+Result<std::string> read_hf_chat_template(const std::string& dir);
 
 }  // namespace g4

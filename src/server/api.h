@@ -63,6 +63,7 @@ struct ServeOptions {
   bool guard_allow_relax = false;            // requests may loosen the profile
   std::string guard_tool_results = "strip";  // off | flag | strip | datamark
   double guard_tool_threshold = -1;          // >= 0: model-based check of tool results
+  std::string guard_template;                // Jinja file: the guard's prompt template
   std::string kv_type = "f16";
 };
 

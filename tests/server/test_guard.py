@@ -13,6 +13,7 @@ block or a pass set the threshold to 0 or 1 in a profile file (or in the request
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import ollama
 import openai
@@ -436,3 +437,27 @@ def test_tool_results_model_check():
     with pytest.raises(RuntimeError) as e:
         Server("--guard-tool-threshold", "0.5", ready_timeout=60)
     assert "--guard" in str(e.value)
+
+
+def test_guard_template_option(lenient, tmp_path):
+    """--guard-template: ShieldGemma's template as a file gives the built-in copy's scores (the
+    template renders the same text, tests/unit/guard_template_test.cc); the log names it; a
+    template that alters the screened text stops the server at startup."""
+    tmpl = Path(__file__).resolve().parents[1] / "unit/data/shieldgemma_chat_template.jinja"
+    prof = tmp_path / "never.json"
+    prof.write_text(json.dumps({"name": "never", "default_threshold": 1.0}))
+    s = Server("--guard-profile", str(prof), "--guard-template", str(tmpl))
+    try:
+        assert "guard: prompt template: option" in s.log_text()
+        text = "How do I bake sourdough bread?"
+
+        def scores(server):
+            r = client(server).moderations.create(input=text).results[0]
+            return {p["policy"]: p["score"] for p in r.model_extra["g4_guard"]["policies"]}
+        assert scores(s) == scores(lenient)
+    finally:
+        assert s.stop() == 0
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{{ messages[0]['content'] | trim }} {{ guideline }}")
+    with pytest.raises(RuntimeError, match="changes the judged text"):
+        Server("--guard", "--guard-template", str(bad))
