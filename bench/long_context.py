@@ -12,7 +12,7 @@ and prints tokens/s with g4/llama.cpp ratios, plus g4's attention time per decod
     .venv/bin/python bench/long_context.py [--model M] [--threads 2] [--reps 1]
         [--prefill 16384,32768] [--depths 8192,16384,32768] [-n 32] [--g4 build/release/g4]
         [--llama-bench ~/.cache/g4/llama.cpp/bin/llama-bench] [--kv-fill prefill|random]
-        [--json OUT.json]
+        [--sparse-args "--sparse-budget 8192 --sparse-page 16"] [--json OUT.json]
 
 A depth at or past the model's trained context (32768 for the default model) is lowered to
 ctx - n - 16 so the decoded tokens fit (g4 caps its context at the trained length). Both
@@ -43,6 +43,8 @@ ap.add_argument("--g4", default=str(root / "build/release/g4"))
 ap.add_argument("--llama-bench", default=os.path.expanduser("~/.cache/g4/llama.cpp/bin/llama-bench"))
 ap.add_argument("--kv-fill", default="prefill", choices=["prefill", "random"])
 ap.add_argument("--no-sparse", action="store_true", help="skip the g4 --sparse decode runs")
+ap.add_argument("--sparse-args", default="", help="extra g4 flags for the sparse runs, e.g. "
+                "'--sparse-budget 8192 --sparse-page 16'")
 ap.add_argument("--json", default=None, help="also write every result to this file")
 a = ap.parse_args()
 
@@ -74,7 +76,7 @@ def g4(p, n, d, sparse=False):
     if n:
         cmd += ["--profile"]
     if sparse:
-        cmd += ["--sparse"]
+        cmd += ["--sparse"] + a.sparse_args.split()
     j = json.loads(run(cmd).strip().splitlines()[-1])
     if p:
         return j["pp"]["tokens_per_s"], None
@@ -82,6 +84,7 @@ def g4(p, n, d, sparse=False):
 
 
 results = {"model": a.model, "threads": a.threads, "reps": a.reps, "n": a.n,
+           "sparse_args": a.sparse_args,
            "kv_fill": a.kv_fill, "prefill": [], "decode": []}
 for p in ints(a.prefill):
     ll = llama(p, 0, 0)

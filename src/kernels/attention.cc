@@ -222,6 +222,59 @@ G4_AVX2_ATT void pv_avx2(const float* p, size_t ps, int nh, int hd, int64_t j0, 
     }
   }
 }
+// Four rows against four keys: the q.k chains of qk_block (one 8-lane FMA chain per row and key,
+// the same reduction), sixteen at a time in AVX-512VL's 32 ymm registers, so each q and key
+// chunk load feeds four FMAs instead of two. Query blocks only (attend_block_f16).
+G4_AVX512_ATT inline float red512(__m256 acc) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+G4_AVX512_ATT void qk_4x4(const float* q, int hd, const uint16_t* const* k, float* s) {
+  __m256 acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int i = 0; i < hd; i += 8) {
+    __m256 vk[4];
+    for (int c = 0; c < 4; ++c)
+      vk[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k[c] + i)));
+    for (int r = 0; r < 4; ++r) {
+      const __m256 vq = _mm256_loadu_ps(q + size_t(r) * size_t(hd) + size_t(i));
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_fmadd_ps(vq, vk[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) s[r * 4 + c] = red512(acc[r][c]);
+}
+
+// Up to four rows of one token (their probabilities p[r * ps + j]) times V rows already
+// widened to f32 (vt[j * hd ...], exact), 64 columns (4 registers per row) at a time, for keys
+// [j0, j1): each element gets pv_avx512's FMA chain in key order, continued from out when acc.
+G4_AVX512_ATT void pv_rows_f32(const float* p, size_t ps, int nr, int hd, int64_t j0, int64_t j1,
+                               const float* vt, int64_t vbase, float* out, bool acc) {
+  for (int c0 = 0; c0 < hd; c0 += 64) {
+    __m512 a[4][4];
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 4; ++c)
+        a[r][c] = acc && r < nr
+                      ? _mm512_loadu_ps(out + size_t(r) * size_t(hd) + size_t(c0 + 16 * c))
+                      : _mm512_setzero_ps();
+    for (int64_t j = j0; j < j1; ++j) {
+      const float* vr = vt + size_t(j - vbase) * size_t(hd) + size_t(c0);
+      __m512 vx[4];
+      for (int c = 0; c < 4; ++c) vx[c] = _mm512_loadu_ps(vr + 16 * c);
+      for (int r = 0; r < nr; ++r) {
+        const __m512 pr = _mm512_set1_ps(p[size_t(r) * ps + size_t(j)]);
+        for (int c = 0; c < 4; ++c) a[r][c] = _mm512_fmadd_ps(pr, vx[c], a[r][c]);
+      }
+    }
+    for (int r = 0; r < nr; ++r)
+      for (int c = 0; c < 4; ++c)
+        _mm512_storeu_ps(out + size_t(r) * size_t(hd) + size_t(c0 + 16 * c), a[r][c]);
+  }
+}
+
 bool have_avx512();
 // pv_avx512 where the CPU and head size allow, else pv_avx2 (the same values per element).
 template <typename RowFn>
@@ -443,6 +496,7 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(hd), off = size_t(kvh) * size_t(hd);
   auto krow = [&](int64_t j) { return k + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
   auto vrow = [&](int64_t j) { return v + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
+  const bool wide = have_avx512(), wide_pv = wide && hd % 64 == 0;
   float* qb = scratch;                           // [R][hd], row i * nh + (h - h0)
   float* sc = scratch + size_t(R) * size_t(hd);  // [R][n]
   for (int i = 0; i < nq; ++i)
@@ -456,6 +510,18 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
     for (int r0 = 0; r0 < R; r0 += 4) {
       const int m = std::min(4, R - r0);
       const float* qr = qb + size_t(r0) * size_t(hd);
+      if (m == 4 && wide) {
+        for (int64_t j = jt; j < je; j += 4) {
+          const uint16_t* kk[4];
+          for (int c = 0; c < 4; ++c) kk[c] = krow(std::min(j + c, je - 1));
+          float s[16];
+          qk_4x4(qr, hd, kk, s);
+          for (int i = 0; i < 4; ++i)
+            for (int c = 0; c < 4 && j + c < je; ++c)
+              sc[size_t(r0 + i) * size_t(n) + size_t(j + c)] = s[i * 4 + c];
+        }
+        continue;
+      }
       for (int64_t j = jt; j < je; j += 2) {
         const uint16_t* k0 = krow(j);
         const uint16_t* k1 = j + 1 < je ? krow(j + 1) : k0;
@@ -482,14 +548,26 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
       softmax(row, len);
     }
   }
-  // Values, a key tile at a time for every token's heads.
+  // Values, a key tile at a time for every token's heads (AVX-512 with head sizes a multiple
+  // of 64: the tile widened to f32 once, then four rows per pass over it).
+  float* vt = sc + size_t(R) * size_t(n);  // [kTile][hd]
   for (int64_t jt = 0; jt < n; jt += kTile) {
+    const int64_t je = std::min(n, jt + kTile);
+    if (wide_pv)
+      for (int64_t j = jt; j < je; ++j) widen(vrow(j), vt + size_t(j - jt) * size_t(hd), hd);
     for (int i = 0; i < nq; ++i) {
       const int64_t p = p0 + i, o = first_of(p) - f0, end = o + (p - first_of(p) + 1);
-      const int64_t b = std::max(jt, o), e = std::min(jt + kTile, end);
+      const int64_t b = std::max(jt, o), e = std::min(je, end);
       if (b >= e) continue;
-      pv_f16(sc + size_t(i * nh) * size_t(n), size_t(n), nh, hd, b, e, vrow,
-             out + size_t(i) * out_stride + size_t(h0) * size_t(hd), b > o);
+      const float* pi = sc + size_t(i * nh) * size_t(n);
+      float* oi = out + size_t(i) * out_stride + size_t(h0) * size_t(hd);
+      if (!wide_pv) {
+        pv_f16(pi, size_t(n), nh, hd, b, e, vrow, oi, b > o);
+        continue;
+      }
+      for (int r = 0; r < nh; r += 4)
+        pv_rows_f32(pi + size_t(r) * size_t(n), size_t(n), std::min(4, nh - r), hd, b, e, vt, jt,
+                    oi + size_t(r) * size_t(hd), b > o);
     }
   }
 }
@@ -594,8 +672,9 @@ int attention_query_block(int group, int head_dim, int64_t max_keys) {
 
 size_t attention_block_scratch_floats(const AttentionArgs& a, int nq, int64_t max_keys) {
   const size_t group = size_t(a.n_heads / a.n_kv_heads);
-  return std::max(attention_scratch_floats(a, max_keys),
-                  size_t(nq) * group * (size_t(a.head_dim) + size_t(max_keys + nq)));
+  return std::max(
+      attention_scratch_floats(a, max_keys),
+      size_t(nq) * group * (size_t(a.head_dim) + size_t(max_keys + nq)) + 64 * size_t(a.head_dim));
 }
 
 void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
