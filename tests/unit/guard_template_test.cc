@@ -21,6 +21,7 @@
 #include "exact_options.h"
 #include "guard/guard.h"
 #include "guard/policies.h"
+#include "guard_fixture.h"
 #include "io/gguf.h"
 #include "io/gguf_writer.h"
 #include "tokenizer/tokenizer.h"
@@ -69,21 +70,7 @@ std::string tiny_with_template(const std::string& tag, const std::string& tmpl) 
 }
 
 GuardOptions compact_options() {  // guard_expected.json's template as the built-in strings
-  const auto& fx = guard_fx();
-  GuardOptions go;
-  const auto& t = fx["template"];
-  go.tmpl.preamble_prompt = t["preamble_prompt"];
-  go.tmpl.preamble_response = t["preamble_response"];
-  go.tmpl.prompt_open = t["prompt_open"];
-  go.tmpl.prompt_close = t["prompt_close"];
-  go.tmpl.response_open = t["response_open"];
-  go.tmpl.response_close = t["response_close"];
-  go.tmpl.principles = t["principles"];
-  go.tmpl.epilogue_prompt = t["epilogue_prompt"];
-  go.tmpl.epilogue_response = t["epilogue_response"];
-  go.window_tokens = fx["window_tokens"];
-  go.overlap_tokens = fx["overlap_tokens"];
-  return go;
+  return test::guard_fixture_options(guard_fx());
 }
 
 RiskProfile compact_profile() {

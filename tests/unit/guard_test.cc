@@ -14,6 +14,7 @@
 #include "guard/guard.h"
 #include "guard/policies.h"
 #include "guard/tool_results.h"
+#include "guard_fixture.h"
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,20 +30,7 @@ nlohmann::json fixture() {
 }
 
 GuardOptions fixture_options(const nlohmann::json& fx) {
-  GuardOptions go;
-  const auto& t = fx["template"];
-  go.tmpl.preamble_prompt = t["preamble_prompt"];
-  go.tmpl.preamble_response = t["preamble_response"];
-  go.tmpl.prompt_open = t["prompt_open"];
-  go.tmpl.prompt_close = t["prompt_close"];
-  go.tmpl.response_open = t["response_open"];
-  go.tmpl.response_close = t["response_close"];
-  go.tmpl.principles = t["principles"];
-  go.tmpl.epilogue_prompt = t["epilogue_prompt"];
-  go.tmpl.epilogue_response = t["epilogue_response"];
-  go.window_tokens = fx["window_tokens"];
-  go.overlap_tokens = fx["overlap_tokens"];
-  return go;
+  return test::guard_fixture_options(fx);
 }
 
 RiskProfile fixture_profile(const nlohmann::json& fx) {
