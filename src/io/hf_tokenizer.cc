@@ -131,7 +131,8 @@ Result<std::string> read_hf_chat_template(const std::string& dir) {
     if (cfg.is_object() && cfg.contains("chat_template") && cfg["chat_template"].is_string())
       return cfg["chat_template"].get<std::string>();
   }
-  if (std::filesystem::exists(dir + "/chat_template.jinja", ec)) return slurp(dir + "/chat_template.jinja");
+  if (std::filesystem::exists(dir + "/chat_template.jinja", ec))
+    return slurp(dir + "/chat_template.jinja");
   return std::string();
 }
 
