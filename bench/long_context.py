@@ -15,7 +15,7 @@ and prints tokens/s with g4/llama.cpp ratios, plus g4's attention time per decod
         [--sparse-args "--sparse-budget 8192 --sparse-page 16"] [--json OUT.json]
 
 A depth at or past the model's trained context (32768 for the default model) is lowered to
-ctx - n - 16 so the decoded tokens fit (g4 caps its context at the trained length). Both
+ctx - n - 1 so the decoded tokens fit (g4 caps its context at the trained length). Both
 engines get the same lowered depth. Both keep their warm-ups (llama-bench: a short eval
 before each test; g4 bench: one untimed prefill run before a prefill test, and each depth is
 prefilled once, untimed, then copied into the timed runs). --kv-fill random makes g4's
@@ -91,7 +91,7 @@ for p in ints(a.prefill):
     gg, _ = g4(p, 0, 0)
     results["prefill"].append({"tokens": p, "llama": ll, "g4": gg})
 for d in ints(a.depths):
-    dd = min(d, a.ctx_train - a.n - 16)
+    dd = min(d, a.ctx_train - a.n - 1)
     ll = llama(0, a.n, dd)
     gd, att_d = g4(0, a.n, dd)
     row = {"depth": d, "depth_run": dd, "llama": ll, "g4": gd, "g4_attn_ms": att_d}

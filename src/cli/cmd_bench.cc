@@ -134,7 +134,9 @@ Runner add_bench(CLI::App& app) {
     eo.model_path = a->model;
     eo.n_threads = a->threads;
     const int d = a->depth;
-    eo.n_ctx = d + std::max(a->pp, a->tg + 1) + 16;
+    // Exactly the positions a run writes (a prompt of pp, or tg + 1 decoding steps), so
+    // -p 32768 fits a 32K model.
+    eo.n_ctx = d + std::max(a->pp, a->tg + 1);
     eo.max_chunk = 512;
     eo.exact = a->exact;
     eo.sparse = a->sparse;
