@@ -1,6 +1,7 @@
 #include "kernels/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -275,11 +276,48 @@ G4_AVX512_ATT void pv_rows_f32(const float* p, size_t ps, int nr, int hd, int64_
   }
 }
 
+// pv_avx512 for four heads at once, 64 columns (4 registers per head) per pass: each V row
+// chunk is read once for the four heads instead of once per pair (a decode over a long
+// context streams V from memory once, not twice). The same FMA chain per element.
+template <typename RowFn>
+G4_AVX512_ATT void pv4_avx512(const float* p, size_t ps, int hd, int64_t j0, int64_t j1, RowFn row,
+                              float* out, bool acc) {
+  for (int c0 = 0; c0 < hd; c0 += 64) {
+    __m512 a[4][4];
+    for (int h = 0; h < 4; ++h)
+      for (int c = 0; c < 4; ++c)
+        a[h][c] = acc ? _mm512_loadu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 16 * c))
+                      : _mm512_setzero_ps();
+    for (int64_t j = j0; j < j1; ++j) {
+      const uint16_t* vr = row(j) + c0;
+      __m512 vx[4];
+      for (int c = 0; c < 4; ++c)
+        vx[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * c)));
+      for (int h = 0; h < 4; ++h) {
+        const __m512 ph = _mm512_set1_ps(p[size_t(h) * ps + size_t(j)]);
+        for (int c = 0; c < 4; ++c) a[h][c] = _mm512_fmadd_ps(ph, vx[c], a[h][c]);
+      }
+    }
+    for (int h = 0; h < 4; ++h)
+      for (int c = 0; c < 4; ++c)
+        _mm512_storeu_ps(out + size_t(h) * size_t(hd) + size_t(c0 + 16 * c), a[h][c]);
+  }
+}
+
 bool have_avx512();
-// pv_avx512 where the CPU and head size allow, else pv_avx2 (the same values per element).
+// pv_avx512 where the CPU and head size allow (four heads at a time where it can), else
+// pv_avx2 (the same values per element).
 template <typename RowFn>
 void pv_f16(const float* p, size_t ps, int nh, int hd, int64_t j0, int64_t j1, RowFn row,
             float* out, bool acc) {
+  if (have_avx512() && hd % 64 == 0 && nh >= 4) {
+    int h = 0;
+    for (; h + 4 <= nh; h += 4)
+      pv4_avx512(p + size_t(h) * ps, ps, hd, j0, j1, row, out + size_t(h) * size_t(hd), acc);
+    if (h < nh)
+      pv_avx512(p + size_t(h) * ps, ps, nh - h, hd, j0, j1, row, out + size_t(h) * size_t(hd), acc);
+    return;
+  }
   if (have_avx512() && hd % 16 == 0) {
     pv_avx512(p, ps, nh, hd, j0, j1, row, out, acc);
   } else {
@@ -400,12 +438,33 @@ size_t attention_scratch_floats(const AttentionArgs& a, int64_t max_keys) {
 
 namespace {
 
+// The keys a query at pos reads: its causal window cut to [a.key_lo, a.key_hi).
+struct KeySpan {
+  int64_t first, n;  // n <= 0: none
+};
+inline KeySpan key_span(const AttentionArgs& a, int64_t pos) {
+  const int64_t w = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
+  const int64_t first = std::max(w, a.key_lo);
+  return {first, std::min(pos, a.key_hi - 1) - first + 1};
+}
+// Heads [h0, h1) have no keys in the span: an empty chunk (sum 0) in their stats.
+inline void no_keys(float* stats, int h0, int h1) {
+  if (stats == nullptr) return;
+  for (int h = h0; h < h1; ++h) {
+    stats[2 * h] = -INFINITY;
+    stats[2 * h + 1] = 0.f;
+  }
+}
+inline float* head_stats(float* stats, int h) {
+  return stats != nullptr ? stats + 2 * h : nullptr;
+}
+
 // Heads [hs, he) of one KV head over keys first..first+n-1, each K and V row widened to f32
 // once for the whole group (widen_k(j, row), widen_v(j, row)), then the f32 dot and axpy.
 // The portable path of fp16 caches and the only path of q8_0 ones.
 template <typename WidenK, typename WidenV>
 void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, int he,
-                    WidenK widen_k, WidenV widen_v, float* out, float* scores) {
+                    WidenK widen_k, WidenV widen_v, float* out, float* scores, float* stats) {
   const int hd = a.head_dim;
   float* row = scores + size_t(he - hs) * size_t(n);
   for (int64_t j = 0; j < n; ++j) {
@@ -417,7 +476,7 @@ void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, i
     }
   }
   for (int h = hs; h < he; ++h) {
-    softmax(scores + size_t(h - hs) * size_t(n), n);
+    softmax_stats(scores + size_t(h - hs) * size_t(n), n, head_stats(stats, h));
     std::memset(out + size_t(h) * size_t(hd), 0, sizeof(float) * size_t(hd));
   }
   for (int64_t j = 0; j < n; ++j) {
@@ -429,9 +488,9 @@ void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, i
 }
 
 void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
-                      int64_t pos, int h0, int h1, float* out, float* scores) {
-  const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  const int64_t n = pos - first + 1;
+                      int64_t pos, int h0, int h1, float* out, float* scores, float* stats) {
+  const auto [first, n] = key_span(a, pos);
+  if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(hd);
@@ -454,7 +513,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
         if (a.softcap > 0.f) {
           for (int64_t j = 0; j < n; ++j) sc[j] = a.softcap * std::tanh(sc[j] / a.softcap);
         }
-        softmax(sc, n);
+        softmax_stats(sc, n, head_stats(stats, h));
       }
       pv_f16(scores, size_t(n), he - hs, hd, 0, n, vrow, out + size_t(hs) * size_t(hd), false);
       hs = he;
@@ -470,7 +529,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
         [&](int64_t j, float* row) {
           widen(v + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
         },
-        out, scores);
+        out, scores, stats);
     hs = he;
   }
 }
@@ -485,14 +544,22 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
 // Scratch: the rows' queries, then their scores over the block's keys.
 void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
                       const uint16_t* k, const uint16_t* v, int h0, int h1, float* out,
-                      size_t out_stride, float* scratch) {
+                      size_t out_stride, float* scratch, float* stats) {
   constexpr int64_t kTile = 64;
   const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads, nh = h1 - h0, R = nq * nh;
   const int kvh = h0 / group;
-  auto first_of = [&](int64_t p) {
-    return a.window > 0 ? std::max<int64_t>(0, p - a.window + 1) : int64_t(0);
+  // Row p's keys: [first_of(p), first_of(p) + len_of(p)) (window and key range applied).
+  auto first_of = [&](int64_t p) { return key_span(a, p).first; };
+  auto len_of = [&](int64_t p) { return key_span(a, p).n; };
+  auto row_stats = [&](int i) {
+    return stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr;
   };
-  const int64_t f0 = first_of(p0), n = p0 + nq - f0;  // the block's keys: f0 .. p0 + nq - 1
+  // The block's keys: f0 .. the last row's last key.
+  const int64_t f0 = first_of(p0), n = std::min(p0 + nq - 1, a.key_hi - 1) - f0 + 1;
+  if (n <= 0) {
+    for (int i = 0; i < nq; ++i) no_keys(row_stats(i), h0, h1);
+    return;
+  }
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(hd), off = size_t(kvh) * size_t(hd);
   auto krow = [&](int64_t j) { return k + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
   auto vrow = [&](int64_t j) { return v + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
@@ -539,13 +606,17 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
   }
   // Each row's softmax over its own keys [off, off + len).
   for (int i = 0; i < nq; ++i) {
-    const int64_t p = p0 + i, o = first_of(p) - f0, len = p - first_of(p) + 1;
+    const int64_t p = p0 + i, o = first_of(p) - f0, len = len_of(p);
+    if (len <= 0) {
+      no_keys(row_stats(i), h0, h1);
+      continue;
+    }
     for (int h = 0; h < nh; ++h) {
       float* row = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
       if (a.softcap > 0.f) {
         for (int64_t j = 0; j < len; ++j) row[j] = a.softcap * std::tanh(row[j] / a.softcap);
       }
-      softmax(row, len);
+      softmax_stats(row, len, head_stats(row_stats(i), h0 + h));
     }
   }
   // Values, a key tile at a time for every token's heads (AVX-512 with head sizes a multiple
@@ -556,7 +627,7 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
     if (wide_pv)
       for (int64_t j = jt; j < je; ++j) widen(vrow(j), vt + size_t(j - jt) * size_t(hd), hd);
     for (int i = 0; i < nq; ++i) {
-      const int64_t p = p0 + i, o = first_of(p) - f0, end = o + (p - first_of(p) + 1);
+      const int64_t p = p0 + i, o = first_of(p) - f0, end = o + len_of(p);
       const int64_t b = std::max(jt, o), e = std::min(je, end);
       if (b >= e) continue;
       const float* pi = sc + size_t(i * nh) * size_t(n);
@@ -576,10 +647,10 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
 // Quantized (q8_0, q4_0) and bf16 K/V: each row of the KV head is widened to f32 once for the
 // heads of its group (dequant_kv), then the f32 dot and axpy of attend_widened.
 void attend_group_dequant(const AttentionArgs& a, DType t, const float* q, const uint8_t* k,
-                          const uint8_t* v, int64_t pos, int h0, int h1, float* out,
-                          float* scores) {
-  const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  const int64_t n = pos - first + 1;
+                          const uint8_t* v, int64_t pos, int h0, int h1, float* out, float* scores,
+                          float* stats) {
+  const auto [first, n] = key_span(a, pos);
+  if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
   const size_t head_bytes = row_bytes(t, hd);
@@ -596,7 +667,7 @@ void attend_group_dequant(const AttentionArgs& a, DType t, const float* q, const
         [&](int64_t j, float* row) {
           dequant_kv(t, v + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
         },
-        out, scores);
+        out, scores, stats);
     hs = he;
   }
 }
@@ -620,9 +691,9 @@ inline void row_axpy(float* y, float a, const float* x, int n) {
 
 template <typename T>
 void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v, int64_t pos,
-                  int h0, int h1, float* out, float* scores) {
-  const int64_t first = a.window > 0 ? std::max<int64_t>(0, pos - a.window + 1) : 0;
-  const int64_t n = pos - first + 1;
+                  int h0, int h1, float* out, float* scores, float* stats) {
+  const auto [first, n] = key_span(a, pos);
+  if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(a.head_dim);
   for (int h = h0; h < h1; ++h) {
@@ -635,7 +706,7 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
       if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
       scores[j] = s;
     }
-    softmax(scores, n);
+    softmax_stats(scores, n, head_stats(stats, h));
     float* oh = out + size_t(h) * size_t(a.head_dim);
     std::memset(oh, 0, sizeof(float) * size_t(a.head_dim));
     for (int64_t j = 0; j < n; ++j) {
@@ -649,18 +720,39 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
 }  // namespace
 
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
-                int h0, int h1, float* out, float* scores) {
+                int h0, int h1, float* out, float* scores, float* stats) {
   if (a.kv_q8 || a.kv_q4 || a.kv_bf16) {
     return attend_group_dequant(a, kv_dtype(a), q, static_cast<const uint8_t*>(k),
-                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores);
+                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores, stats);
   }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
-                 scores);
+                 scores, stats);
   } else {
     attend_heads(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos, h0,
-                 h1, out, scores);
+                 h1, out, scores, stats);
   }
+}
+
+namespace {
+std::atomic<int64_t> g_key_chunk{kAttentionKeyChunk};
+}  // namespace
+
+int64_t attention_key_chunk() {
+  return g_key_chunk.load(std::memory_order_relaxed);
+}
+void set_attention_key_chunk(int64_t keys) {
+  g_key_chunk.store(keys > 0 ? keys : kAttentionKeyChunk, std::memory_order_relaxed);
+}
+
+void attention_merge(float* out, float* st, const float* part, const float* part_st, int hd) {
+  if (part_st[1] == 0.f) return;
+  const float m = std::max(st[0], part_st[0]);
+  const float a = st[1] * std::exp(st[0] - m), b = part_st[1] * std::exp(part_st[0] - m);
+  const float s = a + b, wa = a / s, wb = b / s;
+  for (int i = 0; i < hd; ++i) out[i] = wa * out[i] + wb * part[i];
+  st[0] = m;
+  st[1] = s;
 }
 
 int attention_query_block(int group, int head_dim, int64_t max_keys) {
@@ -677,35 +769,40 @@ size_t attention_block_scratch_floats(const AttentionArgs& a, int nq, int64_t ma
       size_t(nq) * group * (size_t(a.head_dim) + size_t(max_keys + nq)) + 64 * size_t(a.head_dim));
 }
 
+size_t attention_split_scratch_floats(const AttentionArgs& a, int nq, int64_t chunk_keys) {
+  const size_t rows = size_t(nq) * size_t(a.n_heads);
+  return rows * size_t(a.head_dim) + 4 * rows + attention_block_scratch_floats(a, nq, chunk_keys);
+}
+
 void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
                   const void* k, const void* v, int h0, int h1, float* out, size_t out_stride,
-                  float* scratch) {
+                  float* scratch, float* stats) {
 #if defined(__x86_64__)
   const int group = a.n_heads / a.n_kv_heads;
   if (nq > 1 && !a.kv_f32 && !a.kv_q8 && !a.kv_q4 && !a.kv_bf16 && have_avx2() &&
       a.head_dim % 8 == 0 && h0 / group == (h1 - 1) / group) {
     attend_block_f16(a, q, q_stride, p0, nq, static_cast<const uint16_t*>(k),
-                     static_cast<const uint16_t*>(v), h0, h1, out, out_stride, scratch);
+                     static_cast<const uint16_t*>(v), h0, h1, out, out_stride, scratch, stats);
     return;
   }
 #endif
   for (int i = 0; i < nq; ++i)
     attend_group(a, q + size_t(i) * q_stride, k, v, p0 + i, h0, h1, out + size_t(i) * out_stride,
-                 scratch);
+                 scratch, stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr);
 }
 
 void attend_group(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
-                  int h0, int h1, float* out, float* scores) {
+                  int h0, int h1, float* out, float* scores, float* stats) {
   if (a.kv_q8 || a.kv_q4 || a.kv_bf16) {
     return attend_group_dequant(a, kv_dtype(a), q, static_cast<const uint8_t*>(k),
-                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores);
+                                static_cast<const uint8_t*>(v), pos, h0, h1, out, scores, stats);
   }
   if (a.kv_f32) {
     attend_heads(a, q, static_cast<const float*>(k), static_cast<const float*>(v), pos, h0, h1, out,
-                 scores);
+                 scores, stats);
   } else {
     attend_group_f16(a, q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), pos,
-                     h0, h1, out, scores);
+                     h0, h1, out, scores, stats);
   }
 }
 

@@ -168,7 +168,7 @@ void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn) {
   }
 }
 
-void softmax(float* x, int64_t n) {
+void softmax_stats(float* x, int64_t n, float* stats) {
   float mx = -INFINITY;
   // fmax's NaN rule without the libm call (mx is never NaN): vectorises.
   for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
@@ -179,6 +179,14 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  if (stats != nullptr) {
+    stats[0] = mx;
+    stats[1] = float(sum);
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  softmax_stats(x, n, nullptr);
 }
 
 }  // namespace g4

@@ -28,5 +28,8 @@ void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn);
 
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
+// softmax, and when stats is set: stats[0] = the largest input, stats[1] = the sum of
+// exp(x - max) that normalised it (split attention merges partial results with them).
+void softmax_stats(float* x, int64_t n, float* stats);
 
 }  // namespace g4

@@ -156,10 +156,28 @@ float group_page_bound_scalar(const float* q, int group, int hd, const float* mi
   return group_bound_scalar(q, group, hd, minmax);
 }
 
-int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_blocks,
-                 int64_t budget_blocks, int recent_blocks, int32_t* out, float* scratch) {
-  // (In here a "block" is a selection page.)
+int64_t pages_to_score(int64_t n_blocks, int64_t budget_blocks, int recent_blocks) {
   // Blocks [keep_from, n_blocks) are the recent ones and the query's own.
+  const int64_t keep_from = std::max<int64_t>(1, n_blocks - 1 - recent_blocks);
+  const int64_t forced = 1 + (n_blocks - keep_from);
+  if (budget_blocks >= n_blocks || keep_from <= 1 || budget_blocks - forced <= 0) return 1;
+  return keep_from;
+}
+
+void score_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t from,
+                 int64_t to, float* scores) {
+  // Pages of one KV block are contiguous in the summaries: walk them block by block.
+  const int64_t per_block = int64_t(1) << s.page_shift;
+  for (int64_t b = from; b < to;) {
+    const float* mm = s.at(b);
+    const int64_t end = std::min(to, (b | (per_block - 1)) + 1);
+    for (; b < end; ++b, mm += s.page_stride) scores[b] = group_page_bound(q, group, hd, mm);
+  }
+}
+
+int pick_pages(const float* scores, int64_t n_blocks, int64_t budget_blocks, int recent_blocks,
+               int32_t* out) {
+  // (In here a "block" is a selection page.)
   const int64_t keep_from = std::max<int64_t>(1, n_blocks - 1 - recent_blocks);
   const int64_t forced = 1 + (n_blocks - keep_from);
   if (budget_blocks >= n_blocks || keep_from <= 1) {
@@ -173,17 +191,10 @@ int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int
     for (int64_t b = keep_from; b < n_blocks; ++b) out[n++] = int32_t(b);
     return n;
   }
-  // Pages of one KV block are contiguous in the summaries: walk them block by block.
-  const int64_t per_block = int64_t(1) << s.page_shift;
-  for (int64_t b = 1; b < keep_from;) {
-    const float* mm = s.at(b);
-    const int64_t end = std::min(keep_from, (b | (per_block - 1)) + 1);
-    for (; b < end; ++b, mm += s.page_stride) scratch[b] = group_page_bound(q, group, hd, mm);
-  }
   // The `slots` best candidates, ordered by (score desc, page asc). A min-heap of the current
   // best (its top the worst of them) keeps this O(n log slots), not O(n slots).
   auto before = [&](int32_t x, int32_t y) {
-    return scratch[x] > scratch[y] || (scratch[x] == scratch[y] && x < y);
+    return scores[x] > scores[y] || (scores[x] == scores[y] && x < y);
   };
   int32_t* cand = out + 1;
   int64_t taken = 0;
@@ -203,6 +214,12 @@ int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int
   n += int(taken);
   for (int64_t b = keep_from; b < n_blocks; ++b) out[n++] = int32_t(b);
   return n;
+}
+
+int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_blocks,
+                 int64_t budget_blocks, int recent_blocks, int32_t* out, float* scratch) {
+  score_pages(q, group, hd, s, 1, pages_to_score(n_blocks, budget_blocks, recent_blocks), scratch);
+  return pick_pages(scratch, n_blocks, budget_blocks, recent_blocks, out);
 }
 
 }  // namespace g4

@@ -62,5 +62,13 @@ float group_page_bound_scalar(const float* q, int group, int hd, const float* mi
 //   count. scratch: n_pages floats. Everything is selected when the budget covers n_pages.
 int select_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t n_pages,
                  int64_t budget_pages, int recent_pages, int32_t* out, float* scratch);
+// select_pages in two steps, so the scoring can be split across threads: pages [1, to) with
+// to = pages_to_score(...) need a score (to = 1: none do); score_pages scores [from, to) into
+// scores[from..to) (any cut gives the same floats); pick_pages selects from them.
+int64_t pages_to_score(int64_t n_pages, int64_t budget_pages, int recent_pages);
+void score_pages(const float* q, int group, int hd, const BlockSummaries& s, int64_t from,
+                 int64_t to, float* scores);
+int pick_pages(const float* scores, int64_t n_pages, int64_t budget_pages, int recent_pages,
+               int32_t* out);
 
 }  // namespace g4

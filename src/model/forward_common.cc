@@ -48,66 +48,122 @@ Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& 
   return kv.reserve_all(fb.ends);
 }
 
-void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
-                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
-                   float* scores) {
+PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                         const float* q_tok, int64_t p0, int nq, bool decoding, int kvh) {
+  PageScoring ps;
   const KvView w = kv.view(seq, layer);
-  AttentionArgs a = args;
-  a.blocks = w.blocks;
-  a.block_shift = w.block_shift;
   const SparseAttentionOptions& sp = kv.routing(seq);
-  if (w.blocks == nullptr || !sp.enabled || pos < sp.min_context || !(decoding || sp.prefill)) {
-    attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
-    return;
+  if (nq != 1 || w.blocks == nullptr || !sp.enabled || p0 < sp.min_context ||
+      !(decoding || sp.prefill)) {
+    return ps;
   }
-  const BlockSummaries bs = kv.summaries(seq, layer, h0 / (a.n_heads / a.n_kv_heads));
-  const int page_shift = w.block_shift - bs.page_shift;  // log2 of positions per page
+  ps.s = kv.summaries(seq, layer, kvh);
+  const int page_shift = w.block_shift - ps.s.page_shift;  // log2 of positions per page
   const int64_t pt = int64_t(1) << page_shift;
-  const int64_t n_pages = (pos >> page_shift) + 1;
-  const int64_t budget = (sp.budget_tokens + pt - 1) / pt;
-  if (n_pages <= budget) {
-    attend_group(a, q_tok, w.k, w.v, pos, h0, h1, out_tok, scores);
-    return;
-  }
+  ps.n_pages = (p0 >> page_shift) + 1;
+  ps.budget = (sp.budget_tokens + pt - 1) / pt;
+  if (ps.n_pages <= ps.budget) return ps;
+  ps.routed = true;
+  ps.recent = sp.recent_pages;
+  ps.to = pages_to_score(ps.n_pages, ps.budget, ps.recent);
+  const int group = args.n_heads / args.n_kv_heads;
+  ps.q = q_tok + size_t(kvh) * size_t(group) * size_t(args.head_dim);
+  return ps;
+}
+
+KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                     const float* q_tok, int64_t p0, int nq, bool decoding, int kvh,
+                     std::vector<int32_t>& table, std::vector<float>& bound, bool scored) {
+  const KvView w = kv.view(seq, layer);
+  KeySource src;
+  src.a = args;
+  src.a.blocks = w.blocks;
+  src.a.block_shift = w.block_shift;
+  src.k = w.k;
+  src.v = w.v;
+  src.p0 = p0;
+  src.chunks = attention_key_chunks(args.window, p0 + nq - 1);
+  const PageScoring ps = page_scoring(args, kv, seq, layer, q_tok, p0, nq, decoding, kvh);
+  if (!ps.routed) return src;
   // The group's queries choose the pages; attention runs over them as one virtual paged
   // sequence whose "blocks" are pages: page p of block b is unit b * pages_per_block + p of
   // page size (keys are stored rotated, so a key's score does not depend on where it sits).
-  thread_local std::vector<int32_t> sel, table;
-  thread_local std::vector<float> bound;
-  sel.resize(size_t(n_pages));
-  table.resize(size_t(n_pages));
-  bound.resize(size_t(n_pages));
-  const int group = a.n_heads / a.n_kv_heads;
-  const float* qg = q_tok + size_t(h0 / group) * size_t(group) * size_t(a.head_dim);
-  const int n = select_pages(qg, group, a.head_dim, bs, n_pages, budget, sp.recent_pages,
-                             sel.data(), bound.data());
-  const int32_t in_block = (int32_t(1) << bs.page_shift) - 1;
-  for (int i = 0; i < n; ++i) {
-    const int32_t p = sel[size_t(i)];
-    table[size_t(i)] = (w.blocks[p >> bs.page_shift] << bs.page_shift) + (p & in_block);
+  table.resize(size_t(ps.n_pages));
+  if (!scored) {
+    bound.resize(size_t(ps.n_pages));
+    const int group = args.n_heads / args.n_kv_heads;
+    score_pages(ps.q, group, args.head_dim, ps.s, 1, ps.to, bound.data());
   }
-  a.blocks = table.data();
-  a.block_shift = page_shift;
-  const int64_t vpos = (int64_t(n - 1) << page_shift) + (pos & (pt - 1));
-  attend_group(a, q_tok, w.k, w.v, vpos, h0, h1, out_tok, scores);
+  const int n = pick_pages(bound.data(), ps.n_pages, ps.budget, ps.recent, table.data());
+  const int32_t in_block = (int32_t(1) << ps.s.page_shift) - 1;
+  for (int i = 0; i < n; ++i) {
+    const int32_t p = table[size_t(i)];
+    table[size_t(i)] = (w.blocks[p >> ps.s.page_shift] << ps.s.page_shift) + (p & in_block);
+  }
+  const int page_shift = w.block_shift - ps.s.page_shift;
+  const int64_t pt = int64_t(1) << page_shift;
+  src.a.blocks = table.data();
+  src.a.block_shift = page_shift;
+  src.p0 = (int64_t(n - 1) << page_shift) + (p0 & (pt - 1));
+  src.chunks = attention_key_chunks(args.window, src.p0);
+  return src;
+}
+
+void attend_source_chunk(const KeySource& src, const float* q, size_t qd, int nq, int h0, int h1,
+                         int64_t c, float* out, float* stats, float* scratch) {
+  attend_block(attention_chunk_args(src.a, c), q, qd, src.p0, nq, src.k, src.v, h0, h1, out, qd,
+               scratch, stats);
+}
+
+void merge_chunk(const AttentionArgs& a, int nq, size_t qd, int h0, int h1, float* out,
+                 float* stats, const float* part, const float* part_stats) {
+  for (int i = 0; i < nq; ++i) {
+    for (int h = h0; h < h1; ++h) {
+      const size_t o = size_t(i) * qd + size_t(h) * size_t(a.head_dim);
+      const size_t so = 2 * (size_t(i) * size_t(a.n_heads) + size_t(h));
+      attention_merge(out + o, stats + so, part + o, part_stats + so, a.head_dim);
+    }
+  }
+}
+
+void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
+                   float* scratch) {
+  attend_cached_block(args, kv, seq, layer, q_tok, size_t(args.n_heads) * size_t(args.head_dim),
+                      pos, 1, decoding, h0, h1, out_tok, scratch);
 }
 
 void attend_cached_block(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                          const float* q, size_t qd, int64_t p0, int nq, bool decoding, int h0,
                          int h1, float* out, float* scratch) {
   const SparseAttentionOptions& sp = kv.routing(seq);
-  if (nq == 1 || (sp.enabled && sp.prefill && p0 + nq > sp.min_context)) {
-    // One token, or prompt tokens that sparse routing chooses keys for one by one.
+  if (nq > 1 && sp.enabled && sp.prefill && p0 + nq > sp.min_context) {
+    // Prompt tokens that sparse routing chooses keys for one by one.
     for (int i = 0; i < nq; ++i)
-      attend_cached(args, kv, seq, layer, q + size_t(i) * qd, p0 + i, decoding, h0, h1,
-                    out + size_t(i) * qd, scratch);
+      attend_cached_block(args, kv, seq, layer, q + size_t(i) * qd, qd, p0 + i, 1, decoding, h0, h1,
+                          out + size_t(i) * qd, scratch);
     return;
   }
-  const KvView w = kv.view(seq, layer);
-  AttentionArgs a = args;
-  a.blocks = w.blocks;
-  a.block_shift = w.block_shift;
-  attend_block(a, q, qd, p0, nq, w.k, w.v, h0, h1, out, qd, scratch);
+  // Scratch: one chunk's rows (laid out as out), the running and the chunk's stats, then
+  // the kernel's.
+  const size_t rows = size_t(nq) * size_t(args.n_heads);
+  float* part = scratch;
+  float* st = part + size_t(nq) * qd;
+  float* part_st = st + 2 * rows;
+  float* ks = part_st + 2 * rows;
+  thread_local std::vector<int32_t> table;
+  thread_local std::vector<float> bound;
+  const int group = args.n_heads / args.n_kv_heads;
+  for (int hs = h0; hs < h1;) {  // a KV head at a time (each has its own selection)
+    const int kvh = hs / group, he = std::min(h1, (kvh + 1) * group);
+    const KeySource src = key_source(args, kv, seq, layer, q, p0, nq, decoding, kvh, table, bound);
+    attend_source_chunk(src, q, qd, nq, hs, he, 0, out, st, ks);
+    for (int64_t c = 1; c < src.chunks; ++c) {
+      attend_source_chunk(src, q, qd, nq, hs, he, c, part, part_st, ks);
+      merge_chunk(args, nq, qd, hs, he, out, st, part, part_st);
+    }
+    hs = he;
+  }
 }
 
 void summarize_step(const StepBatch& batch, KvCache& kv, int layer) {

@@ -30,22 +30,57 @@ struct FlatBatch {
 // none: "KV memory full" changes nothing) before any state is touched.
 Status flatten_batch(const StepBatch& batch, KvCache& kv, int vocab, FlatBatch& fb);
 
-// One attention job: heads [h0, h1) (within one KV head's group) of the query token at
-// `pos` over sequence seq's cache of `layer`. q_tok, out_tok: the token's [n_heads][head_dim]
-// rows. Global layers of a cache with sparse routing attend, from sparse.min_context on, to
-// the pages select_pages chooses for the KV head (the same for every head of the group).
-// decoding: the token is its sequence's only one in the step (prompt tokens are routed only
-// with sparse.prefill).
-void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
-                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
-                   float* scores);
-// attend_cached for nq consecutive tokens p0.. of one sequence (rows qd floats apart): one
-// attend_block over the cache, or token by token where sparse routing chooses each token's
-// keys (decoding, or prompts with sparse.prefill). Bit for bit the per-token result.
-// scratch: attention_block_scratch_floats(args, nq, max_keys).
+// Where the keys of one query block (nq consecutive tokens p0.. of a sequence) come from for
+// one KV head: the cache's view, or, for a token that sparse routing routes (global layers of
+// a cache with sparse routing, from sparse.min_context on, decoding or sparse.prefill), the
+// pages select_pages chooses, as a virtual paged sequence whose table lives in `table`
+// (the same pages for every head of the group). p0: the first query's position in a's key
+// positions; chunks: its split (attention_key_chunks of the last query).
+struct KeySource {
+  AttentionArgs a;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  int64_t p0 = 0;
+  int64_t chunks = 1;
+};
+// Sparse routing's decision for one (query block, KV head): routed, or not (then nothing
+// else is set); pages [1, to) of s need scores (score_pages with q, the group's queries).
+struct PageScoring {
+  bool routed = false;
+  BlockSummaries s;
+  int64_t n_pages = 0, budget = 0, to = 1;
+  int recent = 0;
+  const float* q = nullptr;
+};
+PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                         const float* q_tok, int64_t p0, int nq, bool decoding, int kvh);
+// scored: bound already holds page_scoring's scores (attention_op splits the scoring across
+// threads), else key_source scores the pages itself.
+KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                     const float* q_tok, int64_t p0, int nq, bool decoding, int kvh,
+                     std::vector<int32_t>& table, std::vector<float>& bound, bool scored = false);
+// Chunk c of the source's keys for the block's heads [h0, h1) (one KV head): out rows and
+// stats ([nq][n_heads][2]) as attend_block's.
+void attend_source_chunk(const KeySource& src, const float* q, size_t qd, int nq, int h0, int h1,
+                         int64_t c, float* out, float* stats, float* scratch);
+// attention_merge of a chunk's rows (part, laid out as out) into out, for every token and head.
+void merge_chunk(const AttentionArgs& a, int nq, size_t qd, int h0, int h1, float* out,
+                 float* stats, const float* part, const float* part_stats);
+
+// Attention of nq consecutive tokens p0.. of one sequence (rows qd floats apart) over its
+// cache of `layer`, heads [h0, h1): per KV head its key_source, then the chunks of the split
+// (attention_key_chunks) one after another, each merged into out in order. Tokens that sparse
+// routing routes go one by one. Bit for bit the same per token as one-token calls, and as
+// attention_op's chunk-parallel decode. decoding: the token is its sequence's only one in the
+// step (prompt tokens are routed only with sparse.prefill).
+// scratch: attention_split_scratch_floats(args, nq, chunk keys).
 void attend_cached_block(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                          const float* q, size_t qd, int64_t p0, int nq, bool decoding, int h0,
                          int h1, float* out, float* scratch);
+// attend_cached_block for one token (q_tok, out_tok: its [n_heads][head_dim] rows).
+void attend_cached(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
+                   const float* q_tok, int64_t pos, bool decoding, int h0, int h1, float* out_tok,
+                   float* scratch);
 
 // The cache's row format in the attention arguments (f16, f32, q8_0, ...).
 inline void set_kv_format(AttentionArgs& a, const KvCache& kv) {

@@ -1,6 +1,7 @@
 #include "model/layer_ops.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "kernels/attention.h"
@@ -136,39 +137,140 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
   // KV-shared layers read their donor's cache (kv.view maps the layer to it), own mask.
   AttentionArgs args{H, Hkv, hd, kv.capacity(layer), A.window, A.softcap};
   set_kv_format(args, kv);
-  const int64_t max_keys = A.window > 0 ? std::min<int64_t>(A.window, kv.n_ctx()) : kv.n_ctx();
+  const int64_t chunk_keys = attention_chunk_keys(A.window, kv.n_ctx());
   // Query blocks: runs of up to nq consecutive tokens of one sequence (attend_block reads each
   // key tile once for all of them); a one-token step is a block of one.
-  const int nq = attention_query_block(H / Hkv, hd, max_keys);
+  const int nq = attention_query_block(H / Hkv, hd, chunk_keys);
   // (first token, tokens); the pool's workers read the calling thread's list through `blocks`.
   thread_local std::vector<std::pair<int32_t, int32_t>> block_list;
   std::vector<std::pair<int32_t, int32_t>>& blocks = block_list;
   blocks.clear();
+  int64_t max_chunks = 1;
+  bool singles = true;
   {
     int64_t t0 = 0;
     for (const SeqStep& st : batch.seqs) {
       const int64_t n = int64_t(st.tokens.size());
       for (int64_t i = 0; i < n; i += nq)
         blocks.push_back({int32_t(t0 + i), int32_t(std::min<int64_t>(nq, n - i))});
+      max_chunks = std::max(max_chunks, attention_key_chunks(A.window, st.start_pos + n - 1));
+      singles = singles && n == 1;
       t0 += n;
     }
   }
-  const size_t per_thread = attention_block_scratch_floats(args, nq, max_keys);
-  float* sc = grow(act.scores, per_thread * size_t(ctx.pool.size()));
+  const int threads = ctx.pool.size();
   const int64_t nb = int64_t(blocks.size());
-  const int per_job = attention_heads_per_job(nb, H, Hkv, ctx.pool.size());
-  const int jobs_per_block = H / per_job;
-  ctx.pool.parallel_for(size_t(nb) * size_t(jobs_per_block), 1, [&](size_t b, size_t e, int ti) {
-    float* scores = sc + size_t(ti) * per_thread;
-    for (size_t j = b; j < e; ++j) {
-      const auto [t0, n] = blocks[zigzag_token(j / size_t(jobs_per_block), size_t(nb))];
-      const int h0 = int(j % size_t(jobs_per_block)) * per_job;
-      const SeqStep& st = batch.seqs[size_t(fb.tok_seq[size_t(t0)])];
-      attend_cached_block(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd), size_t(qd),
-                          fb.tok_pos[size_t(t0)], n, !st.prompt && st.tokens.size() == 1, h0,
-                          h0 + per_job, a + size_t(t0) * size_t(qd), scores);
+  const size_t per_thread = attention_split_scratch_floats(args, nq, chunk_keys);
+  float* sc = grow(act.scores, per_thread * size_t(threads));
+  auto seq_of = [&](int64_t b) -> const SeqStep& {
+    return batch.seqs[size_t(fb.tok_seq[size_t(blocks[size_t(b)].first)])];
+  };
+  int per_job = attention_heads_per_job(nb, H, Hkv, threads);
+  if (!(singles && max_chunks > 1 && nb * (H / per_job) < 2 * int64_t(threads))) {
+    // Enough jobs of (query block, heads): each runs its chunks in order (attend_cached_block).
+    const int jobs_per_block = H / per_job;
+    ctx.pool.parallel_for(size_t(nb) * size_t(jobs_per_block), 1, [&](size_t b, size_t e, int ti) {
+      float* scratch = sc + size_t(ti) * per_thread;
+      for (size_t j = b; j < e; ++j) {
+        const auto [t0, n] = blocks[zigzag_token(j / size_t(jobs_per_block), size_t(nb))];
+        const int h0 = int(j % size_t(jobs_per_block)) * per_job;
+        const SeqStep& st = batch.seqs[size_t(fb.tok_seq[size_t(t0)])];
+        attend_cached_block(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd), size_t(qd),
+                            fb.tok_pos[size_t(t0)], n, !st.prompt && st.tokens.size() == 1, h0,
+                            h0 + per_job, a + size_t(t0) * size_t(qd), scratch);
+      }
+    });
+  } else {
+    // Few decoding tokens over long contexts (flash-decoding): the jobs are (token, heads, key
+    // chunk), so one sequence's keys are read by every thread once, not by each thread whole.
+    // Each (token, KV head) first gets its key source (sparse routing chooses its pages there),
+    // chunk 0 writes the output rows, chunk c > 0 its own rows, and the chunks are merged in
+    // order: the same operations as attend_cached_block's, so the same bits.
+    // (The workers reach the calling thread's buffers through these references.)
+    thread_local std::vector<KeySource> src_list;
+    thread_local std::vector<std::vector<int32_t>> table_list;
+    thread_local std::vector<std::vector<float>> bound_list;
+    thread_local std::vector<std::array<int64_t, 3>> slice_list;  // (unit, from, to)
+    std::vector<KeySource>& srcs = src_list;
+    std::vector<std::vector<int32_t>>& tables = table_list;
+    std::vector<std::vector<float>>& bounds = bound_list;
+    std::vector<std::array<int64_t, 3>>& slices = slice_list;
+    const size_t n_units = size_t(nb * Hkv);
+    srcs.resize(n_units);
+    if (tables.size() < n_units) tables.resize(n_units);
+    if (bounds.size() < n_units) bounds.resize(n_units);
+    const int group = H / Hkv;
+    auto unit_token = [&](size_t i) { return blocks[size_t(int64_t(i) / Hkv)].first; };
+    // Sparse routing's page scores, in slices of pages across the threads.
+    slices.clear();
+    constexpr int64_t kSlice = 32;  // pages per scoring job
+    for (size_t i = 0; i < n_units; ++i) {
+      const int32_t t0 = unit_token(i);
+      const SeqStep& st = seq_of(int64_t(i) / Hkv);
+      const PageScoring ps =
+          page_scoring(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
+                       fb.tok_pos[size_t(t0)], 1, !st.prompt, int(int64_t(i) % Hkv));
+      if (!ps.routed) continue;
+      bounds[i].resize(size_t(ps.n_pages));
+      for (int64_t f = 1; f < ps.to; f += kSlice)
+        slices.push_back({int64_t(i), f, std::min(ps.to, f + kSlice)});
     }
-  });
+    ctx.pool.parallel_for(slices.size(), 1, [&](size_t b, size_t e, int) {
+      for (size_t j = b; j < e; ++j) {
+        const auto [i, from, to] = slices[j];
+        const int32_t t0 = unit_token(size_t(i));
+        const SeqStep& st = seq_of(i / Hkv);
+        const PageScoring ps = page_scoring(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
+                                            fb.tok_pos[size_t(t0)], 1, !st.prompt, int(i % Hkv));
+        score_pages(ps.q, group, hd, ps.s, from, to, bounds[size_t(i)].data());
+      }
+    });
+    ctx.pool.parallel_for(n_units, 1, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) {
+        const int32_t t0 = unit_token(i);
+        const SeqStep& st = seq_of(int64_t(i) / Hkv);
+        srcs[i] = key_source(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
+                             fb.tok_pos[size_t(t0)], 1, !st.prompt, int(int64_t(i) % Hkv),
+                             tables[i], bounds[i], true);
+      }
+    });
+    per_job = attention_heads_per_job(nb * max_chunks, H, Hkv, threads);
+    const int64_t jobs_per_block = H / per_job;
+    // Rows and stats of chunks 1..: [block][chunk][qd], then [block][chunk][H][2] (chunk 0's
+    // stats too).
+    const size_t units = size_t(nb * max_chunks);
+    float* part = grow(act.att_chunks, units * (size_t(qd) + 2 * size_t(H)));
+    float* stats = part + units * size_t(qd);
+    ctx.pool.parallel_for(
+        size_t(nb * jobs_per_block * max_chunks), 1, [&](size_t b, size_t e, int ti) {
+          float* scratch = sc + size_t(ti) * per_thread;
+          for (size_t j = b; j < e; ++j) {
+            const int64_t c = int64_t(j) % max_chunks, r = int64_t(j) / max_chunks;
+            const int64_t blk = r / jobs_per_block;
+            const int h0 = int(r % jobs_per_block) * per_job;
+            const KeySource& src = srcs[size_t(blk * Hkv + h0 / group)];
+            if (c >= src.chunks) continue;
+            const size_t u = size_t(blk * max_chunks + c);
+            const int32_t t0 = blocks[size_t(blk)].first;
+            float* o = c == 0 ? a + size_t(t0) * size_t(qd) : part + u * size_t(qd);
+            attend_source_chunk(src, q + size_t(t0) * size_t(qd), size_t(qd), 1, h0, h0 + per_job,
+                                c, o, stats + u * 2 * size_t(H), scratch);
+          }
+        });
+    ctx.pool.parallel_for(size_t(nb * Hkv), 1, [&](size_t b, size_t e, int) {
+      for (size_t i = b; i < e; ++i) {
+        const int64_t blk = int64_t(i) / Hkv;
+        const int kvh = int(int64_t(i) % Hkv);
+        const KeySource& src = srcs[i];
+        const size_t u0 = size_t(blk * max_chunks);
+        float* out = a + size_t(blocks[size_t(blk)].first) * size_t(qd);
+        for (int64_t c = 1; c < src.chunks; ++c)
+          merge_chunk(args, 1, size_t(qd), kvh * group, (kvh + 1) * group, out,
+                      stats + u0 * 2 * size_t(H), part + (u0 + size_t(c)) * size_t(qd),
+                      stats + (u0 + size_t(c)) * 2 * size_t(H));
+      }
+    });
+  }
   clock.mark(StepPhase::kAttention);
   matmul(ctx.pool, *A.o, a, T, out, ctx.mm, ctx.isa, ctx.exact);
   clock.mark(StepPhase::kOutProj);

@@ -234,11 +234,12 @@ ActivationPlan plan_activations(const ModelConfig& c, int64_t step_tokens, int64
     max_qd = std::max(max_qd, H * hd);
     max_kvd = std::max(max_kvd, kvh * hd);
     max_ff = std::max(max_ff, ff);
-    // attention_op's scratch per thread: a query block's rows and scores (attend_block).
-    const int64_t keys = c.layer_sliding[i] ? std::min<int64_t>(c.window, n_ctx) : n_ctx;
+    // attention_op's scratch per thread: a query block's rows and scores over one key chunk,
+    // a chunk's rows and stats (attention_split_scratch_floats).
+    const int64_t keys = attention_chunk_keys(c.layer_sliding[i] ? c.window : 0, n_ctx);
     const AttentionArgs args{int(H), int(kvh), int(hd)};
     const int nq = int(std::min<int64_t>(T, attention_query_block(int(H / kvh), int(hd), keys)));
-    max_scores = std::max(max_scores, int64_t(attention_block_scratch_floats(args, nq, keys)));
+    max_scores = std::max(max_scores, int64_t(attention_split_scratch_floats(args, nq, keys)));
   }
   max_in = std::max({max_in, max_qd, max_ff});
   // Floats of ExecContext::act (model/activations.h), as the forwards grow them.
@@ -264,6 +265,8 @@ ActivationPlan plan_activations(const ModelConfig& c, int64_t step_tokens, int64
   a.stream = 4 * stream;
   a.ffn = 4 * ffn;
   a.attention = 4 * (2 * T * max_qd + 2 * T * max_kvd);  // q, attention out, k, v
+  // Chunk-parallel decode (fewer than 2 jobs per thread): every chunk's rows and stats.
+  a.attention += 4 * 2 * int64_t(threads) * attention_key_chunks(0, n_ctx - 1) * (max_qd + 2 * H);
   a.scores = 4 * int64_t(threads) * max_scores;
   // Prepared activations: int8 blocks (34 bytes per 32 values, Q8_0 layout, an upper bound
   // for Q8_K and the R16 layouts) or f32 for float weights.

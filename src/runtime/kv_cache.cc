@@ -27,6 +27,9 @@ struct KvCache::Pool {
     void* p = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     G4_CHECK(p != MAP_FAILED);
+#ifdef MADV_HUGEPAGE
+    madvise(p, map_bytes, MADV_HUGEPAGE);
+#endif
     base = static_cast<uint8_t*>(p);
     if (summary_bytes > 0) summary = reinterpret_cast<float*>(base + 2 * half);
   }

@@ -139,7 +139,7 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   std::vector<float> q(size_t(H) * hd, 1.0f);  // aims at the needle
   AttentionArgs args{H, Hkv, hd, n_ctx, 0, 0.f, true};
   std::vector<float> dense(size_t(H) * hd), sparse(size_t(H) * hd);
-  std::vector<float> scores(attention_scratch_floats(args, n_ctx));
+  std::vector<float> scores(attention_split_scratch_floats(args, 1, n_ctx));
   const KvView w = kv.view(0, 0);
   AttentionArgs da = args;
   da.blocks = w.blocks;
