@@ -5,7 +5,7 @@ g4 bench against llama-bench on them (issue 13). Weights are random, so only spe
     # writes ~/.cache/g4/shapes/<shape>-{q4_k_m,q8_0}.gguf (needs gguf-py: the fixture venv)
     /work/venv-hf/bin/python bench/shape_models.py make [--shapes g3-1b,g4-e2b] [--quants q4_k_m,q8_0]
     # the table (g4 bench and llama-bench alternating in one run; any python3, no gguf needed)
-    python3 bench/shape_models.py bench [--shapes ...] [--quants q4_k_m] [--reps 2] [-t 2]
+    python3 bench/shape_models.py bench [--shapes ...] [--quants q4_k_m] [--reps 2] [-t 2] [--avx2]
     python3 bench/shape_models.py list
 
 `make` writes an F16 source (random normal, std 0.02, norms and scalars 1.0, F32 where llama.cpp's
@@ -20,6 +20,8 @@ converter does); Gemma 4 files carry the gemma4 BPE test vocabulary of
 tests/golden/gemma4_tok/tokenizer.gguf padded with <unusedN> pieces to 262144, so that the
 vocabulary size equals the embedding rows (llama.cpp insists on it).
 
+`--avx2` runs both engines without AVX-512: g4 with G4_ISA=avx2, llama-bench from
+`scripts/build_llama_server.sh --avx2` (GGML_AVX512=OFF), for the table of CPUs without it.
 `bench` follows bench/compare_llamacpp.py (same commands, -r 1 per process, alternating engines
 each repetition, peak RSS from wait4, the plain read loop of build/release/g4_read_bandwidth after
 each repetition, huge pages, same thread count). Decode's weight traffic: the bytes a token must
@@ -384,13 +386,13 @@ def proc_stat():
     return sum(v), v[3] + v[4]  # total jiffies, idle + iowait
 
 
-def run_rss_wait4(cmd):
+def run_rss_wait4(cmd, env=None):
     """stdout, peak RSS (MiB) of one child process (as bench/compare_llamacpp.py) and the cores
     the rest of the machine used meanwhile (all busy cores minus the child's own CPU time)."""
     t0, i0 = proc_stat()
     w0 = time.time()
     p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True)
+                         text=True, env=env)
     out = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     t1, i1 = proc_stat()
@@ -443,6 +445,13 @@ def quiet_gate(a):
 
 def cmd_bench(a):
     results = []
+    # --avx2: both engines without AVX-512 (g4's kernels chosen by G4_ISA, llama.cpp built with
+    # GGML_AVX512=OFF by scripts/build_llama_server.sh --avx2), as on CPUs that lack it.
+    g4_env = dict(os.environ, G4_ISA="avx2") if a.avx2 else None
+    llama_bench = (LLAMA_BIN.parent / "bin-avx2" if a.avx2 else LLAMA_BIN) / "llama-bench"
+    if not llama_bench.exists():
+        raise SystemExit(f"{llama_bench} missing: scripts/build_llama_server.sh"
+                         + (" --avx2" if a.avx2 else ""))
     for key in a.shapes:
         s = SHAPES[key]
         for q in a.quants:
@@ -459,14 +468,15 @@ def cmd_bench(a):
             for r in range(a.reps):
                 loads.append(quiet_gate(a))
                 out, rss, oth = run_rss_wait4([G4, "bench", path, "-p", p, "-n", n, "-r", 1, "-t",
-                                          a.threads, "--json"])
+                                          a.threads, "--json"], env=g4_env)
                 g = json.loads(out)
+                isa = g.get("isa")
                 during.append(oth)
                 g4_pp.append(g["pp"]["tokens_per_s"])
                 g4_tg.append(g["tg"]["tokens_per_s"])
                 g4_rss.append(rss)
                 loads.append(quiet_gate(a))
-                out, rss, oth2 = run_rss_wait4([LLAMA_BIN / "llama-bench", "-m", path, "-p", p, "-n", n,
+                out, rss, oth2 = run_rss_wait4([llama_bench, "-m", path, "-p", p, "-n", n,
                                           "-r", 1, "-t", a.threads, "-o", "json"])
                 lr = json.loads(out)
                 during.append(oth2)
@@ -485,7 +495,8 @@ def cmd_bench(a):
                        file_bytes=path.stat().st_size, bytes_per_token=bpt, p=p, n=n,
                        g4_pp=g4_pp, g4_tg=g4_tg, ll_pp=ll_pp, ll_tg=ll_tg,
                        g4_rss_mib=max(g4_rss), ll_rss_mib=max(ll_rss), bw_huge=bw_h, bw_4k=bw_4k,
-                       busy_max=max(loads), busy_during_max=max(during), reps=a.reps, threads=a.threads)
+                       busy_max=max(loads), busy_during_max=max(during), reps=a.reps, threads=a.threads,
+                       g4_isa=isa, llama_avx512=not a.avx2)
             results.append(res)
             if a.json_out:
                 Path(a.json_out).write_text(json.dumps(results, indent=1))
@@ -496,6 +507,9 @@ def print_table(results, stat="mean"):
     # "max": the best repetition of each engine, less sensitive to other users on a shared VM
     # (llama.cpp's decode in particular collapses when a core is taken away from its spin barrier)
     mean = statistics.mean if stat == "mean" else max
+    isa = results[0].get("g4_isa") if results else None
+    if results and not results[0].get("llama_avx512", True):
+        print(f"\nAVX2 only: g4 kernels {isa} (G4_ISA=avx2), llama-bench built without AVX-512")
     print(f"\n{len(results)} files; tok/s = {stat} over the repetitions; "
           "g4 bench and llama-bench alternating, -r 1 each, "
           f"{results[0]['reps'] if results else '?'} reps, {results[0]['threads'] if results else '?'}"
@@ -548,6 +562,8 @@ def main():
     ap.add_argument("--wait-quiet", type=float, default=900, help="bench: give up waiting after s")
     ap.add_argument("--json-out", default=None,
                     help="bench: also write the raw results here; table: comma-separated files to print")
+    ap.add_argument("--avx2", action="store_true",
+                    help="bench: both engines without AVX-512 (G4_ISA=avx2; llama.cpp's bin-avx2 build)")
     ap.add_argument("--stat", choices=["mean", "max"], default="mean",
                     help="tok/s over the repetitions: mean, or max (best rep; for a loaded machine)")
     a = ap.parse_args()

@@ -12,6 +12,8 @@
 #include "g4/engine.h"
 #include "io/gguf.h"
 #include "io/hf_checkpoint.h"
+#include "model/memory_estimate.h"
+#include "runtime/memory_plan.h"
 
 namespace g4::cli {
 
@@ -67,6 +69,33 @@ Result<std::vector<int32_t>> parse_token_ids(const std::string& s) {
   }
   if (ids.empty()) return Status::error("--ids is empty");
   return ids;
+}
+
+// How the KV cache holds this model at its trained context, f16, the runtime's default blocks
+// (the paged global layers' block accounting; `g4 plan` for other sizes and types).
+static void print_kv_blocks(const ModelConfig& c) {
+  KvPlanOptions o;
+  o.n_ctx = c.n_ctx_train > 0 ? c.n_ctx_train : 4096;
+  const KvPlan p = plan_kv(kv_geometry_for(c), o);
+  const auto mib = [](int64_t b) { return double(b) / 1048576.0; };
+  std::printf("\nKV cache, one sequence of %lld positions at f16 (g4 plan for other sizes):\n",
+              (long long)o.n_ctx);
+  for (const KvTypePlan& t : p.types) {
+    if (t.layers == 0) continue;
+    if (t.kind == "global") {
+      std::printf(
+          "  global  %3d layers  paged: blocks of %d positions, %.2f MiB each (K+V, all global "
+          "layers); %lld blocks = %.1f MiB; %.1f KiB per position\n",
+          t.layers, p.block_tokens, mib(p.block_bytes), (long long)p.blocks_per_seq,
+          mib(t.bytes_per_seq), double(t.bytes_per_token) / 1024.0);
+    } else if (t.kind == "sliding") {
+      std::printf("  sliding %3d layers  rings of %lld slots: %.1f MiB\n", t.layers,
+                  (long long)t.slots_per_seq, mib(t.bytes_per_seq));
+    } else {
+      std::printf("  shared  %3d layers  read their donor's K/V: 0 bytes\n", t.layers);
+    }
+  }
+  std::printf("  total %.1f MiB\n", mib(p.bytes_per_seq));
 }
 
 Runner add_inspect(CLI::App& app) {
@@ -127,10 +156,12 @@ Runner add_inspect(CLI::App& app) {
     }
     std::printf("\ntotal tensor data: %.1f MiB\n", double(total) / 1048576.0);
     auto cfg = config_from_gguf(g);
-    if (cfg.ok())
-      std::printf("model: %s\n", cfg.value().summary().c_str());
-    else
+    if (!cfg.ok()) {
       std::printf("model: not loadable by g4: %s\n", cfg.error().c_str());
+      return 0;
+    }
+    std::printf("model: %s\n", cfg.value().summary().c_str());
+    print_kv_blocks(cfg.value());
     return 0;
   };
 }

@@ -128,10 +128,29 @@ G4_AVX2_ATT void qk_block(const float* q, int hd, const uint16_t* k0, const uint
   }
 }
 
+G4_AVX512_ATT void qk_4x4(const float* q, int hd, const uint16_t* const* k, float* s);
+bool have_avx512();
+
 // scores[h][j] (raw q.k) for heads [0, nh) against keys j < n of one KV head; key j at row(j).
+// Groups of four heads take four keys per pass where AVX-512VL has the registers (qk_4x4: the
+// same chains, so the same scores).
 template <typename RowFn>
 G4_AVX2_ATT void qk_scores_avx2(const float* q, int nh, int hd, int64_t n, RowFn row,
                                 float* scores) {
+  if (nh % 4 == 0 && have_avx512()) {
+    for (int64_t j = 0; j < n; j += 4) {
+      const uint16_t* kk[4];
+      for (int c = 0; c < 4; ++c) kk[c] = row(std::min(j + c, n - 1));  // tail: repeats, dropped
+      for (int h = 0; h < nh; h += 4) {
+        float s[16];
+        qk_4x4(q + size_t(h) * size_t(hd), hd, kk, s);
+        for (int i = 0; i < 4; ++i)
+          for (int c = 0; c < 4 && j + c < n; ++c)
+            scores[size_t(h + i) * size_t(n) + size_t(j + c)] = s[i * 4 + c];
+      }
+    }
+    return;
+  }
   for (int64_t j = 0; j < n; j += 2) {
     const uint16_t* k0 = row(j);
     const uint16_t* k1 = j + 1 < n ? row(j + 1) : k0;  // odd tail: computed twice, kept once

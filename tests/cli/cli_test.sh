@@ -63,6 +63,12 @@ check "tokenize --tokenizer-json rejects a non-BPE file" bash -c \
   "echo '{\"model\":{\"type\":\"Unigram\"}}' > '$tmp/bad.json';
    ! '$G4' tokenize --tokenizer-json '$tmp/bad.json' x 2>'$tmp/bad.err' && grep -q 'not supported' '$tmp/bad.err'"
 check "inspect shows the tensor table" bash -c "'$G4' inspect '$MODEL' | grep -q 'token_embd.weight'"
+# The KV block accounting of the default model at its 32768 positions: 3 global layers x K+V x
+# 256 x fp16 = 3 KiB per position, blocks of 256 positions = 0.75 MiB, 128 of them = 96 MiB.
+check "inspect shows the KV block accounting" bash -c "'$G4' inspect '$MODEL' > '$tmp/insp' &&
+  grep -q 'global    3 layers  paged: blocks of 256 positions, 0.75 MiB each' '$tmp/insp' &&
+  grep -q '128 blocks = 96.0 MiB; 3.0 KiB per position' '$tmp/insp' &&
+  grep -q 'sliding  15 layers  rings of' '$tmp/insp'"
 check "logits prints top-K JSON" bash -c \
   "'$G4' logits '$MODEL' --ids 2,9259 --top 3 -t 2 | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"positions\"][0][\"top\"])==3'"
 check "logits rejects bad ids" bash -c "! '$G4' logits '$MODEL' --ids 2,x -t 2 2>/dev/null"
