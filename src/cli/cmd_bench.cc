@@ -18,6 +18,7 @@
 
 #include "cli/commands.h"
 #include "g4/engine.h"
+#include "runtime/memory_plan.h"
 
 namespace g4::cli {
 
@@ -179,7 +180,9 @@ Runner add_bench(CLI::App& app) {
     };
     // Room for the base context and every sequence of a run.
     KvCacheOptions kv_opts = e.kv_options();
-    kv_opts.pool_tokens = eo.n_ctx * int64_t(a->batch + 2);
+    // (Whole blocks per sequence: a context shorter than a block still takes one.)
+    const int64_t bt = kv_block_size(kv_opts.block_tokens, kv_opts.n_ctx);
+    kv_opts.pool_tokens = (eo.n_ctx + bt - 1) / bt * bt * int64_t(a->batch + 2);
     // The depth's context, prefilled once into sequence `base` of one cache; each run's
     // sequences start as copies of it.
     const int base = a->batch;
