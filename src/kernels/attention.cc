@@ -508,7 +508,8 @@ void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, i
 
 void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k, const uint16_t* v,
                       int64_t pos, int h0, int h1, float* out, float* scores, float* stats) {
-  const auto [first, n] = key_span(a, pos);
+  const KeySpan span = key_span(a, pos);  // (no structured binding: lambdas capture these)
+  const int64_t first = span.first, n = span.n;
   if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
@@ -668,7 +669,8 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
 void attend_group_dequant(const AttentionArgs& a, DType t, const float* q, const uint8_t* k,
                           const uint8_t* v, int64_t pos, int h0, int h1, float* out, float* scores,
                           float* stats) {
-  const auto [first, n] = key_span(a, pos);
+  const KeySpan span = key_span(a, pos);  // (no structured binding: lambdas capture these)
+  const int64_t first = span.first, n = span.n;
   if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
@@ -711,7 +713,8 @@ inline void row_axpy(float* y, float a, const float* x, int n) {
 template <typename T>
 void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v, int64_t pos,
                   int h0, int h1, float* out, float* scores, float* stats) {
-  const auto [first, n] = key_span(a, pos);
+  const KeySpan span = key_span(a, pos);  // (no structured binding: lambdas capture these)
+  const int64_t first = span.first, n = span.n;
   if (n <= 0) return no_keys(stats, h0, h1);
   const int group = a.n_heads / a.n_kv_heads;
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(a.head_dim);
