@@ -91,11 +91,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const PackedKernels pk = packed_kernels_avx512();
-  if (pk.prepare != nullptr) {
-    std::printf(
-        "\n| R16-packed type | n | tokens per call | ns per block per row per token |\n"
-        "|---|---|---|---|\n");
+  std::printf(
+      "\n| R16-packed type | n | isa | tokens per call | ns per block per row per token |\n"
+      "|---|---|---|---|---|\n");
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    const PackedKernels& pk = packed_kernels(isa);
+    if (pk.prepare == nullptr || (isa == Isa::kAvx512 && !cpu_has_avx512())) continue;
     for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
       const int64_t n = info(t).block == 256 ? 2048 : 640, rows = 64, nb = n / kQK;
       auto src = random_weights(t, n, rows, rng);
@@ -123,8 +124,8 @@ int main(int argc, char** argv) {
             fn[i](n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, size_t(rows));
           best = std::min(best, now() - t0);
         }
-        std::printf("| %s | %lld | %d | %.3f |\n", info(t).name, (long long)n, N,
-                    best * 1e9 / double(rows * nb * N));
+        std::printf("| %s | %lld | %s | %d | %.3f |\n", info(t).name, (long long)n, isa_name(isa),
+                    N, best * 1e9 / double(rows * nb * N));
       }
     }
   }
@@ -149,7 +150,9 @@ int main(int argc, char** argv) {
       std::printf("\nLM-head-sized Q8_0 pass (%s, 1 thread): %.1f ms, %.2f GB/s%s\n", isa_name(isa),
                   best * 1e3, double(w.size()) / best / 1e9, sink == 12345.f ? " " : "");
     }
-    if (pk.prepare != nullptr) {
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      const PackedKernels& pk = packed_kernels(isa);
+      if (pk.prepare == nullptr || (isa == Isa::kAvx512 && !cpu_has_avx512())) continue;
       WeightView v{DType::kQ8_0, w.data(), n, rows, row_bytes(DType::kQ8_0, n)};
       PackedStore store;
       pack_weight(v, store);
@@ -172,10 +175,10 @@ int main(int argc, char** argv) {
           pk.group[0][0](n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
         hot = std::min(hot, now() - t0);
       }
-      std::printf("\nR16-packed Q8_0, 64 rows in L1: %.3f ns per block per row\n",
-                  hot * 1e9 / double(64 * (n / kQK)));
-      std::printf("\nLM-head-sized Q8_0 pass (avx512 R16-packed, 1 thread): %.1f ms, %.2f GB/s\n",
-                  best * 1e3, double(store.bytes()) / best / 1e9);
+      std::printf("\nR16-packed Q8_0 (%s), 64 rows in L1: %.3f ns per block per row\n",
+                  isa_name(isa), hot * 1e9 / double(64 * (n / kQK)));
+      std::printf("\nLM-head-sized Q8_0 pass (%s R16-packed, 1 thread): %.1f ms, %.2f GB/s\n",
+                  isa_name(isa), best * 1e3, double(store.bytes()) / best / 1e9);
       // The same pass for 8 tokens at once (a server's batched decode step).
       std::vector<uint8_t> act8(pk.act_bytes(n) * 8);
       const void* a8[8];

@@ -30,7 +30,7 @@ struct KernelSet {
 };
 KernelSet kernels_for(DType w, Isa isa);
 
-// Kernels for R16-packed weights (kernels/repack.h), AVX-512 VNNI only: one 16-row group
+// Kernels for R16-packed weights (kernels/repack.h), AVX-512 VNNI or AVX2: one 16-row group
 // against N = 1, 4 or 8 prepared activation rows, out[t * ostride + r] for r < 16. Indexed by
 // layout (PackKind - 1: kQ8, kKMin, kKTwo, kQ5, kQ4) and tile (0: 1 token, 1: 4, 2: 8).
 using PackedGroupFn = void (*)(int64_t n, const uint8_t* group, const void* const* arows,
@@ -41,7 +41,11 @@ struct PackedKernels {
   PackedGroupFn group[7][3] = {};  // [PackKind - 1][tile of 1, 4, 8 tokens]
 };
 PackedKernels packed_kernels_avx512();  // all nullptr without AVX-512 VNNI
-KernelSet kernels_avx512(DType w);      // .dot1 == nullptr if the type has no AVX-512 kernel
+PackedKernels packed_kernels_avx2();    // all nullptr without AVX2+FMA+F16C
+// The R16 kernels a matmul at `isa` runs: AVX-512 VNNI, else AVX2 (for kAvx2, and for kAvx512
+// on a CPU without VNNI), else none (scalar). Every set gives packed_group_ref's bits.
+const PackedKernels& packed_kernels(Isa isa);
+KernelSet kernels_avx512(DType w);  // .dot1 == nullptr if the type has no AVX-512 kernel
 bool cpu_has_avx512();
 
 VecDotFn vec_dot_avx2(DType w);    // nullptr if the type has no AVX2 kernel

@@ -25,6 +25,13 @@ Isa best_isa() {
   return isa;
 }
 
+const PackedKernels& packed_kernels(Isa isa) {
+  static const PackedKernels vnni = packed_kernels_avx512(), avx2 = packed_kernels_avx2(), none{};
+  if (isa == Isa::kAvx512 && vnni.prepare != nullptr) return vnni;
+  if (isa != Isa::kScalar && avx2.prepare != nullptr) return avx2;
+  return none;
+}
+
 namespace {
 template <DType W>
 float ref_dot(int64_t n, const void* w, const void* a) {
@@ -228,15 +235,15 @@ void matmul_multi(ThreadPool& pool, const MatmulOut* outs, int count, const floa
     return;
   }
   // Packed (R16) outputs must start at a multiple of 16 in the concatenated row range.
-  static const PackedKernels pk = packed_kernels_avx512();
+  const PackedKernels& pk = packed_kernels(isa);
   OutKernels k[kMaxMatmulOuts];
   size_t start[kMaxMatmulOuts + 1];
   start[0] = 0;
   for (int i = 0; i < count; ++i) {
     const WeightView& w = *outs[i].w;
     start[i + 1] = start[i] + size_t(w.out);
-    k[i].packed = w.packed != nullptr && isa == Isa::kAvx512 && pk.prepare != nullptr &&
-                  start[i] % kPackRows == 0 && w.out % kPackRows == 0;
+    k[i].packed = w.packed != nullptr && pk.prepare != nullptr && start[i] % kPackRows == 0 &&
+                  w.out % kPackRows == 0;
     if (k[i].packed && pack_float_kind(pack_kind(w.type))) {
       k[i].prepare = prepare_packed_f32;
       k[i].act_bytes = packed_act_bytes_f32;

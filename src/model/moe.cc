@@ -114,8 +114,8 @@ struct Prepared {
   size_t (*bytes)(int64_t) = nullptr;
   const uint8_t* a = nullptr;
   void init(const WeightView& w, Isa isa, bool allow_packed) {
-    static const PackedKernels pk = packed_kernels_avx512();
-    if (allow_packed && w.packed != nullptr && isa == Isa::kAvx512 && pk.prepare != nullptr) {
+    const PackedKernels& pk = packed_kernels(isa);
+    if (allow_packed && w.packed != nullptr && pk.prepare != nullptr) {
       const PackKind kind = pack_kind(w.type);
       group = pk.group[int(kind) - 1][0];
       prep = pack_float_kind(kind) ? prepare_packed_f32 : pk.prepare;

@@ -197,7 +197,7 @@ struct PackRules {
     const char* env = std::getenv("G4_PACK");
     off = env != nullptr && std::strcmp(env, "0") == 0;
     q8_only = env != nullptr && std::strcmp(env, "q8") == 0;
-    r16 = best_isa() == Isa::kAvx512 && packed_kernels_avx512().prepare != nullptr;
+    r16 = packed_kernels(best_isa()).prepare != nullptr;
     // With an untied head (output.weight) the embedding, like the per-layer table, is only
     // looked up by row.
     untied = f.tensor("output.weight") != nullptr;
@@ -242,11 +242,11 @@ size_t packed_arena_bytes(
 std::shared_ptr<PackedStore> pack_matrices(
     const GgufFile& f,
     const std::function<void(const std::function<void(TensorSlot&)>&)>& for_each) {
-  // Packable matrices get an R16 copy (AVX-512 VNNI CPUs); the others, and on other CPUs all,
-  // when the file is mapped, a plain copy in the same huge-page arena (the mapped pages are
-  // then released, so RSS does not double): the AVX2 kernels stream 4 KiB file pages TLB-bound
-  // (G4_ISA=avx2 tg128 85-95 -> 99-103 tok/s, alternating). The per-layer embedding table is only
-  // ever looked up by row and stays mapped.
+  // Packable matrices get an R16 copy (CPUs with AVX2 or AVX-512 VNNI); the others, and on
+  // scalar-only CPUs all, when the file is mapped, a plain copy in the same huge-page arena (the
+  // mapped pages are then released, so RSS does not double): row kernels stream 4 KiB file
+  // pages TLB-bound (G4_ISA=avx2 tg128 85-95 -> 99-103 tok/s, alternating). The per-layer
+  // embedding table is only ever looked up by row and stays mapped.
   const PackRules rules(f);
   if (rules.off) return {};
   const size_t total = packed_arena_bytes(f, for_each);

@@ -99,7 +99,7 @@ inline const WeightView& lm_head(const WeightView& output, const WeightView& tok
 Status validate_model_file(const GgufFile& f);
 
 // Gives every packable 2-D matrix an R16 copy (kernels/repack.h) when this CPU runs the
-// AVX-512 VNNI kernels, and returns the mapped source pages of fully packed tensors to the
+// AVX2 or AVX-512 VNNI kernels, and returns the mapped source pages of fully packed tensors to the
 // kernel (only exact mode and row lookups read them again). Expert stacks stay as stored.
 // G4_PACK=0 turns packing off, G4_PACK=q8 packs Q8_0 matrices only (A/B benchmarks).
 // Bytes pack_matrices would put in its arena for the same slots (bound views): the resident

@@ -1,13 +1,15 @@
-// R16-packed weights (kernels/repack.h): the AVX-512 kernels give packed_group_ref's bits for
-// every tile width, packed_group_ref agrees with the stored format's scalar dot product within
-// the float-reordering bound, the prepared activations are quantize_activation's Q8_0 values,
-// and matmul over a packed view is batch-invariant.
+// R16-packed weights (kernels/repack.h): the AVX-512 and AVX2 kernels give packed_group_ref's
+// bits for every tile width, packed_group_ref agrees with the stored format's scalar dot product
+// within the float-reordering bound, the prepared activations are quantize_activation's Q8_0
+// values, and matmul over a packed view is batch-invariant.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cfloat>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/fp16.h"
@@ -66,11 +68,22 @@ void expect_tiles_equal_ref(const PackedKernels& pk, DType t, int64_t n, const u
   EXPECT_EQ(std::memcmp(o8 + k * kPackRows, ref, sizeof(float) * kPackRows), 0) << "tile of 8";
 }
 
+// The ISAs whose packed kernels this CPU runs (AVX-512 VNNI, AVX2), with their kernels.
+std::vector<std::pair<Isa, const PackedKernels*>> packed_isas() {
+  std::vector<std::pair<Isa, const PackedKernels*>> v;
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2}) {
+    const PackedKernels& pk = packed_kernels(isa);
+    if (pk.prepare == nullptr) continue;
+    if (isa == Isa::kAvx2 && &pk == &packed_kernels(Isa::kAvx512)) continue;  // the same set
+    v.emplace_back(isa, &pk);
+  }
+  return v;
+}
+
 // For every 16-row group of w and activation row k < 8: the scalar reference's 16 values,
-// row_check(row, k, value) on each, then the kernels' tiles against the reference's bits.
+// row_check(row, k, value) on each, then every ISA's kernel tiles against the reference's bits.
 template <typename F>
-void check_groups(const PackedKernels& pk, const WeightView& w, const void* const a[8],
-                  F row_check) {
+void check_groups(const WeightView& w, const void* const a[8], F row_check) {
   const int64_t n = w.in;
   for (int64_t g = 0; g < w.out / kPackRows; ++g) {
     const uint8_t* grp = w.packed + size_t(g) * packed_group_bytes(w.type, n);
@@ -78,7 +91,10 @@ void check_groups(const PackedKernels& pk, const WeightView& w, const void* cons
       float ref[kPackRows];
       packed_group_ref(w.type, n, grp, a[k], ref);
       for (int r = 0; r < kPackRows; ++r) row_check(g * kPackRows + r, k, ref[r]);
-      if (pk.prepare != nullptr) expect_tiles_equal_ref(pk, w.type, n, grp, a, k, ref);
+      for (const auto& [isa, pk] : packed_isas()) {
+        SCOPED_TRACE(isa_name(isa));
+        expect_tiles_equal_ref(*pk, w.type, n, grp, a, k, ref);
+      }
     }
   }
 }
@@ -112,7 +128,6 @@ TEST(Repack, CanPackOnlyBlockTypesWithWholeGroups) {
 // double-precision dot product; the kernels give its bits for tiles of 1, 4 and 8 tokens, and
 // matmul gives a token the same bits alone or in a batch of 13.
 TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
-  const PackedKernels pk = packed_kernels_avx512();
   std::mt19937 rng(29);
   for (DType t : {DType::kF16, DType::kBF16}) {
     for (int64_t n : {32, 96, 640}) {
@@ -129,7 +144,7 @@ TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
         x[size_t(k)] = random_x(n, rng);
         a[k] = x[size_t(k)].data();
       }
-      check_groups(pk, w, a, [&](int64_t row, int k, float ref) {
+      check_groups(w, a, [&](int64_t row, int k, float ref) {
         // 8 FMAs per chain, three adds per block, n/32 blocks: at most 8 + 3 + n/32
         // roundings of eps/2 relative to sum |w x|.
         dequantize_row(t, w.row(row), wr.data(), n);
@@ -140,18 +155,19 @@ TEST(PackedFloat, MatchesReferenceBitsAndStoredFormat) {
         }
         EXPECT_NEAR(ref, exact, double(11 + n / 32) * FLT_EPSILON / 2 * mag);
       });
-      if (pk.prepare == nullptr) continue;
       ThreadPool pool(2);
       MatmulScratch scratch;
       const int64_t T = 13;
       std::vector<float> xs(static_cast<size_t>(T * n));
       for (auto& v : xs) v = std::normal_distribution<float>()(rng);
       std::vector<float> yb(static_cast<size_t>(T * rows)), y1(static_cast<size_t>(rows));
-      matmul(pool, w, xs.data(), T, yb.data(), scratch, Isa::kAvx512);
-      for (int64_t tk = 0; tk < T; ++tk) {
-        matmul(pool, w, xs.data() + tk * n, 1, y1.data(), scratch, Isa::kAvx512);
-        EXPECT_EQ(std::memcmp(y1.data(), yb.data() + tk * rows, sizeof(float) * rows), 0)
-            << info(t).name << " token " << tk;
+      for (const auto& [isa, pk] : packed_isas()) {
+        matmul(pool, w, xs.data(), T, yb.data(), scratch, isa);
+        for (int64_t tk = 0; tk < T; ++tk) {
+          matmul(pool, w, xs.data() + tk * n, 1, y1.data(), scratch, isa);
+          EXPECT_EQ(std::memcmp(y1.data(), yb.data() + tk * rows, sizeof(float) * rows), 0)
+              << info(t).name << " token " << tk << " " << isa_name(isa);
+        }
       }
     }
   }
@@ -167,18 +183,19 @@ TEST(Repack, StoreAlignsAndGrows) {
 }
 
 TEST(Repack, PreparedActivationsAreQ8_0) {
-  const PackedKernels pk = packed_kernels_avx512();
-  if (pk.prepare == nullptr) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
   std::mt19937 rng(3);
   int32_t h[2];
   const int64_t n = 9 * 32;
   auto x = random_x(n, rng);
   for (int j = 64; j < 96; ++j) x[size_t(j)] = 0.f;                        // an all-zero block
   for (int j = 128; j < 160; ++j) x[size_t(j)] = float(j % 5 - 2) * 0.5f;  // rounding ties
-  std::vector<uint8_t> got(pk.act_bytes(n)), want(packed_act_bytes(n));
-  pk.prepare(x.data(), got.data(), n);
+  std::vector<uint8_t> want(packed_act_bytes(n));
   prepare_packed_ref(x.data(), want.data(), n);
-  EXPECT_EQ(got, want);
+  for (const auto& [isa, pk] : packed_isas()) {
+    std::vector<uint8_t> got(pk->act_bytes(n));
+    pk->prepare(x.data(), got.data(), n);
+    EXPECT_EQ(got, want) << isa_name(isa);
+  }
   std::vector<BlockQ8_0> q(static_cast<size_t>(n / 32));
   quantize_activation(DType::kQ8_0, x.data(), q.data(), n);
   for (int64_t i = 0; i < n / 32; ++i) {
@@ -202,7 +219,6 @@ std::string packed_type_name(const ::testing::TestParamInfo<DType>& p) {
 
 TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
   const DType t = GetParam();
-  const PackedKernels pk = packed_kernels_avx512();
   const int block = info(t).block;
   std::mt19937 rng(17);
   for (int64_t units : {1, 3, 7, 20}) {
@@ -226,7 +242,7 @@ TEST_P(PackedKernel, MatchesReferenceBitsAndStoredFormat) {
     }
     expect_rows_read_back(w);
     std::vector<float> wr(static_cast<size_t>(n));
-    check_groups(pk, w, a, [&](int64_t row, int k, float ref) {
+    check_groups(w, a, [&](int64_t row, int k, float ref) {
       // Against the stored weights, dequantised independently (dequantize_row), in double.
       // The packed sum has the same exact integer parts; per block it rounds one scale
       // product per term and one FMA per term into the running sum, at most 2 nb + 1
@@ -296,37 +312,53 @@ INSTANTIATE_TEST_SUITE_P(BlockTypes, PackedKernel,
                          packed_type_name);
 
 // Through matmul: each token's row of y is the same whether it is computed alone or in a
-// batch of 13 (tiles of 8, 4 and 1), and agrees with the unpacked matmul within the
-// reordering bound.
+// batch of 13 (tiles of 8, 4 and 1) and on every ISA with packed kernels, and agrees with the
+// unpacked matmul within the reordering bound.
 TEST(Repack, MatmulBatchInvariantAndCloseToUnpacked) {
-  if (packed_kernels_avx512().prepare == nullptr) GTEST_SKIP() << "no AVX-512 VNNI";
+  const auto isas = packed_isas();
+  if (cpu_has_avx2()) {  // the CI machines have AVX-512 VNNI: both kernel sets must be there
+    ASSERT_NE(packed_kernels(Isa::kAvx2).prepare, nullptr);
+    EXPECT_EQ(isas.size(), cpu_has_avx512() ? 2u : 1u);
+  }
+  if (isas.empty()) GTEST_SKIP() << "no AVX2";
   std::mt19937 rng(5);
   const int64_t n = 640, rows = 96, T = 13;
-  const auto m = random_matrix(DType::kQ5_0, n, rows, rng);
-  WeightView plain{DType::kQ5_0, m.data(), n, rows, row_bytes(DType::kQ5_0, n)};
-  WeightView packed = plain;
-  PackedStore store;
-  pack_weight(packed, store);
-  const auto x = random_x(n * T, rng);
-  ThreadPool pool(2);
-  MatmulScratch scratch;
-  std::vector<float> y_batch(static_cast<size_t>(T * rows)), y_one(static_cast<size_t>(rows)),
-      y_plain(static_cast<size_t>(T * rows));
-  matmul(pool, packed, x.data(), T, y_batch.data(), scratch, Isa::kAvx512);
-  matmul(pool, plain, x.data(), T, y_plain.data(), scratch, Isa::kAvx512);
-  std::vector<uint8_t> q8(row_bytes(DType::kQ8_0, n));
-  for (int64_t t = 0; t < T; ++t) {
-    quantize_activation(DType::kQ8_0, x.data() + t * n, q8.data(), n);
-    matmul(pool, packed, x.data() + t * n, 1, y_one.data(), scratch, Isa::kAvx512);
-    EXPECT_EQ(std::memcmp(y_one.data(), y_batch.data() + t * rows, sizeof(float) * rows), 0)
-        << "token " << t;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float a = y_batch[size_t(t * rows + r)], b = y_plain[size_t(t * rows + r)];
-      // Both sides sum the same exact integer block dots times the same scales, in different
-      // float orders: each within (blocks + 16) * eps * sum |w a| of the exact value.
-      const double abs_sum = test::abs_dot(DType::kQ5_0, plain.row(r), q8.data(), n);
-      EXPECT_NEAR(a, b, 4.0 * double(n / 32 + 16) * FLT_EPSILON * abs_sum + 1e-30)
-          << "token " << t << " row " << r;
+  for (DType t : {DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t in = info(t).block == 256 ? 1024 : n;
+    const auto m = random_matrix(t, in, rows, rng);
+    WeightView plain{t, m.data(), in, rows, row_bytes(t, in)};
+    WeightView packed = plain;
+    PackedStore store;
+    pack_weight(packed, store);
+    const auto x = random_x(in * T, rng);
+    ThreadPool pool(2);
+    MatmulScratch scratch;
+    std::vector<float> y_first(static_cast<size_t>(T * rows));
+    for (const auto& [isa, pk] : isas) {
+      SCOPED_TRACE(std::string(info(t).name) + " " + isa_name(isa));
+      std::vector<float> y_batch(static_cast<size_t>(T * rows)), y_one(static_cast<size_t>(rows)),
+          y_plain(static_cast<size_t>(T * rows));
+      matmul(pool, packed, x.data(), T, y_batch.data(), scratch, isa);
+      matmul(pool, plain, x.data(), T, y_plain.data(), scratch, isa);
+      if (isa == isas[0].first) y_first = y_batch;
+      EXPECT_EQ(y_batch, y_first) << "the same bits on every ISA";
+      std::vector<uint8_t> q8(row_bytes(vec_dot_type(t), in));
+      for (int64_t tk = 0; tk < T; ++tk) {
+        quantize_activation(vec_dot_type(t), x.data() + tk * in, q8.data(), in);
+        matmul(pool, packed, x.data() + tk * in, 1, y_one.data(), scratch, isa);
+        EXPECT_EQ(std::memcmp(y_one.data(), y_batch.data() + tk * rows, sizeof(float) * rows), 0)
+            << "token " << tk;
+        if (t != DType::kQ5_0 && t != DType::kQ8_0) continue;  // K-quants: Q8_K rows unpacked
+        for (int64_t r = 0; r < rows; ++r) {
+          const float a = y_batch[size_t(tk * rows + r)], b = y_plain[size_t(tk * rows + r)];
+          // Both sides sum the same exact integer block dots times the same scales, in
+          // different float orders: each within (blocks + 16) * eps * sum |w a| of the exact
+          // value.
+          const double abs_sum = test::abs_dot(t, plain.row(r), q8.data(), in);
+          EXPECT_NEAR(a, b, 4.0 * double(in / 32 + 16) * FLT_EPSILON * abs_sum + 1e-30)
+              << "token " << tk << " row " << r;
+        }
+      }
     }
   }
 }
