@@ -73,7 +73,8 @@ PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, 
 
 KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                      const float* q_tok, int64_t p0, int nq, bool decoding, int kvh,
-                     std::vector<int32_t>& table, std::vector<float>& bound, bool scored) {
+                     std::vector<int32_t>& table, std::vector<float>& bound,
+                     const PageScoring* scored) {
   const KvView w = kv.view(seq, layer);
   KeySource src;
   src.a = args;
@@ -83,13 +84,15 @@ KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int 
   src.v = w.v;
   src.p0 = p0;
   src.chunks = attention_key_chunks(args.window, p0 + nq - 1);
-  const PageScoring ps = page_scoring(args, kv, seq, layer, q_tok, p0, nq, decoding, kvh);
+  const PageScoring ps = scored != nullptr
+                             ? *scored
+                             : page_scoring(args, kv, seq, layer, q_tok, p0, nq, decoding, kvh);
   if (!ps.routed) return src;
   // The group's queries choose the pages; attention runs over them as one virtual paged
   // sequence whose "blocks" are pages: page p of block b is unit b * pages_per_block + p of
   // page size (keys are stored rotated, so a key's score does not depend on where it sits).
   table.resize(size_t(ps.n_pages));
-  if (!scored) {
+  if (scored == nullptr) {
     bound.resize(size_t(ps.n_pages));
     const int group = args.n_heads / args.n_kv_heads;
     score_pages(ps.q, group, args.head_dim, ps.s, 1, ps.to, bound.data());

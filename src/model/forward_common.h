@@ -54,11 +54,12 @@ struct PageScoring {
 };
 PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                          const float* q_tok, int64_t p0, int nq, bool decoding, int kvh);
-// scored: bound already holds page_scoring's scores (attention_op splits the scoring across
-// threads), else key_source scores the pages itself.
+// scored: this unit's page_scoring, whose scores `bound` already holds (attention_op splits
+// the scoring across threads); nullptr: key_source decides and scores the pages itself.
 KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                      const float* q_tok, int64_t p0, int nq, bool decoding, int kvh,
-                     std::vector<int32_t>& table, std::vector<float>& bound, bool scored = false);
+                     std::vector<int32_t>& table, std::vector<float>& bound,
+                     const PageScoring* scored = nullptr);
 // Chunk c of the source's keys for the block's heads [h0, h1) (one KV head): out rows and
 // stats ([nq][n_heads][2]) as attend_block's.
 void attend_source_chunk(const KeySource& src, const float* q, size_t qd, int nq, int h0, int h1,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 
 #include "kernels/attention.h"
@@ -80,6 +81,14 @@ Status begin_step(const StepBatch& batch, KvCache& kv, int vocab, const WeightVi
   embed_op(tok_embd, ctx.flat, embed_scale, d, ctx, grow(ctx.act.x, size_t(T * d)));
   rope_tables_op(ctx, ctx.flat, T, freqs, 2, rope);
   return Status();
+}
+
+namespace {
+std::atomic<uint64_t> g_chunk_parallel_calls{0};
+}  // namespace
+
+uint64_t chunk_parallel_attention_calls() {
+  return g_chunk_parallel_calls.load(std::memory_order_relaxed);
 }
 
 void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, const FlatBatch& fb,
@@ -187,27 +196,32 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
     // chunk 0 writes the output rows, chunk c > 0 its own rows, and the chunks are merged in
     // order: the same operations as attend_cached_block's, so the same bits.
     // (The workers reach the calling thread's buffers through these references.)
+    g_chunk_parallel_calls.fetch_add(1, std::memory_order_relaxed);
     thread_local std::vector<KeySource> src_list;
+    thread_local std::vector<PageScoring> scoring_list;
     thread_local std::vector<std::vector<int32_t>> table_list;
     thread_local std::vector<std::vector<float>> bound_list;
     thread_local std::vector<std::array<int64_t, 3>> slice_list;  // (unit, from, to)
     std::vector<KeySource>& srcs = src_list;
+    std::vector<PageScoring>& scorings = scoring_list;
     std::vector<std::vector<int32_t>>& tables = table_list;
     std::vector<std::vector<float>>& bounds = bound_list;
     std::vector<std::array<int64_t, 3>>& slices = slice_list;
     const size_t n_units = size_t(nb * Hkv);
     srcs.resize(n_units);
+    scorings.resize(n_units);
     if (tables.size() < n_units) tables.resize(n_units);
     if (bounds.size() < n_units) bounds.resize(n_units);
     const int group = H / Hkv;
     auto unit_token = [&](size_t i) { return blocks[size_t(int64_t(i) / Hkv)].first; };
-    // Sparse routing's page scores, in slices of pages across the threads.
+    // Sparse routing's decision per (token, KV head), once; its page scores in slices of pages
+    // across the threads.
     slices.clear();
     constexpr int64_t kSlice = 32;  // pages per scoring job
     for (size_t i = 0; i < n_units; ++i) {
       const int32_t t0 = unit_token(i);
       const SeqStep& st = seq_of(int64_t(i) / Hkv);
-      const PageScoring ps =
+      const PageScoring& ps = scorings[i] =
           page_scoring(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
                        fb.tok_pos[size_t(t0)], 1, !st.prompt, int(int64_t(i) % Hkv));
       if (!ps.routed) continue;
@@ -218,20 +232,19 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
     ctx.pool.parallel_for(slices.size(), 1, [&](size_t b, size_t e, int) {
       for (size_t j = b; j < e; ++j) {
         const auto [i, from, to] = slices[j];
-        const int32_t t0 = unit_token(size_t(i));
-        const SeqStep& st = seq_of(i / Hkv);
-        const PageScoring ps = page_scoring(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
-                                            fb.tok_pos[size_t(t0)], 1, !st.prompt, int(i % Hkv));
+        const PageScoring& ps = scorings[size_t(i)];
         score_pages(ps.q, group, hd, ps.s, from, to, bounds[size_t(i)].data());
       }
     });
-    ctx.pool.parallel_for(n_units, 1, [&](size_t b, size_t e, int) {
+    // Key sources: picking pages is worth spreading only when some unit is routed.
+    const size_t src_grain = slices.empty() ? n_units : 1;
+    ctx.pool.parallel_for(n_units, src_grain, [&](size_t b, size_t e, int) {
       for (size_t i = b; i < e; ++i) {
         const int32_t t0 = unit_token(i);
         const SeqStep& st = seq_of(int64_t(i) / Hkv);
         srcs[i] = key_source(args, kv, st.seq_id, layer, q + size_t(t0) * size_t(qd),
                              fb.tok_pos[size_t(t0)], 1, !st.prompt, int(int64_t(i) % Hkv),
-                             tables[i], bounds[i], true);
+                             tables[i], bounds[i], &scorings[i]);
       }
     });
     per_job = attention_heads_per_job(nb * max_chunks, H, Hkv, threads);
@@ -257,19 +270,18 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
                                 c, o, stats + u * 2 * size_t(H), scratch);
           }
         });
-    ctx.pool.parallel_for(size_t(nb * Hkv), 1, [&](size_t b, size_t e, int) {
-      for (size_t i = b; i < e; ++i) {
-        const int64_t blk = int64_t(i) / Hkv;
-        const int kvh = int(int64_t(i) % Hkv);
-        const KeySource& src = srcs[i];
-        const size_t u0 = size_t(blk * max_chunks);
-        float* out = a + size_t(blocks[size_t(blk)].first) * size_t(qd);
-        for (int64_t c = 1; c < src.chunks; ++c)
-          merge_chunk(args, 1, size_t(qd), kvh * group, (kvh + 1) * group, out,
-                      stats + u0 * 2 * size_t(H), part + (u0 + size_t(c)) * size_t(qd),
-                      stats + (u0 + size_t(c)) * 2 * size_t(H));
-      }
-    });
+    // The merge is a few rows per (token, KV head): on this thread, not another barrier.
+    for (size_t i = 0; i < n_units; ++i) {
+      const int64_t blk = int64_t(i) / Hkv;
+      const int kvh = int(int64_t(i) % Hkv);
+      const KeySource& src = srcs[i];
+      const size_t u0 = size_t(blk * max_chunks);
+      float* out = a + size_t(blocks[size_t(blk)].first) * size_t(qd);
+      for (int64_t c = 1; c < src.chunks; ++c)
+        merge_chunk(args, 1, size_t(qd), kvh * group, (kvh + 1) * group, out,
+                    stats + u0 * 2 * size_t(H), part + (u0 + size_t(c)) * size_t(qd),
+                    stats + (u0 + size_t(c)) * 2 * size_t(H));
+    }
   }
   clock.mark(StepPhase::kAttention);
   matmul(ctx.pool, *A.o, a, T, out, ctx.mm, ctx.isa, ctx.exact);

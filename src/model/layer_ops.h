@@ -74,6 +74,10 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
                   KvCache& kv, ExecContext& ctx, const float* in, float* out, int64_t T,
                   PhaseClock& clock);
 
+// How many attention_op calls took the chunk-parallel (flash-decoding) path, process-wide:
+// tests check which path a step ran.
+uint64_t chunk_parallel_attention_calls();
+
 // out = down · (gelu(gate · in) ⊙ (up · in)): gate and up in one pool job, GeGLU fused as its
 // epilogue on each thread's rows. out may equal in.
 void gated_mlp_op(ExecContext& ctx, const WeightView& gate, const WeightView& up,

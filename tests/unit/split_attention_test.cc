@@ -13,6 +13,7 @@
 #include "core/fp16.h"
 #include "g4/engine.h"
 #include "kernels/attention.h"
+#include "model/layer_ops.h"
 #include "model/model.h"
 
 namespace g4 {
@@ -178,10 +179,14 @@ TEST(SplitAttention, ChunkParallelDecodeEqualsSerialChunks) {
   auto dense = tiny_engine(false);
   ASSERT_TRUE(dense);
   // One decoding sequence: chunk-parallel jobs; three: per-sequence jobs, chunks in order;
-  // a prompt: query blocks, chunks in order.
+  // a prompt: query blocks, chunks in order. The counter shows which path each took.
+  uint64_t wide = chunk_parallel_attention_calls();
   const auto one = run(*dense, ids, from, 1);
+  EXPECT_GT(chunk_parallel_attention_calls(), wide) << "one sequence: the chunk-parallel path";
+  wide = chunk_parallel_attention_calls();
   EXPECT_EQ(run(*dense, ids, from, 3), one);
   EXPECT_EQ(run(*dense, ids, from, 0), one);
+  EXPECT_EQ(chunk_parallel_attention_calls(), wide) << "batches and prompts: serial chunks";
   // Against the unsplit attention: the same to rounding.
   set_attention_key_chunk(0);
   const auto unsplit = run(*dense, ids, from, 1);
