@@ -268,6 +268,24 @@ G4_AVX512_ATT void qk_4x4(const float* q, int hd, const uint16_t* const* k, floa
     for (int c = 0; c < 4; ++c) s[r * 4 + c] = red512(acc[r][c]);
 }
 
+// qk_4x4 on K rows already widened to f32 (q8_0, q4_0 and bf16 caches): each chain is
+// dot_f32_avx2's, so each score is the one-token path's.
+G4_AVX512_ATT void qk_4x4_f32(const float* q, int hd, const float* const* k, float* s) {
+  __m256 acc[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int i = 0; i < hd; i += 8) {
+    __m256 vk[4];
+    for (int c = 0; c < 4; ++c) vk[c] = _mm256_loadu_ps(k[c] + i);
+    for (int r = 0; r < 4; ++r) {
+      const __m256 vq = _mm256_loadu_ps(q + size_t(r) * size_t(hd) + size_t(i));
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm256_fmadd_ps(vq, vk[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) s[r * 4 + c] = red512(acc[r][c]);
+}
+
 // Up to four rows of one token (their probabilities p[r * ps + j]) times V rows already
 // widened to f32 (vt[j * hd ...], exact), 64 columns (4 registers per row) at a time, for keys
 // [j0, j1): each element gets pv_avx512's FMA chain in key order, continued from out when acc.
@@ -739,6 +757,154 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
   }
 }
 
+// attend_group for nq consecutive positions p0.. of one sequence and heads [h0, h1) of one KV
+// head, for the caches attend_group widens row by row (q8_0, q4_0, bf16: attend_widened) or
+// reads as floats (f32: attend_heads): each key tile is widened once for all nq x (h1 - h0)
+// rows instead of once per token, and every row gets its own keys' scores with the same dot,
+// softcap and softmax, and the same axpys in key order, so each (token, head) is bit for bit
+// the one-token result. row(j, buf) returns key or value row j of the block as floats (widened
+// into buf, or in place). Scratch: as attend_block_f16's, the rows' scores then a widened tile.
+template <typename KRow, typename VRow, typename Dot, typename Axpy>
+void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0, int nq,
+                       int h0, int h1, float* out, size_t out_stride, float* scratch, float* stats,
+                       KRow krow, VRow vrow, Dot dot, Axpy axpy, bool simd) {
+  constexpr int64_t kTile = 64;
+  const int hd = a.head_dim, nh = h1 - h0, R = nq * nh;
+  auto row_stats = [&](int i) {
+    return stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr;
+  };
+  const int64_t f0 = key_span(a, p0).first, n = std::min(p0 + nq - 1, a.key_hi - 1) - f0 + 1;
+  if (n <= 0) {
+    for (int i = 0; i < nq; ++i) no_keys(row_stats(i), h0, h1);
+    return;
+  }
+  float* qb = scratch;                           // [R][hd], row i * nh + (h - h0)
+  float* sc = scratch + size_t(R) * size_t(hd);  // [R][n]
+  float* tile = sc + size_t(R) * size_t(n);      // [kTile][hd]
+  const float* rows[kTile];
+  // Row i's keys, block-relative: [o, o + len).
+  auto span_of = [&](int i, int64_t& o, int64_t& len) {
+    const KeySpan ks = key_span(a, p0 + i);
+    o = ks.first - f0;
+    len = ks.n;
+  };
+  for (int i = 0; i < nq; ++i)
+    std::memcpy(qb + size_t(i) * size_t(nh) * size_t(hd),
+                q + size_t(i) * q_stride + size_t(h0) * size_t(hd),
+                sizeof(float) * size_t(nh) * size_t(hd));
+  // Raw scores, a key tile at a time; with simd, four rows x four keys per pass over the
+  // whole tile (keys past a row's own are scored too and never read).
+  for (int64_t jt = 0; jt < n; jt += kTile) {
+    const int64_t je = std::min(n, jt + kTile);
+    for (int64_t j = jt; j < je; ++j)
+      rows[j - jt] = krow(f0 + j, tile + size_t(j - jt) * size_t(hd));
+    int r0 = 0;
+#if defined(__x86_64__)
+    for (; simd && r0 + 4 <= R; r0 += 4) {
+      for (int64_t j = jt; j < je; j += 4) {
+        const float* kk[4];
+        for (int c = 0; c < 4; ++c) kk[c] = rows[std::min(j + c, je - 1) - jt];
+        float s4[16];
+        qk_4x4_f32(qb + size_t(r0) * size_t(hd), hd, kk, s4);
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4 && j + c < je; ++c)
+            sc[size_t(r0 + r) * size_t(n) + size_t(j + c)] = s4[r * 4 + c];
+      }
+    }
+#endif
+    for (; r0 < R; ++r0) {
+      int64_t o, len;
+      span_of(r0 / nh, o, len);
+      const int64_t b = std::max(jt, o), e = std::min(je, o + len);
+      for (int64_t j = b; j < e; ++j)
+        sc[size_t(r0) * size_t(n) + size_t(j)] =
+            dot(qb + size_t(r0) * size_t(hd), rows[j - jt], hd);
+    }
+  }
+  for (int i = 0; i < nq; ++i) {
+    int64_t o, len;
+    span_of(i, o, len);
+    if (len <= 0) {
+      no_keys(row_stats(i), h0, h1);
+      continue;
+    }
+    for (int h = 0; h < nh; ++h) {
+      float* sr = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
+      if (a.softcap > 0.f) {
+        for (int64_t j = 0; j < len; ++j) sr[j] = a.softcap * std::tanh(sr[j] / a.softcap);
+      }
+      softmax_stats(sr, len, head_stats(row_stats(i), h0 + h));
+      std::memset(out + size_t(i) * out_stride + size_t(h0 + h) * size_t(hd), 0,
+                  sizeof(float) * size_t(hd));
+    }
+  }
+  // Values in key order per output element: four rows per pass over a widened tile
+  // (pv_rows_f32, the axpys' FMAs) where AVX-512 and the head size allow.
+  const bool wide_pv = simd && hd % 64 == 0;
+  for (int64_t jt = 0; jt < n; jt += kTile) {
+    const int64_t je = std::min(n, jt + kTile);
+    for (int64_t j = jt; j < je; ++j)
+      rows[j - jt] = vrow(f0 + j, tile + size_t(j - jt) * size_t(hd));
+    for (int i = 0; i < nq; ++i) {
+      int64_t o, len;
+      span_of(i, o, len);
+      const int64_t b = std::max(jt, o), e = std::min(je, o + len);
+      if (b >= e) continue;
+      const float* pi = sc + size_t(i * nh) * size_t(n);
+      float* oi = out + size_t(i) * out_stride + size_t(h0) * size_t(hd);
+#if defined(__x86_64__)
+      if (wide_pv) {
+        for (int r = 0; r < nh; r += 4)
+          pv_rows_f32(pi + size_t(r) * size_t(n), size_t(n), std::min(4, nh - r), hd, b, e, tile,
+                      jt, oi + size_t(r) * size_t(hd), true);
+        continue;
+      }
+#endif
+      for (int h = 0; h < nh; ++h)
+        for (int64_t j = b; j < e; ++j)
+          axpy(oi + size_t(h) * size_t(hd), pi[size_t(h) * size_t(n) + size_t(j)], rows[j - jt],
+               hd);
+    }
+  }
+}
+
+// attend_block_rows over a q8_0, q4_0, bf16 or f32 cache.
+void attend_block_widened(const AttentionArgs& a, const float* q, size_t q_stride, int64_t p0,
+                          int nq, const void* k, const void* v, int h0, int h1, float* out,
+                          size_t out_stride, float* scratch, float* stats) {
+  const int hd = a.head_dim, kvh = h0 / (a.n_heads / a.n_kv_heads);
+  if (a.kv_f32) {
+    const size_t stride = size_t(a.n_kv_heads) * size_t(hd), off = size_t(kvh) * size_t(hd);
+    const auto* kf = static_cast<const float*>(k);
+    const auto* vf = static_cast<const float*>(v);
+    attend_block_rows(
+        a, q, q_stride, p0, nq, h0, h1, out, out_stride, scratch, stats,
+        [&](int64_t p, float*) { return kf + size_t(attention_row(a, p)) * stride + off; },
+        [&](int64_t p, float*) { return vf + size_t(attention_row(a, p)) * stride + off; },
+        [](const float* x, const float* y, int m) { return row_dot(x, y, m); },
+        [](float* y, float w, const float* x, int m) { row_axpy(y, w, x, m); }, false);
+    return;
+  }
+  const DType t = kv_dtype(a);
+  const size_t head_bytes = row_bytes(t, hd), stride = size_t(a.n_kv_heads) * head_bytes,
+               off = size_t(kvh) * head_bytes;
+  const auto* kb = static_cast<const uint8_t*>(k);
+  const auto* vb = static_cast<const uint8_t*>(v);
+  attend_block_rows(
+      a, q, q_stride, p0, nq, h0, h1, out, out_stride, scratch, stats,
+      [&](int64_t p, float* buf) {
+        dequant_kv(t, kb + size_t(attention_row(a, p)) * stride + off, buf, hd);
+        return static_cast<const float*>(buf);
+      },
+      [&](int64_t p, float* buf) {
+        dequant_kv(t, vb + size_t(attention_row(a, p)) * stride + off, buf, hd);
+        return static_cast<const float*>(buf);
+      },
+      [](const float* x, const float* y, int m) { return dot_f32(x, y, m); },
+      [](float* y, float w, const float* x, int m) { axpy_f32(y, w, x, m); },
+      have_avx512() && hd % 8 == 0);
+}
+
 }  // namespace
 
 void attend_one(const AttentionArgs& a, const float* q, const void* k, const void* v, int64_t pos,
@@ -808,6 +974,11 @@ void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64
     return;
   }
 #endif
+  if (nq > 1 && (a.kv_f32 || a.kv_q8 || a.kv_q4 || a.kv_bf16) &&
+      h0 / (a.n_heads / a.n_kv_heads) == (h1 - 1) / (a.n_heads / a.n_kv_heads)) {
+    attend_block_widened(a, q, q_stride, p0, nq, k, v, h0, h1, out, out_stride, scratch, stats);
+    return;
+  }
   for (int i = 0; i < nq; ++i)
     attend_group(a, q + size_t(i) * q_stride, k, v, p0 + i, h0, h1, out + size_t(i) * out_stride,
                  scratch, stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr);

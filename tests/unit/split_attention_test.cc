@@ -13,6 +13,8 @@
 #include "core/fp16.h"
 #include "g4/engine.h"
 #include "kernels/attention.h"
+#include "kernels/quant.h"
+#include "kernels/quantize_ref.h"
 #include "model/layer_ops.h"
 #include "model/model.h"
 
@@ -33,28 +35,38 @@ TEST(SplitAttention, KeyRangesMergeToWholeAttention) {
   std::normal_distribution<float> nd(0.f, 1.f);
   struct Case {
     int H, Hkv, hd;
-    bool paged, f32;
+    bool paged;
+    DType kv;  // the cache's type: F16, F32, Q8_0, Q4_0 or BF16
   };
   const int64_t cap = 640, R = 96;  // keys, and the test's chunk width
-  for (const Case& c : {Case{8, 2, 256, true, false}, Case{4, 1, 256, false, false},
-                        Case{6, 3, 40, false, false}, Case{4, 2, 32, false, true}}) {
+  for (const Case& c : {Case{8, 2, 256, true, DType::kF16}, Case{4, 1, 256, false, DType::kF16},
+                        Case{6, 3, 40, false, DType::kF16}, Case{4, 2, 32, false, DType::kF32},
+                        Case{8, 2, 256, true, DType::kQ8_0}, Case{4, 1, 64, false, DType::kQ4_0},
+                        Case{6, 2, 32, true, DType::kBF16}, Case{4, 1, 256, true, DType::kF32}}) {
+    SCOPED_TRACE(info(c.kv).name);
     for (float softcap : {0.f, 50.f}) {
-      AttentionArgs a{c.H, c.Hkv, c.hd, cap, 0, softcap, c.f32};
+      AttentionArgs a{c.H, c.Hkv, c.hd, cap, 0, softcap, c.kv == DType::kF32};
+      a.kv_q8 = c.kv == DType::kQ8_0;
+      a.kv_q4 = c.kv == DType::kQ4_0;
+      a.kv_bf16 = c.kv == DType::kBF16;
       std::vector<int32_t> table;
       if (c.paged) {  // 16-position blocks, scattered
         for (int b = 0; b < int(cap / 16); ++b) table.push_back(int32_t((b * 7) % (cap / 16)));
         a.blocks = table.data();
         a.block_shift = 4;
       }
-      const size_t stride = size_t(c.Hkv) * size_t(c.hd), n = size_t(cap) * stride;
-      std::vector<uint16_t> k16(n), v16(n);
-      std::vector<float> k32(n), v32(n);
-      for (size_t i = 0; i < n; ++i) {
-        k32[i] = fp16_to_fp32(k16[i] = fp32_to_fp16(nd(rng)));
-        v32[i] = fp16_to_fp32(v16[i] = fp32_to_fp16(nd(rng)));
+      // Rows of Hkv heads of hd values, in the cache's type (quantize_row for the block types).
+      const size_t head_bytes = row_bytes(c.kv, c.hd), rows = size_t(cap) * size_t(c.Hkv);
+      std::vector<uint8_t> kc(rows * head_bytes), vc(rows * head_bytes);
+      std::vector<float> x(static_cast<size_t>(c.hd));
+      for (size_t r = 0; r < rows; ++r) {
+        for (auto* cache : {&kc, &vc}) {
+          for (auto& e : x) e = nd(rng);
+          quantize_row(c.kv, x.data(), cache->data() + r * head_bytes, c.hd);
+        }
       }
-      const void* k = c.f32 ? static_cast<const void*>(k32.data()) : k16.data();
-      const void* v = c.f32 ? static_cast<const void*>(v32.data()) : v16.data();
+      const void* k = kc.data();
+      const void* v = vc.data();
       const int nq = 13;
       const size_t qd = size_t(c.H) * size_t(c.hd);
       std::vector<float> q(size_t(nq) * qd);
