@@ -572,6 +572,14 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
   }
 }
 
+// A query block's rows for heads [h0, h0 + nh), packed: row i * nh + h of qb (each hd floats).
+void gather_queries(const float* q, size_t q_stride, int nq, int h0, int nh, int hd, float* qb) {
+  for (int i = 0; i < nq; ++i)
+    std::memcpy(qb + size_t(i) * size_t(nh) * size_t(hd),
+                q + size_t(i) * q_stride + size_t(h0) * size_t(hd),
+                sizeof(float) * size_t(nh) * size_t(hd));
+}
+
 #if defined(__x86_64__)
 // attend_group_f16's AVX2 path for nq consecutive query positions p0.. of one sequence and
 // heads [h0, h1) of one KV head, bit for bit per (token, head): every score is the same q.k
@@ -604,10 +612,7 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
   const bool wide = have_avx512(), wide_pv = wide && hd % 64 == 0;
   float* qb = scratch;                           // [R][hd], row i * nh + (h - h0)
   float* sc = scratch + size_t(R) * size_t(hd);  // [R][n]
-  for (int i = 0; i < nq; ++i)
-    std::memcpy(qb + size_t(i) * size_t(nh) * size_t(hd),
-                q + size_t(i) * q_stride + size_t(h0) * size_t(hd),
-                sizeof(float) * size_t(nh) * size_t(hd));
+  gather_queries(q, q_stride, nq, h0, nh, hd, qb);
   // Scores, a key tile at a time (it stays in L1/L2 while every row group passes over it).
   // Keys past a row's own position are scored too and never read.
   for (int64_t jt = 0; jt < n; jt += kTile) {
@@ -788,10 +793,7 @@ void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, 
     o = ks.first - f0;
     len = ks.n;
   };
-  for (int i = 0; i < nq; ++i)
-    std::memcpy(qb + size_t(i) * size_t(nh) * size_t(hd),
-                q + size_t(i) * q_stride + size_t(h0) * size_t(hd),
-                sizeof(float) * size_t(nh) * size_t(hd));
+  gather_queries(q, q_stride, nq, h0, nh, hd, qb);
   // Raw scores, a key tile at a time; with simd, four rows x four keys per pass over the
   // whole tile (keys past a row's own are scored too and never read).
   for (int64_t jt = 0; jt < n; jt += kTile) {

@@ -43,10 +43,6 @@ G4_AVX2 inline float hmax_ps(__m256 v) {
 G4_AVX2 void prepare_packed_avx2(const float* x, void* dst, int64_t n) {
   const int64_t nb = n / kQK;
   auto* qs = static_cast<int8_t*>(dst);
-  auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
-  auto* dd = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
-  auto* h0 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n + 8 * nb);
-  auto* h1 = h0 + nb;
   const __m256 sign = _mm256_set1_ps(-0.f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
@@ -69,12 +65,7 @@ G4_AVX2 void prepare_packed_avx2(const float* x, void* dst, int64_t n) {
                         _mm256_permutevar8x32_epi32(p, order));
     const int32_t s0 = hsum_i32(_mm256_add_epi32(q[0], q[1]));
     const int32_t s1 = hsum_i32(_mm256_add_epi32(q[2], q[3]));
-    const int32_t c = -128 * (s0 + s1);
-    const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.f));
-    std::memcpy(corr + i, &c, 4);
-    std::memcpy(dd + i, &d, 4);
-    std::memcpy(h0 + i, &s0, 4);
-    std::memcpy(h1 + i, &s1, 4);
+    store_packed_act_block(dst, n, i, s0, s1, fp16_to_fp32(fp32_to_fp16(amax / 127.f)));
   }
 }
 
@@ -123,15 +114,10 @@ G4_AVX2 void half_n(int64_t n, const uint8_t* grp, const void* const* a, float* 
   static_assert(N * (H1 - H0) <= 4, "8 quant vectors and the accumulators must fit 16 registers");
   const int64_t nb = n / kQK;
   constexpr int kShift = KIND == PackKind::kQ8 ? 0 : KIND == PackKind::kQ5 ? 3 : 4;
-  const int32_t* qs[N];
-  const int32_t* corr[N];
-  const float* da[N];
+  PackedActView act[N];
   __m256 acc[2][N];
   for (int t = 0; t < N; ++t) {
-    const auto* p = static_cast<const uint8_t*>(a[t]);
-    qs[t] = reinterpret_cast<const int32_t*>(p);
-    corr[t] = reinterpret_cast<const int32_t*>(p + n);
-    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
+    act[t] = PackedActView(a[t], n);
     acc[0][t] = acc[1][t] = _mm256_setzero_ps();
   }
   const __m256i lo4 = _mm256_set1_epi8(0x0F), b128 = _mm256_set1_epi8(char(0x80));
@@ -158,7 +144,7 @@ G4_AVX2 void half_n(int64_t n, const uint8_t* grp, const void* const* a, float* 
         }
       }
       for (int t = 0; t < N; ++t) {
-        const int32_t* x = qs[t] + 8 * j;
+        const int32_t* x = act[t].qs + 8 * j;
         __m256i s;
         if constexpr (KIND == PackKind::kQ8) {
           // |w| * sign(a, w) per byte: pairs at most 2 * 128 * 127 < 2^15.
@@ -172,10 +158,10 @@ G4_AVX2 void half_n(int64_t n, const uint8_t* grp, const void* const* a, float* 
         } else {
           // Quants at most 31: four chunks' pairs sum to at most 8 * 31 * 127 < 2^15.
           // corr = -128 * sum(a); value + K operands need -K * sum(a) (an exact shift).
-          s = _mm256_add_epi32(_mm256_set1_epi32(corr[t][j] >> kShift), chunk_sums<4>(w, x, 0));
+          s = _mm256_add_epi32(_mm256_set1_epi32(act[t].corr[j] >> kShift), chunk_sums<4>(w, x, 0));
           s = _mm256_add_epi32(s, chunk_sums<4>(w, x, 4));
         }
-        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(da[t][j]));
+        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(act[t].d[j]));
         acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[h][t]);
       }
     }
@@ -198,16 +184,10 @@ G4_AVX2 void half_k(int64_t n, const uint8_t* grp, const void* const* a, float* 
                     size_t ostride) {
   static_assert(N * (H1 - H0) <= 4, "8 quant vectors and the accumulators must fit 16 registers");
   const int64_t nb = n / kQK;
-  const int32_t* qs[N];
-  const float* da[N];
-  const int32_t *h0[N], *h1[N];
+  PackedActView act[N];
   __m256 acc[2][N];
   for (int t = 0; t < N; ++t) {
-    const auto* p = static_cast<const uint8_t*>(a[t]);
-    qs[t] = reinterpret_cast<const int32_t*>(p);
-    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
-    h0[t] = reinterpret_cast<const int32_t*>(p + n + 8 * nb);
-    h1[t] = h0[t] + nb;
+    act[t] = PackedActView(a[t], n);
     acc[0][t] = acc[1][t] = _mm256_setzero_ps();
   }
   constexpr PackKind kKind = kMin ? PackKind::kKMin : PackKind::kKTwo;
@@ -248,20 +228,22 @@ G4_AVX2 void half_k(int64_t n, const uint8_t* grp, const void* const* a, float* 
         }
       }
       for (int t = 0; t < N; ++t) {
-        const int32_t* xq = qs[t] + 8 * j;
-        const float dt = da[t][j];
+        const int32_t* xq = act[t].qs + 8 * j;
+        const float dt = act[t].d[j];
         const __m256 vd = _mm256_set1_ps(dt);
         if (kMin) {
           // Quants at most 15: four chunks' pairs sum to at most 8 * 15 * 127 < 2^15.
           const __m256i si = _mm256_add_epi32(chunk_sums<4>(w, xq, 0), chunk_sums<4>(w, xq, 4));
           acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(x, vd), acc[h][t]);
-          const float hs = dt * float(h0[t][j] + h1[t][j]);
+          const float hs = dt * float(act[t].h0[j] + act[t].h1[j]);
           acc[h][t] = _mm256_fnmadd_ps(y, _mm256_set1_ps(hs), acc[h][t]);
         } else {
           // Quants at most 63: two chunks' pairs sum to at most 4 * 63 * 127 < 2^15.
-          __m256i s0 = _mm256_add_epi32(_mm256_set1_epi32(-32 * h0[t][j]), chunk_sums<2>(w, xq, 0));
+          __m256i s0 =
+              _mm256_add_epi32(_mm256_set1_epi32(-32 * act[t].h0[j]), chunk_sums<2>(w, xq, 0));
           s0 = _mm256_add_epi32(s0, chunk_sums<2>(w, xq, 2));
-          __m256i s1 = _mm256_add_epi32(_mm256_set1_epi32(-32 * h1[t][j]), chunk_sums<2>(w, xq, 4));
+          __m256i s1 =
+              _mm256_add_epi32(_mm256_set1_epi32(-32 * act[t].h1[j]), chunk_sums<2>(w, xq, 4));
           s1 = _mm256_add_epi32(s1, chunk_sums<2>(w, xq, 6));
           acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_mul_ps(x, vd), acc[h][t]);
           acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_mul_ps(y, vd), acc[h][t]);

@@ -25,10 +25,6 @@ namespace {
 G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
   const int64_t nb = n / kQK;
   auto* qs = static_cast<int8_t*>(dst);
-  auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
-  auto* dd = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
-  auto* h0 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n + 8 * nb);
-  auto* h1 = h0 + nb;
   const __m512 sign = _mm512_set1_ps(-0.f);
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
     const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
@@ -42,12 +38,7 @@ G4_AVX512 void prepare_packed_avx512(const float* x, void* dst, int64_t n) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i), _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + kQK * i + 16), _mm512_cvtepi32_epi8(q1));
     const int32_t s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
-    const int32_t c = -128 * (s0 + s1);
-    const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.f));
-    std::memcpy(corr + i, &c, 4);
-    std::memcpy(dd + i, &d, 4);
-    std::memcpy(h0 + i, &s0, 4);
-    std::memcpy(h1 + i, &s1, 4);
+    store_packed_act_block(dst, n, i, s0, s1, fp16_to_fp32(fp32_to_fp16(amax / 127.f)));
   }
 }
 
@@ -80,15 +71,10 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
                        size_t ostride) {
   const int64_t nb = n / kQK;
   constexpr int kShift = KIND == PackKind::kQ8 ? 0 : KIND == PackKind::kQ5 ? 3 : 4;
-  const int32_t* qs[N];
-  const int32_t* corr[N];
-  const float* da[N];
+  PackedActView act[N];
   __m512 acc[N];
   for (int t = 0; t < N; ++t) {
-    const auto* p = static_cast<const uint8_t*>(a[t]);
-    qs[t] = reinterpret_cast<const int32_t*>(p);
-    corr[t] = reinterpret_cast<const int32_t*>(p + n);
-    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
+    act[t] = PackedActView(a[t], n);
     acc[t] = _mm512_setzero_ps();
   }
   const __m512i lo4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
@@ -116,12 +102,12 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
       }
     }
     for (int t = 0; t < N; ++t) {
-      const int32_t* x = qs[t] + 8 * j;
+      const int32_t* x = act[t].qs + 8 * j;
       // corr = -128 * sum(a); value + K operands need -K * sum(a) (an exact shift).
-      __m512i s0 = _mm512_set1_epi32(corr[t][j] >> kShift);
+      __m512i s0 = _mm512_set1_epi32(act[t].corr[j] >> kShift);
       __m512i s1 = _mm512_setzero_si512();
       block_sums(w, x, s0, s1);
-      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][j]));
+      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(act[t].d[j]));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d, acc[t]);
     }
   }
@@ -142,16 +128,10 @@ template <int N, bool kMin>
 G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, float* out,
                        size_t ostride) {
   const int64_t nb = n / kQK;
-  const int32_t* qs[N];
-  const float* da[N];
-  const int32_t *h0[N], *h1[N];
+  PackedActView act[N];
   __m512 acc[N];
   for (int t = 0; t < N; ++t) {
-    const auto* p = static_cast<const uint8_t*>(a[t]);
-    qs[t] = reinterpret_cast<const int32_t*>(p);
-    da[t] = reinterpret_cast<const float*>(p + n + 4 * nb);
-    h0[t] = reinterpret_cast<const int32_t*>(p + n + 8 * nb);
-    h1[t] = h0[t] + nb;
+    act[t] = PackedActView(a[t], n);
     acc[t] = _mm512_setzero_ps();
   }
   constexpr PackKind kKind = kMin ? PackKind::kKMin : PackKind::kKTwo;
@@ -188,16 +168,16 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
       }
     }
     for (int t = 0; t < N; ++t) {
-      const int32_t* xq = qs[t] + 8 * j;
-      __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h0[t][j]);
-      __m512i s1 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * h1[t][j]);
+      const int32_t* xq = act[t].qs + 8 * j;
+      __m512i s0 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * act[t].h0[j]);
+      __m512i s1 = kMin ? _mm512_setzero_si512() : _mm512_set1_epi32(-32 * act[t].h1[j]);
       block_sums(w, xq, s0, s1);
-      const float dt = da[t][j];
+      const float dt = act[t].d[j];
       const __m512 vd = _mm512_set1_ps(dt);
       if (kMin) {
         const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
         acc[t] = _mm512_fmadd_ps(s, _mm512_mul_ps(x, vd), acc[t]);
-        const float hs = dt * float(h0[t][j] + h1[t][j]);
+        const float hs = dt * float(act[t].h0[j] + act[t].h1[j]);
         acc[t] = _mm512_fnmadd_ps(y, _mm512_set1_ps(hs), acc[t]);
       } else {
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(x, vd), acc[t]);

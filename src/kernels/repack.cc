@@ -375,14 +375,20 @@ size_t packed_act_bytes(int64_t n) {
   return size_t(n) + size_t(n / kQK) * 16;
 }
 
+void store_packed_act_block(void* row, int64_t n, int64_t i, int32_t s0, int32_t s1, float d) {
+  auto* p = static_cast<uint8_t*>(row);
+  const int64_t nb = n / kQK;
+  const int32_t c = -128 * (s0 + s1);
+  std::memcpy(p + n + 4 * i, &c, 4);
+  std::memcpy(p + n + 4 * nb + 4 * i, &d, 4);
+  std::memcpy(p + n + 8 * nb + 4 * i, &s0, 4);
+  std::memcpy(p + n + 12 * nb + 4 * i, &s1, 4);
+}
+
 void prepare_packed_ref(const float* x, void* dst, int64_t n) {
   // The Q8_0 activation rule of quantize_activation, regrouped.
   const int64_t nb = n / kQK;
   auto* qs = static_cast<int8_t*>(dst);
-  auto* corr = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n);
-  auto* d = reinterpret_cast<float*>(static_cast<uint8_t*>(dst) + n + 4 * nb);
-  auto* h0 = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(dst) + n + 8 * nb);
-  auto* h1 = h0 + nb;
   std::vector<BlockQ8_0> b(static_cast<size_t>(nb));
   quantize_activation(DType::kQ8_0, x, b.data(), n);
   for (int64_t j = 0; j < nb; ++j) {
@@ -391,12 +397,7 @@ void prepare_packed_ref(const float* x, void* dst, int64_t n) {
       qs[j * kQK + i] = b[size_t(j)].qs[i];
       s[i / 16] += b[size_t(j)].qs[i];
     }
-    const int32_t c = -128 * (s[0] + s[1]);
-    const float dj = fp16_to_fp32(b[size_t(j)].d);
-    std::memcpy(corr + j, &c, 4);
-    std::memcpy(d + j, &dj, 4);
-    std::memcpy(h0 + j, &s[0], 4);
-    std::memcpy(h1 + j, &s[1], 4);
+    store_packed_act_block(dst, n, j, s[0], s[1], fp16_to_fp32(b[size_t(j)].d));
   }
 }
 

@@ -134,6 +134,29 @@ size_t packed_bytes(const WeightView& w);
 // row (row lookups then never touch the source mapping again).
 void dequantize_packed_row(const WeightView& w, int64_t r, float* dst);
 
+// A prepared activation row of n columns (layout in the header comment), as the kernels read
+// it: qs as 4-quant chunks, then per block the correction, scale and half sums.
+struct PackedActView {
+  const int32_t* qs;
+  const int32_t* corr;
+  const float* d;
+  const int32_t* h0;
+  const int32_t* h1;
+  PackedActView() = default;
+  PackedActView(const void* row, int64_t n) {
+    const auto* p = static_cast<const uint8_t*>(row);
+    const int64_t nb = n / 32;
+    qs = reinterpret_cast<const int32_t*>(p);
+    corr = reinterpret_cast<const int32_t*>(p + n);
+    d = reinterpret_cast<const float*>(p + n + 4 * nb);
+    h0 = reinterpret_cast<const int32_t*>(p + n + 8 * nb);
+    h1 = h0 + nb;
+  }
+};
+// Writes block i's tail of a prepared row of n columns: its quants' half sums s0 and s1, the
+// correction -128 * (s0 + s1) and the scale d.
+void store_packed_act_block(void* row, int64_t n, int64_t i, int32_t s0, int32_t s1, float d);
+
 // Scalar references of the R16 arithmetic (tests compare the AVX-512 kernels bit for bit).
 // The float kinds' activations: the f32 row itself.
 size_t packed_act_bytes(int64_t n);
