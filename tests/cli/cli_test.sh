@@ -75,11 +75,13 @@ check "logits rejects bad ids" bash -c "! '$G4' logits '$MODEL' --ids 2,x -t 2 2
 check "perplexity runs a chunk" bash -c \
   "'$G4' perplexity '$MODEL' /usr/share/common-licenses/Apache-2.0 --ctx 64 --chunks 2 -t 2 2>/dev/null | grep -q '^perplexity: '"
 # The AVX2 kernels give the AVX-512 kernels' bits (R16 packed GEMM and one-token kernels, the
-# attention paths), so a perplexity run's NLL is the same to the last digit on either ISA.
+# attention paths), so a perplexity run's NLL is the same to the last digit on either ISA (and
+# the capped run really ran AVX2: g4 bench reports the ISA it used).
 check "perplexity: G4_ISA=avx2 gives AVX-512's numbers exactly" bash -c \
   "'$G4' perplexity '$MODEL' /usr/share/common-licenses/Apache-2.0 --ctx 256 --chunks 2 -t 2 --json > '$tmp/p512' 2>/dev/null &&
    G4_ISA=avx2 '$G4' perplexity '$MODEL' /usr/share/common-licenses/Apache-2.0 --ctx 256 --chunks 2 -t 2 --json > '$tmp/p2' 2>/dev/null &&
-   grep -q nll_sum '$tmp/p2' && cmp -s '$tmp/p512' '$tmp/p2'"
+   grep -q nll_sum '$tmp/p2' && cmp -s '$tmp/p512' '$tmp/p2' &&
+   G4_ISA=avx2 '$G4' bench -p 8 -n 1 -r 1 -t 2 --json 2>/dev/null | grep -q '\"isa\":\"avx2\"'"
 check "bench --json" bash -c "'$G4' bench -p 16 -n 4 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --batch" bash -c "'$G4' bench -p 0 -n 4 -b 3 -r 1 -t 2 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"tg\"][\"batch\"] == 3 and d[\"tg\"][\"tokens_per_s\"] > 0'"
 check "bench --depth" bash -c "'$G4' bench -d 600 -p 16 -n 4 -b 2 -r 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"depth\"] == 600 and d[\"pp\"][\"tokens_per_s\"] > 0 and d[\"tg\"][\"tokens_per_s\"] > 0'"
