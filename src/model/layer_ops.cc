@@ -247,29 +247,40 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
                              tables[i], bounds[i], &scorings[i]);
       }
     });
+    // The chunks that exist: a routed unit's virtual sequence has fewer than the dense
+    // position's max_chunks. Jobs are listed (not skipped in a (block, heads, chunk) grid), so
+    // the pool's even split gives every thread its share of real chunks.
+    max_chunks = 1;
+    for (size_t i = 0; i < n_units; ++i) max_chunks = std::max(max_chunks, srcs[i].chunks);
     per_job = attention_heads_per_job(nb * max_chunks, H, Hkv, threads);
     const int64_t jobs_per_block = H / per_job;
+    thread_local std::vector<std::array<int64_t, 3>> job_list;  // (block, first head, chunk)
+    std::vector<std::array<int64_t, 3>>& jobs = job_list;
+    jobs.clear();
+    for (int64_t blk = 0; blk < nb; ++blk) {
+      for (int64_t r = 0; r < jobs_per_block; ++r) {
+        const int h0 = int(r) * per_job;
+        const int64_t chunks = srcs[size_t(blk * Hkv + h0 / group)].chunks;
+        for (int64_t c = 0; c < chunks; ++c) jobs.push_back({blk, h0, c});
+      }
+    }
     // Rows and stats of chunks 1..: [block][chunk][qd], then [block][chunk][H][2] (chunk 0's
     // stats too).
     const size_t units = size_t(nb * max_chunks);
     float* part = grow(act.att_chunks, units * (size_t(qd) + 2 * size_t(H)));
     float* stats = part + units * size_t(qd);
-    ctx.pool.parallel_for(
-        size_t(nb * jobs_per_block * max_chunks), 1, [&](size_t b, size_t e, int ti) {
-          float* scratch = sc + size_t(ti) * per_thread;
-          for (size_t j = b; j < e; ++j) {
-            const int64_t c = int64_t(j) % max_chunks, r = int64_t(j) / max_chunks;
-            const int64_t blk = r / jobs_per_block;
-            const int h0 = int(r % jobs_per_block) * per_job;
-            const KeySource& src = srcs[size_t(blk * Hkv + h0 / group)];
-            if (c >= src.chunks) continue;
-            const size_t u = size_t(blk * max_chunks + c);
-            const int32_t t0 = blocks[size_t(blk)].first;
-            float* o = c == 0 ? a + size_t(t0) * size_t(qd) : part + u * size_t(qd);
-            attend_source_chunk(src, q + size_t(t0) * size_t(qd), size_t(qd), 1, h0, h0 + per_job,
-                                c, o, stats + u * 2 * size_t(H), scratch);
-          }
-        });
+    ctx.pool.parallel_for(jobs.size(), 1, [&](size_t b, size_t e, int ti) {
+      float* scratch = sc + size_t(ti) * per_thread;
+      for (size_t j = b; j < e; ++j) {
+        const auto [blk, h0, c] = jobs[j];
+        const KeySource& src = srcs[size_t(blk * Hkv + h0 / group)];
+        const size_t u = size_t(blk * max_chunks + c);
+        const int32_t t0 = blocks[size_t(blk)].first;
+        float* o = c == 0 ? a + size_t(t0) * size_t(qd) : part + u * size_t(qd);
+        attend_source_chunk(src, q + size_t(t0) * size_t(qd), size_t(qd), 1, int(h0),
+                            int(h0) + per_job, c, o, stats + u * 2 * size_t(H), scratch);
+      }
+    });
     // The merge is a few rows per (token, KV head): on this thread, not another barrier.
     for (size_t i = 0; i < n_units; ++i) {
       const int64_t blk = int64_t(i) / Hkv;
