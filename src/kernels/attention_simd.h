@@ -25,6 +25,18 @@ namespace g4::attn {
 bool have_avx512();
 bool have_avx2();
 
+// A decode streams each key's K and V row from memory once, a few rows at a time, and the
+// loads stall: the hardware prefetchers stay too close (2026-12-07, `g4 bench MODEL --kv-fill
+// random -d 8192 -p 0 -n 32 -t 2 --profile`: 70% of qk_4x4's samples on its K loads). So the
+// key loops below ask for the rows kPrefetchKeys keys ahead (32: attention 3.2 -> 2.2 ms per
+// token at depth 8192, 6.6-7.6 -> 4.5-4.9 at 32704; 16 and 64 within noise of 32). Prefetches
+// change no result.
+constexpr int64_t kPrefetchKeys = 32;
+inline void prefetch_bytes(const void* p, int bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int b = 0; b < bytes; b += 64) _mm_prefetch(c + b, _MM_HINT_T0);
+}
+
 __attribute__((target("avx2,fma,f16c"))) float dot_f32_f16_avx2(const float* q, const uint16_t* k,
                                                                 int n);
 __attribute__((target("avx2,fma,f16c"))) void axpy_f16_avx2(float* y, float a, const uint16_t* x,
@@ -88,6 +100,9 @@ G4_AVX2_ATT void qk_scores_avx2(const float* q, int nh, int hd, int64_t n, RowFn
     for (int64_t j = 0; j < n; j += 4) {
       const uint16_t* kk[4];
       for (int c = 0; c < 4; ++c) kk[c] = row(std::min(j + c, n - 1));  // tail: repeats, dropped
+      if (j + kPrefetchKeys + 3 < n) {
+        for (int c = 0; c < 4; ++c) prefetch_bytes(row(j + kPrefetchKeys + c), 2 * hd);
+      }
       for (int h = 0; h < nh; h += 4) {
         float s[16];
         qk_4x4(q + size_t(h) * size_t(hd), hd, kk, s);
@@ -101,6 +116,10 @@ G4_AVX2_ATT void qk_scores_avx2(const float* q, int nh, int hd, int64_t n, RowFn
   for (int64_t j = 0; j < n; j += 2) {
     const uint16_t* k0 = row(j);
     const uint16_t* k1 = j + 1 < n ? row(j + 1) : k0;  // odd tail: computed twice, kept once
+    if (j + kPrefetchKeys + 1 < n) {
+      prefetch_bytes(row(j + kPrefetchKeys), 2 * hd);
+      prefetch_bytes(row(j + kPrefetchKeys + 1), 2 * hd);
+    }
     for (int h = 0; h < nh; h += 4) {
       float s0[4], s1[4];
       const float* qh = q + size_t(h) * size_t(hd);
@@ -138,6 +157,7 @@ G4_AVX512_ATT void pv_avx512(const float* p, size_t ps, int nh, int hd, int64_t 
       }
       for (int64_t j = j0; j < j1; ++j) {
         const uint16_t* vr = row(j) + c0;
+        if (j + kPrefetchKeys < j1) prefetch_bytes(row(j + kPrefetchKeys) + c0, 32 * nc);
         const __m512 pa = _mm512_set1_ps(p[size_t(h) * ps + size_t(j)]);
         const __m512 pb = _mm512_set1_ps(two ? p[size_t(h + 1) * ps + size_t(j)] : 0.f);
         for (int c = 0; c < nc; ++c) {
@@ -173,6 +193,7 @@ G4_AVX2_ATT void pv_avx2(const float* p, size_t ps, int nh, int hd, int64_t j0, 
       }
       for (int64_t j = j0; j < j1; ++j) {
         const uint16_t* vr = row(j) + c0;
+        if (j + kPrefetchKeys < j1) prefetch_bytes(row(j + kPrefetchKeys) + c0, 16 * nc);
         const __m256 pa = _mm256_set1_ps(p[size_t(h) * ps + size_t(j)]);
         const __m256 pb = _mm256_set1_ps(two ? p[size_t(h + 1) * ps + size_t(j)] : 0.f);
         for (int c = 0; c < nc; ++c) {
@@ -218,6 +239,7 @@ G4_AVX512_ATT void pv4_avx512(const float* p, size_t ps, int hd, int64_t j0, int
                       : _mm512_setzero_ps();
     for (int64_t j = j0; j < j1; ++j) {
       const uint16_t* vr = row(j) + c0;
+      if (j + kPrefetchKeys < j1) prefetch_bytes(row(j + kPrefetchKeys) + c0, 128);
       __m512 vx[4];
       for (int c = 0; c < 4; ++c)
         vx[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(vr + 16 * c)));
