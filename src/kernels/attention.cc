@@ -254,15 +254,19 @@ void attend_group_dequant(const AttentionArgs& a, DType t, const float* q, const
     const int kvh = hs / group;
     const int he = std::min(h1, (kvh + 1) * group);
     const size_t off = size_t(kvh) * head_bytes;
+    // Row j, with row j + kPrefetchKeys asked for (as the fp16 loops do).
+    auto at = [&](const uint8_t* base, int64_t j) {
+#if defined(__x86_64__)
+      if (j + kPrefetchKeys < n)
+        prefetch_bytes(
+            base + size_t(attention_row(a, first + j + kPrefetchKeys)) * slot_stride + off,
+            int(head_bytes));
+#endif
+      return base + size_t(attention_row(a, first + j)) * slot_stride + off;
+    };
     attend_widened(
-        a, q, n, hs, he,
-        [&](int64_t j, float* row) {
-          dequant_kv(t, k + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
-        },
-        [&](int64_t j, float* row) {
-          dequant_kv(t, v + size_t(attention_row(a, first + j)) * slot_stride + off, row, hd);
-        },
-        out, scores, stats);
+        a, q, n, hs, he, [&](int64_t j, float* row) { dequant_kv(t, at(k, j), row, hd); },
+        [&](int64_t j, float* row) { dequant_kv(t, at(v, j), row, hd); }, out, scores, stats);
     hs = he;
   }
 }
@@ -443,16 +447,22 @@ void attend_block_widened(const AttentionArgs& a, const float* q, size_t q_strid
                off = size_t(kvh) * head_bytes;
   const auto* kb = static_cast<const uint8_t*>(k);
   const auto* vb = static_cast<const uint8_t*>(v);
+  const int64_t last = p0 + nq - 1;  // no key lies past the block's last query
+  // Position p's row widened into buf, position p + kPrefetchKeys asked for (see
+  // attention_simd.h).
+  auto widened = [&](const uint8_t* base, int64_t p, float* buf) {
+#if defined(__x86_64__)
+    if (p + kPrefetchKeys <= last)
+      prefetch_bytes(base + size_t(attention_row(a, p + kPrefetchKeys)) * stride + off,
+                     int(head_bytes));
+#endif
+    dequant_kv(t, base + size_t(attention_row(a, p)) * stride + off, buf, hd);
+    return static_cast<const float*>(buf);
+  };
   attend_block_rows(
       a, q, q_stride, p0, nq, h0, h1, out, out_stride, scratch, stats,
-      [&](int64_t p, float* buf) {
-        dequant_kv(t, kb + size_t(attention_row(a, p)) * stride + off, buf, hd);
-        return static_cast<const float*>(buf);
-      },
-      [&](int64_t p, float* buf) {
-        dequant_kv(t, vb + size_t(attention_row(a, p)) * stride + off, buf, hd);
-        return static_cast<const float*>(buf);
-      },
+      [&](int64_t p, float* buf) { return widened(kb, p, buf); },
+      [&](int64_t p, float* buf) { return widened(vb, p, buf); },
       [](const float* x, const float* y, int m) { return dot_f32(x, y, m); },
       [](float* y, float w, const float* x, int m) { axpy_f32(y, w, x, m); },
       have_avx512() && hd % 8 == 0);
@@ -527,7 +537,10 @@ void attend_block(const AttentionArgs& a, const float* q, size_t q_stride, int64
     return;
   }
 #endif
-  if (nq > 1 && (a.kv_f32 || a.kv_q8 || a.kv_q4 || a.kv_bf16) &&
+  // (One token too: the block path widens each key tile once for the group's heads and scores
+  // four heads x four keys per pass, where attend_group widens row by row and dots head by
+  // head; the same bits either way.)
+  if ((a.kv_f32 || a.kv_q8 || a.kv_q4 || a.kv_bf16) &&
       h0 / (a.n_heads / a.n_kv_heads) == (h1 - 1) / (a.n_heads / a.n_kv_heads)) {
     attend_block_widened(a, q, q_stride, p0, nq, k, v, h0, h1, out, out_stride, scratch, stats);
     return;

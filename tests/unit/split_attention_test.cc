@@ -67,53 +67,55 @@ TEST(SplitAttention, KeyRangesMergeToWholeAttention) {
       }
       const void* k = kc.data();
       const void* v = vc.data();
-      const int nq = 13;
-      const size_t qd = size_t(c.H) * size_t(c.hd);
-      std::vector<float> q(size_t(nq) * qd);
-      for (auto& x : q) x = nd(rng) * 0.2f;
-      std::vector<float> sc(attention_split_scratch_floats(a, nq, cap));
-      for (int64_t p0 : {int64_t(0), int64_t(90), int64_t(cap - nq)}) {
-        const int64_t chunks = (p0 + nq - 1) / R + 1;
-        std::vector<float> whole(q.size()), tok(q.size()), blk(q.size()), part(q.size());
-        std::vector<float> st_tok(size_t(nq) * size_t(c.H) * 2), st_blk(st_tok.size()),
-            st_part(st_tok.size());
-        for (int i = 0; i < nq; ++i)
-          attend_group(a, q.data() + size_t(i) * qd, k, v, p0 + i, 0, c.H,
-                       whole.data() + size_t(i) * qd, sc.data());
-        // Token by token, then the block, chunk by chunk (chunk 0 into the output).
-        for (int64_t ch = 0; ch < chunks; ++ch) {
-          AttentionArgs ac = a;
-          ac.key_lo = ch * R;
-          ac.key_hi = ac.key_lo + R;
-          for (int i = 0; i < nq; ++i) {
-            float* o = (ch == 0 ? tok.data() : part.data()) + size_t(i) * qd;
-            float* st = (ch == 0 ? st_tok.data() : st_part.data()) + 2 * size_t(i) * size_t(c.H);
-            attend_group(ac, q.data() + size_t(i) * qd, k, v, p0 + i, 0, c.H, o, sc.data(), st);
-            if (ch == 0) continue;
-            for (int h = 0; h < c.H; ++h)
-              attention_merge(tok.data() + size_t(i) * qd + size_t(h) * size_t(c.hd),
-                              st_tok.data() + 2 * (size_t(i) * size_t(c.H) + size_t(h)),
-                              o + size_t(h) * size_t(c.hd), st + 2 * size_t(h), c.hd);
-          }
-          float* o = ch == 0 ? blk.data() : part.data();
-          float* st = ch == 0 ? st_blk.data() : st_part.data();
-          const int group = c.H / c.Hkv;
-          for (int h0 = 0; h0 < c.H; h0 += group)
-            attend_block(ac, q.data(), qd, p0, nq, k, v, h0, h0 + group, o, qd, sc.data(), st);
-          if (ch == 0) continue;
+      // Blocks of 13 tokens, and one token (a decode: the block path for the widened caches).
+      for (const int nq : {13, 1}) {
+        const size_t qd = size_t(c.H) * size_t(c.hd);
+        std::vector<float> q(size_t(nq) * qd);
+        for (auto& x : q) x = nd(rng) * 0.2f;
+        std::vector<float> sc(attention_split_scratch_floats(a, nq, cap));
+        for (int64_t p0 : {int64_t(0), int64_t(90), int64_t(cap - nq)}) {
+          const int64_t chunks = (p0 + nq - 1) / R + 1;
+          std::vector<float> whole(q.size()), tok(q.size()), blk(q.size()), part(q.size());
+          std::vector<float> st_tok(size_t(nq) * size_t(c.H) * 2), st_blk(st_tok.size()),
+              st_part(st_tok.size());
           for (int i = 0; i < nq; ++i)
-            for (int h = 0; h < c.H; ++h) {
-              const size_t r = size_t(i) * size_t(c.H) + size_t(h);
-              attention_merge(blk.data() + r * size_t(c.hd), st_blk.data() + 2 * r,
-                              part.data() + r * size_t(c.hd), st_part.data() + 2 * r, c.hd);
+            attend_group(a, q.data() + size_t(i) * qd, k, v, p0 + i, 0, c.H,
+                         whole.data() + size_t(i) * qd, sc.data());
+          // Token by token, then the block, chunk by chunk (chunk 0 into the output).
+          for (int64_t ch = 0; ch < chunks; ++ch) {
+            AttentionArgs ac = a;
+            ac.key_lo = ch * R;
+            ac.key_hi = ac.key_lo + R;
+            for (int i = 0; i < nq; ++i) {
+              float* o = (ch == 0 ? tok.data() : part.data()) + size_t(i) * qd;
+              float* st = (ch == 0 ? st_tok.data() : st_part.data()) + 2 * size_t(i) * size_t(c.H);
+              attend_group(ac, q.data() + size_t(i) * qd, k, v, p0 + i, 0, c.H, o, sc.data(), st);
+              if (ch == 0) continue;
+              for (int h = 0; h < c.H; ++h)
+                attention_merge(tok.data() + size_t(i) * qd + size_t(h) * size_t(c.hd),
+                                st_tok.data() + 2 * (size_t(i) * size_t(c.H) + size_t(h)),
+                                o + size_t(h) * size_t(c.hd), st + 2 * size_t(h), c.hd);
             }
+            float* o = ch == 0 ? blk.data() : part.data();
+            float* st = ch == 0 ? st_blk.data() : st_part.data();
+            const int group = c.H / c.Hkv;
+            for (int h0 = 0; h0 < c.H; h0 += group)
+              attend_block(ac, q.data(), qd, p0, nq, k, v, h0, h0 + group, o, qd, sc.data(), st);
+            if (ch == 0) continue;
+            for (int i = 0; i < nq; ++i)
+              for (int h = 0; h < c.H; ++h) {
+                const size_t r = size_t(i) * size_t(c.H) + size_t(h);
+                attention_merge(blk.data() + r * size_t(c.hd), st_blk.data() + 2 * r,
+                                part.data() + r * size_t(c.hd), st_part.data() + 2 * r, c.hd);
+              }
+          }
+          ASSERT_EQ(blk, tok) << "H " << c.H << " hd " << c.hd << " p0 " << p0 << " nq " << nq;
+          if (chunks == 1) ASSERT_EQ(tok, whole) << "one chunk is the unsplit result";
+          float worst = 0;
+          for (size_t i = 0; i < whole.size(); ++i)
+            worst = std::max(worst, std::fabs(tok[i] - whole[i]));
+          EXPECT_LT(worst, 1e-5f) << "H " << c.H << " hd " << c.hd << " p0 " << p0;
         }
-        ASSERT_EQ(blk, tok) << "H " << c.H << " hd " << c.hd << " p0 " << p0;
-        if (chunks == 1) ASSERT_EQ(tok, whole) << "one chunk is the unsplit result";
-        float worst = 0;
-        for (size_t i = 0; i < whole.size(); ++i)
-          worst = std::max(worst, std::fabs(tok[i] - whole[i]));
-        EXPECT_LT(worst, 1e-5f) << "H " << c.H << " hd " << c.hd << " p0 " << p0;
       }
     }
   }
