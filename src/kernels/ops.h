@@ -26,6 +26,10 @@ void rope_neox(float* x, int n_rot, const float* inv_freq, double pos);
 void rope_angles(int n_rot, const float* inv_freq, double pos, float* cs, float* sn);
 void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn);
 
+// exp(t) for t <= 0 as softmax computes it (Cephes expf's reduction and polynomial, within
+// 2 ulp of expf; 0 below -87): softmax's SIMD lanes give these bits for every value, so the
+// result does not depend on the CPU or on where a value sits in the array.
+float softmax_exp(float t);
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 // softmax, and when stats is set: stats[0] = the largest input, stats[1] = the sum of

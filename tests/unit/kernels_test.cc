@@ -3,6 +3,7 @@
 // compared with the scalar reference over odd sizes and misaligned buffers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -257,6 +258,45 @@ TEST(Ops, RmsNormAndGelu) {
   // math.sqrt(2/math.pi)*(x+0.044715*x**3))); print(g(1.0), g(-2.0))"
   EXPECT_NEAR(gelu_tanh(1.0f), 0.8411919906f, 1e-6);
   EXPECT_NEAR(gelu_tanh(-2.0f), -0.0454023059f, 1e-6);
+}
+
+// softmax's exponentials: the AVX2 lanes (whole groups of 8) and the scalar tail give
+// softmax_exp's bits, which stay within 2 ulp of std::exp (0 below -87).
+TEST(Ops, SoftmaxExpSameBitsInLanesAndTail) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> ud(-95.f, 0.f);
+  float worst_ulp = 0;
+  for (int rep = 0; rep < 2000; ++rep) {
+    const int n = 1 + rep % 19;  // lanes, tail, or both
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = rep % 3 == 0 ? ud(rng) * 0.05f : ud(rng);
+    x[static_cast<size_t>(rep % n)] = 0.f;  // the maximum: exp(x - max) = exp(x)
+    std::vector<float> e(x.size());
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < n; ++i) {
+      e[size_t(i)] = softmax_exp(x[size_t(i)]);
+      lane[i % 8] += double(e[size_t(i)]);
+      const double want = std::exp(double(x[size_t(i)]));
+      if (x[size_t(i)] < -87.f) {
+        EXPECT_EQ(e[size_t(i)], 0.f);
+      } else if (want > 1e-30) {
+        worst_ulp = std::max(worst_ulp, float(std::fabs(e[size_t(i)] - want) /
+                                              (std::nextafter(float(want), 2.f) - float(want))));
+      }
+    }
+    const double sum =
+        ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    const float inv = float(1.0 / sum);
+    std::vector<float> got = x;
+    float st[2];
+    softmax_stats(got.data(), n, st);
+    for (int i = 0; i < n; ++i)
+      ASSERT_EQ(got[size_t(i)], e[size_t(i)] * inv)
+          << "n " << n << " i " << i << " x " << x[size_t(i)];
+    ASSERT_EQ(st[0], 0.f);
+    ASSERT_EQ(st[1], float(sum));
+  }
+  EXPECT_LE(worst_ulp, 2.f);
 }
 
 TEST(Ops, RopeRotatesPairs) {
