@@ -118,8 +118,9 @@ G4_AVX2_OPS inline __m256 softmax_exp8(__m256 t) {
   const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.f));
   const __m256 pow2n = _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-  return _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kSoftmaxExpMin), _CMP_LT_OQ),
-                          _mm256_mul_ps(e, pow2n));
+  const __m256 r0 = _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kSoftmaxExpMin), _CMP_LT_OQ),
+                                     _mm256_mul_ps(e, pow2n));
+  return _mm256_blendv_ps(r0, t, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));  // NaN stays NaN
 }
 
 // x[i] = softmax_exp(x[i] - mx) for i < n8 (a multiple of 8), each added in double to
@@ -142,7 +143,8 @@ G4_AVX2_OPS void softmax_exp_avx2(float* x, int64_t n8, float mx, double* lane) 
 // softmax_exp8's operations on one value (std::fma for its fmadd/fnmadd, nearbyint for its
 // round to nearest even).
 float softmax_exp(float t) {
-  const float tt = t > -87.f ? t : -87.f;  // _mm256_max_ps(t, -87): NaN gives -87
+  if (t != t) return t;  // NaN stays NaN (as softmax_exp8's blend)
+  const float tt = t > -87.f ? t : -87.f;
   const float n = std::nearbyint(tt * 1.44269504088896341f);
   float r = std::fma(-n, 0.693359375f, tt);
   r = std::fma(-n, -2.12194440e-4f, r);

@@ -297,6 +297,14 @@ TEST(Ops, SoftmaxExpSameBitsInLanesAndTail) {
     ASSERT_EQ(st[1], float(sum));
   }
   EXPECT_LE(worst_ulp, 2.f);
+  // A NaN score stays NaN in the lanes and in the tail (as std::exp's would), never a weight.
+  for (int n : {8, 9}) {
+    std::vector<float> x(size_t(n), -1.f);
+    x[0] = 0.f;
+    x[size_t(n - 1)] = NAN;
+    softmax_stats(x.data(), n, nullptr);
+    EXPECT_TRUE(std::isnan(x[size_t(n - 1)])) << n;
+  }
 }
 
 TEST(Ops, RopeRotatesPairs) {
