@@ -101,25 +101,38 @@ G4_AVX2_OPS void geglu_avx2(float* g, const float* u, int64_t n) {
     for (int64_t k = i; k < n; ++k) g[k] = gt[k - i];
   }
 }
-// exp(t) for softmax (t = score - max <= 0), one fixed sequence of float operations per
-// element shared by softmax_exp8 and the scalar softmax_exp below, so every CPU and every
-// tail gets the same bits: Cephes expf's reduction and polynomial (as exp_nonpos), 2^n from
-// n's bits, and 0 below -87 (where expf is denormal or 0: weights of < 2^-125 of the largest).
+// exp(t) for softmax (t = score - max <= 0), one fixed sequence of operations per element
+// shared by softmax_exp8 and the scalar softmax_exp below, so every CPU and every tail gets the
+// same bits: in double, reduction by ln 2 (Cephes' two-part constant) and Taylor's series to
+// r^11 on |r| <= ln 2 / 2 (error ~1e-14, so the float it rounds to is expf's correctly rounded
+// value but in ~1e-7 of cases), times 2^n from n's bits; 0 below -87 (expf's denormal range:
+// weights below 2^-125 of the largest), NaN stays NaN. (A float polynomial's 1-2 ulp moved the
+// tiny-model logits against NumPy 10x: Shapes/TinyGemma3.MatchesNumpyReference.)
 constexpr float kSoftmaxExpMin = -87.f;
+constexpr double kLn2Hi = 6.93145751953125E-1, kLn2Lo = 1.42860682030941723212E-6;
+// 1/k! for k = 11 down to 0 (Horner).
+constexpr double kExpTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
+                                   1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
+                                   1.0 / 6,        0.5,           1.0,          1.0};
+G4_AVX2_OPS inline __m256d softmax_exp4(__m256d t) {
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.4426950408889634)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), t);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
+  __m256d p = _mm256_set1_pd(kExpTaylor[0]);
+  for (int k = 1; k < 12; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[k]));
+  const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+  const __m256d pow2n =
+      _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+  return _mm256_mul_pd(p, pow2n);
+}
 G4_AVX2_OPS inline __m256 softmax_exp8(__m256 t) {
   const __m256 tt = _mm256_max_ps(t, _mm256_set1_ps(kSoftmaxExpMin));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(tt, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), tt);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(kExpPoly[0]);
-  for (int k = 1; k < 6; ++k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpPoly[k]));
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.f));
-  const __m256 pow2n = _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-  const __m256 r0 = _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kSoftmaxExpMin), _CMP_LT_OQ),
-                                     _mm256_mul_ps(e, pow2n));
+  const __m128 lo = _mm256_cvtpd_ps(softmax_exp4(_mm256_cvtps_pd(_mm256_castps256_ps128(tt))));
+  const __m128 hi = _mm256_cvtpd_ps(softmax_exp4(_mm256_cvtps_pd(_mm256_extractf128_ps(tt, 1))));
+  const __m256 e = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+  const __m256 r0 =
+      _mm256_andnot_ps(_mm256_cmp_ps(t, _mm256_set1_ps(kSoftmaxExpMin), _CMP_LT_OQ), e);
   return _mm256_blendv_ps(r0, t, _mm256_cmp_ps(t, t, _CMP_UNORD_Q));  // NaN stays NaN
 }
 
@@ -144,20 +157,20 @@ G4_AVX2_OPS void softmax_exp_avx2(float* x, int64_t n8, float mx, double* lane) 
 // round to nearest even).
 float softmax_exp(float t) {
   if (t != t) return t;  // NaN stays NaN (as softmax_exp8's blend)
-  const float tt = t > -87.f ? t : -87.f;
-  const float n = std::nearbyint(tt * 1.44269504088896341f);
-  float r = std::fma(-n, 0.693359375f, tt);
-  r = std::fma(-n, -2.12194440e-4f, r);
-  constexpr float kPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                              4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-  float p = kPoly[0];
-  for (int k = 1; k < 6; ++k) p = std::fma(p, r, kPoly[k]);
-  const float r2 = r * r;
-  const float e = std::fma(p, r2, r) + 1.f;
-  const uint32_t bits = uint32_t(int32_t(n) + 127) << 23;
-  float pow2n;
+  if (t < -87.f) return 0.f;
+  const double td = double(t);
+  const double n = std::nearbyint(td * 1.4426950408889634);
+  double r = std::fma(-n, 6.93145751953125E-1, td);
+  r = std::fma(-n, 1.42860682030941723212E-6, r);
+  constexpr double kTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
+                                  1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
+                                  1.0 / 6,        0.5,           1.0,          1.0};
+  double p = kTaylor[0];
+  for (int k = 1; k < 12; ++k) p = std::fma(p, r, kTaylor[k]);
+  const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
+  double pow2n;
   std::memcpy(&pow2n, &bits, sizeof(pow2n));
-  return t < -87.f ? 0.f : e * pow2n;
+  return float(p * pow2n);
 }
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {

@@ -26,9 +26,10 @@ void rope_neox(float* x, int n_rot, const float* inv_freq, double pos);
 void rope_angles(int n_rot, const float* inv_freq, double pos, float* cs, float* sn);
 void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn);
 
-// exp(t) for t <= 0 as softmax computes it (Cephes expf's reduction and polynomial, within
-// 2 ulp of expf; 0 below -87): softmax's SIMD lanes give these bits for every value, so the
-// result does not depend on the CPU or on where a value sits in the array.
+// exp(t) for t <= 0 as softmax computes it (in double: Cephes' reduction by ln 2 and Taylor's
+// series to r^11, rounded once to float, so expf's correctly rounded value; 0 below -87):
+// softmax's SIMD lanes give these bits for every value, so the result does not depend on the
+// CPU or on where a value sits in the array.
 float softmax_exp(float t);
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
