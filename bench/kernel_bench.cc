@@ -1,12 +1,18 @@
 // g4_kernel_bench: time per weight block of each dot kernel, per ISA and tile width.
 //
-//   build/release/g4_kernel_bench [--stream]
+//   build/release/g4_kernel_bench [--stream | --stream-packed]
 //
 // Valgrind cannot run AVX-512 code, so this is the stable measurement for the AVX-512
 // kernels on a shared machine: 64 random weight rows (L1/L2 resident) against 1, 4 or 8
 // prepared activation rows, the minimum over 300 repetitions (preemption only ever adds
 // time). --stream adds one pass over an LM-head-sized Q8_0 matrix (262144 x 640, 178 MB), which
-// is bound by memory bandwidth instead.
+// is bound by memory bandwidth instead. --stream-packed times one-token passes of one thread
+// over ~190 MB R16 matrices of every packed quant type (2816 columns, 26B-A4B's width), each
+// beside a plain read loop over the same bytes in the same run: the share of the read loop a
+// one-thread decode kernel reaches.
+#include <immintrin.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -46,7 +52,65 @@ std::vector<uint8_t> random_weights(DType t, int64_t n, int64_t rows, std::mt199
 
 }  // namespace
 
+// Plain AVX-512 read loop over p[0, n) (bench/read_bandwidth.cc's), for --stream-packed.
+__attribute__((target("avx512f"))) long long read_loop(const uint8_t* p, size_t n) {
+  __m512i a = _mm512_setzero_si512(), b = a;
+  for (size_t i = 0; i + 128 <= n; i += 128) {
+    a = _mm512_xor_si512(a, _mm512_load_si512(p + i));
+    b = _mm512_xor_si512(b, _mm512_load_si512(p + i + 64));
+  }
+  return _mm512_reduce_add_epi64(_mm512_xor_si512(a, b));
+}
+
+// One-token R16 passes over a matrix far beyond the caches, against the read loop over the
+// packed bytes, alternating, best of 5 each.
+int stream_packed() {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  std::printf(
+      "| R16 type | isa | MB | kernel GB/s | read loop GB/s | kernel / read loop |\n"
+      "|---|---|---|---|---|---|\n");
+  for (DType t : {DType::kQ8_0, DType::kQ5_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t n = 2816;
+    const int64_t rows = int64_t(190e6 / double(row_bytes(t, n))) / kPackRows * kPackRows;
+    auto src = random_weights(t, n, rows, rng);
+    WeightView v{t, src.data(), n, rows, row_bytes(t, n)};
+    PackedStore store(packed_bytes(v));
+    pack_weight(v, store);
+    src.clear();
+    src.shrink_to_fit();
+    const size_t gb = packed_group_bytes(t, n), total = gb * size_t(rows / kPackRows);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& e : x) e = nd(rng);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      const PackedKernels& pk = packed_kernels(isa);
+      if (pk.prepare == nullptr || !cpu_has_avx512()) continue;
+      std::vector<uint8_t> act(pk.act_bytes(n) + 64);
+      pk.prepare(x.data(), act.data(), n);
+      const void* a[1] = {act.data()};
+      std::vector<float> out(static_cast<size_t>(rows));
+      const PackedGroupFn fn = pk.group[int(pack_kind(t)) - 1][0];
+      double best = 1e9, best_read = 1e9;
+      long long sink = 0;
+      for (int rep = 0; rep < 5; ++rep) {
+        double t0 = now();
+        for (int64_t g = 0; g < rows / kPackRows; ++g)
+          fn(n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
+        best = std::min(best, now() - t0);
+        t0 = now();
+        sink ^= read_loop(v.packed, total);
+        best_read = std::min(best_read, now() - t0);
+      }
+      const double k = double(total) / best / 1e9, r = double(total) / best_read / 1e9;
+      std::printf("| %s | %s | %.0f | %.1f | %.1f | %.0f%% |%s\n", info(t).name, isa_name(isa),
+                  double(total) / 1e6, k, r, 100 * k / r, sink == 12345 ? " " : "");
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--stream-packed") == 0) return stream_packed();
   const bool stream = argc > 1 && std::strcmp(argv[1], "--stream") == 0;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;

@@ -69,14 +69,6 @@ G4_AVX2 void prepare_packed_avx2(const float* x, void* dst, int64_t n) {
   }
 }
 
-// As packed_avx512.cc: multi-token tiles prefetch 16 KiB ahead into L2 (on the first half's
-// pass; the second reads what the first brought in).
-constexpr int kPrefetchAhead = 16384;
-G4_AVX2 inline void prefetch_l2(const uint8_t* p, int bytes) {
-  for (int o = 0; o < bytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + o), _MM_HINT_T1);
-}
-
 G4_AVX2 inline __m256i load32(const uint8_t* p) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
 }
@@ -123,8 +115,8 @@ G4_AVX2 void half_n(int64_t n, const uint8_t* grp, const void* const* a, float* 
   const __m256i lo4 = _mm256_set1_epi8(0x0F), b128 = _mm256_set1_epi8(char(0x80));
   constexpr int kPairBytes = 64 + 2 * int(packed_q_block_bytes(KIND));
   for (int64_t j = 0; j < nb; ++j) {
-    if (N > 1 && H0 == 0 && j % 2 == 0)
-      prefetch_l2(grp + packed_scales_offset(KIND, j), kPairBytes);
+    if (H0 == 0 && j % 2 == 0)  // the first half's pass; the second reads what it brought in
+      prefetch_weights<N>(grp + packed_scales_offset(KIND, j), kPairBytes);
     for (int h = H0; h < H1; ++h) {
       const uint8_t* q = grp + packed_quants_offset(KIND, j) + 32 * h;
       const __m256 dw = _mm256_cvtph_ps(_mm_load_si128(
@@ -198,9 +190,9 @@ G4_AVX2 void half_k(int64_t n, const uint8_t* grp, const void* const* a, float* 
     const uint8_t* head = grp + packed_k_head_offset(kKind, j);
     const int s = int(j % 8);
     const uint8_t* q = grp + packed_k_quants_offset(kKind, j);
-    if (N > 1 && H0 == 0) {
-      if (s == 0) prefetch_l2(head, int(kKHeadBytes));
-      prefetch_l2(q, int(kQuant));
+    if (H0 == 0) {
+      if (s == 0) prefetch_weights<N>(head, int(kKHeadBytes));
+      prefetch_weights<N>(q, int(kQuant));
     }
     for (int h = H0; h < H1; ++h) {
       if (s == 0) {
@@ -277,7 +269,7 @@ G4_AVX2 void half_f(int64_t n, const uint8_t* grp, const void* const* a, float* 
     sum[t] = _mm256_setzero_ps();
   }
   for (int64_t b = 0; b < n; b += 32) {
-    if (N > 1 && H0 == 0) prefetch_l2(grp, 1024);
+    if (H0 == 0) prefetch_weights<N>(grp, 1024);
     __m256 acc[N][4];
     for (int t = 0; t < N; ++t)
       for (int m = 0; m < 4; ++m) acc[t][m] = _mm256_setzero_ps();

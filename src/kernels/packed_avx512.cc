@@ -51,19 +51,6 @@ G4_AVX512 inline void block_sums(const __m512i w[8], const int32_t* x, __m512i& 
   }
 }
 
-// Multi-token tiles spend ~100 cycles of VNNI work per 512-byte block, so the out-of-order
-// window spans under two blocks and the hardware prefetcher does not run far enough ahead:
-// an 8-token pass over the LM head from memory ran at 0.31-0.42 ns per block, row and
-// token against 0.18 from L2. Prefetching into L2 (T1) 16 KiB ahead brings it to 0.19; into
-// L1 (T0), or 2 KiB ahead, gains little or loses (g4_kernel_bench --stream). One-token
-// passes are bandwidth-bound and gain nothing, so they do not prefetch. Prefetches past a
-// matrix's end are harmless (they never fault).
-constexpr int kPrefetchAhead = 16384;
-G4_AVX512 inline void prefetch_l2(const uint8_t* p, int bytes) {
-  for (int o = 0; o < bytes; o += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + o), _MM_HINT_T1);
-}
-
 // One 16-row group of a 32-block kind (kQ8, kQ5, kQ4) against N prepared activation rows:
 // out[t * ostride + r]. kQ5/kQ4 unpack nibbles (and fifth bits) once per block for all N.
 template <int N, PackKind KIND>
@@ -80,7 +67,7 @@ G4_AVX512 void group_n(int64_t n, const uint8_t* grp, const void* const* a, floa
   const __m512i lo4 = _mm512_set1_epi8(0x0F), b16 = _mm512_set1_epi8(16);
   constexpr int kPairBytes = 64 + 2 * int(packed_q_block_bytes(KIND));
   for (int64_t j = 0; j < nb; ++j) {
-    if (N > 1 && j % 2 == 0) prefetch_l2(grp + packed_scales_offset(KIND, j), kPairBytes);
+    if (j % 2 == 0) prefetch_weights<N>(grp + packed_scales_offset(KIND, j), kPairBytes);
     const uint8_t* q = grp + packed_quants_offset(KIND, j);
     const __m512 dw = _mm512_cvtph_ps(
         _mm256_load_si256(reinterpret_cast<const __m256i*>(grp + packed_scales_offset(KIND, j))));
@@ -142,13 +129,13 @@ G4_AVX512 void group_k(int64_t n, const uint8_t* grp, const void* const* a, floa
     const uint8_t* head = grp + packed_k_head_offset(kKind, j);
     const int s = int(j % 8);
     if (s == 0) {
-      if (N > 1) prefetch_l2(head, int(kKHeadBytes));
+      prefetch_weights<N>(head, int(kKHeadBytes));
       d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(head)));
       if (kMin)
         dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(head + 32)));
     }
     const uint8_t* q = grp + packed_k_quants_offset(kKind, j);
-    if (N > 1) prefetch_l2(q, int(kQuant));
+    prefetch_weights<N>(q, int(kQuant));
     const __m512 x = _mm512_mul_ps(d, widen8<kMin>(head + 64 + (kMin ? 16 : 32) * s));
     const __m512 y = kMin ? _mm512_mul_ps(dmin, widen8<kMin>(head + 192 + 16 * s))
                           : _mm512_mul_ps(d, widen8<kMin>(head + 64 + 32 * s + 16));
@@ -211,7 +198,7 @@ G4_AVX512 void group_f(int64_t n, const uint8_t* grp, const void* const* a, floa
     sum[t] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < n; b += 32) {
-    if (N > 1) prefetch_l2(grp, 1024);
+    prefetch_weights<N>(grp, 1024);
     for (int t = 0; t < N; ++t)
       for (int m = 0; m < 4; ++m) acc[t][m] = _mm512_setzero_ps();
     for (int64_t c = b; c < b + 32; c += 4, grp += 128) {
