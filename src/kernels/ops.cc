@@ -12,6 +12,23 @@
 
 namespace g4 {
 
+namespace {
+// exp(t) for softmax (t = score - max <= 0), one fixed sequence of operations per element
+// shared by softmax_exp8 and the scalar softmax_exp below, so every CPU and every tail gets the
+// same bits: in double, reduction by ln 2 (Cephes' two-part constant) and Taylor's series to
+// r^11 on |r| <= ln 2 / 2 (error ~1e-14, so the float it rounds to is expf's correctly rounded
+// value but in ~1e-7 of cases), times 2^n from n's bits; 0 below -87 (expf's denormal range:
+// weights below 2^-125 of the largest), NaN stays NaN. (A float polynomial's 1-2 ulp moved the
+// tiny-model logits against NumPy 10x: Shapes/TinyGemma3.MatchesNumpyReference.)
+constexpr float kSoftmaxExpMin = -87.f;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 6.93145751953125E-1, kLn2Lo = 1.42860682030941723212E-6;
+// 1/k! for k = 11 down to 0 (Horner).
+constexpr double kExpTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
+                                   1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
+                                   1.0 / 6,        0.5,           1.0,          1.0};
+}  // namespace
+
 #if defined(__x86_64__)
 namespace {
 #define G4_AVX512_OPS __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
@@ -101,21 +118,8 @@ G4_AVX2_OPS void geglu_avx2(float* g, const float* u, int64_t n) {
     for (int64_t k = i; k < n; ++k) g[k] = gt[k - i];
   }
 }
-// exp(t) for softmax (t = score - max <= 0), one fixed sequence of operations per element
-// shared by softmax_exp8 and the scalar softmax_exp below, so every CPU and every tail gets the
-// same bits: in double, reduction by ln 2 (Cephes' two-part constant) and Taylor's series to
-// r^11 on |r| <= ln 2 / 2 (error ~1e-14, so the float it rounds to is expf's correctly rounded
-// value but in ~1e-7 of cases), times 2^n from n's bits; 0 below -87 (expf's denormal range:
-// weights below 2^-125 of the largest), NaN stays NaN. (A float polynomial's 1-2 ulp moved the
-// tiny-model logits against NumPy 10x: Shapes/TinyGemma3.MatchesNumpyReference.)
-constexpr float kSoftmaxExpMin = -87.f;
-constexpr double kLn2Hi = 6.93145751953125E-1, kLn2Lo = 1.42860682030941723212E-6;
-// 1/k! for k = 11 down to 0 (Horner).
-constexpr double kExpTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
-                                   1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
-                                   1.0 / 6,        0.5,           1.0,          1.0};
 G4_AVX2_OPS inline __m256d softmax_exp4(__m256d t) {
-  const __m256d n = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(1.4426950408889634)),
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(kLog2e)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), t);
   r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
@@ -157,16 +161,13 @@ G4_AVX2_OPS void softmax_exp_avx2(float* x, int64_t n8, float mx, double* lane) 
 // round to nearest even).
 float softmax_exp(float t) {
   if (t != t) return t;  // NaN stays NaN (as softmax_exp8's blend)
-  if (t < -87.f) return 0.f;
+  if (t < kSoftmaxExpMin) return 0.f;
   const double td = double(t);
-  const double n = std::nearbyint(td * 1.4426950408889634);
-  double r = std::fma(-n, 6.93145751953125E-1, td);
-  r = std::fma(-n, 1.42860682030941723212E-6, r);
-  constexpr double kTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
-                                  1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
-                                  1.0 / 6,        0.5,           1.0,          1.0};
-  double p = kTaylor[0];
-  for (int k = 1; k < 12; ++k) p = std::fma(p, r, kTaylor[k]);
+  const double n = std::nearbyint(td * kLog2e);
+  double r = std::fma(-n, kLn2Hi, td);
+  r = std::fma(-n, kLn2Lo, r);
+  double p = kExpTaylor[0];
+  for (int k = 1; k < 12; ++k) p = std::fma(p, r, kExpTaylor[k]);
   const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
   double pow2n;
   std::memcpy(&pow2n, &bits, sizeof(pow2n));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/attention_simd.h"
 #include "kernels/dot_simd.h"
 
 #if defined(__x86_64__)
@@ -34,15 +35,10 @@ float bound_scalar(const float* q, const float* mn, const float* mx, int hd) {
 }
 
 #if defined(__x86_64__)
-#define G4_AVX2_SP __attribute__((target("avx2,fma")))
-#define G4_AVX512_SP __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
-
-G4_AVX2_SP inline float reduce8(__m256 acc) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  s = _mm_hadd_ps(s, s);
-  s = _mm_hadd_ps(s, s);
-  return _mm_cvtss_f32(s);
-}
+// f16c as attention_simd.h's G4_AVX2_ATT, whose 8-lane sum (attn::red) the bounds use.
+#define G4_AVX2_SP __attribute__((target("avx2,fma,f16c")))
+#define G4_AVX512_SP __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma,f16c")))
+using attn::red;
 
 // Bounds of one page for `group` query heads, loading each min/max chunk once.
 G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const float* mn,
@@ -61,7 +57,7 @@ G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const float*
     }
     for (int h = 0; h < nh; ++h) {
       const float* qh = q + size_t(h0 + h) * size_t(hd);
-      float s = reduce8(acc[h]);
+      float s = red(acc[h]);
       for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
       out[h0 + h] = s;
     }
@@ -92,8 +88,7 @@ G4_AVX512_SP void page_bounds_avx512(const float* q, int group, int hd, const fl
       for (int half = 0; half < 2; ++half) {
         const int h = h0 + 2 * p + half;
         const float* qh = q + size_t(h) * size_t(hd);
-        float s =
-            reduce8(half ? _mm512_extractf32x8_ps(acc[p], 1) : _mm512_castps512_ps256(acc[p]));
+        float s = red(half ? _mm512_extractf32x8_ps(acc[p], 1) : _mm512_castps512_ps256(acc[p]));
         for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
         out[h] = s;
       }
