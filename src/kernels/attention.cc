@@ -59,7 +59,7 @@ void attend_widened(const AttentionArgs& a, const float* q, int64_t n, int hs, i
     widen_k(j, row);
     for (int h = hs; h < he; ++h) {
       float s = dot_f32(q + size_t(h) * size_t(hd), row, hd);
-      if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
+      if (a.softcap > 0.f) s = softcap(s, a.softcap);
       scores[size_t(h - hs) * size_t(n) + size_t(j)] = s;
     }
   }
@@ -100,7 +100,7 @@ void attend_group_f16(const AttentionArgs& a, const float* q, const uint16_t* k,
       for (int h = hs; h < he; ++h) {
         float* sc = scores + size_t(h - hs) * size_t(n);
         if (a.softcap > 0.f) {
-          for (int64_t j = 0; j < n; ++j) sc[j] = a.softcap * std::tanh(sc[j] / a.softcap);
+          softcap_inplace(sc, n, a.softcap);
         }
         softmax_stats(sc, n, head_stats(stats, h));
       }
@@ -208,7 +208,7 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
     for (int h = 0; h < nh; ++h) {
       float* row = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
       if (a.softcap > 0.f) {
-        for (int64_t j = 0; j < len; ++j) row[j] = a.softcap * std::tanh(row[j] / a.softcap);
+        softcap_inplace(row, len, a.softcap);
       }
       softmax_stats(row, len, head_stats(row_stats(i), h0 + h));
     }
@@ -303,7 +303,7 @@ void attend_heads(const AttentionArgs& a, const float* q, const T* k, const T* v
       const int64_t slot = attention_row(a, first + j);
       float s = row_dot(qh, k + size_t(slot) * slot_stride + size_t(kvh) * size_t(a.head_dim),
                         a.head_dim);
-      if (a.softcap > 0.f) s = a.softcap * std::tanh(s / a.softcap);
+      if (a.softcap > 0.f) s = softcap(s, a.softcap);
       scores[j] = s;
     }
     softmax_stats(scores, n, head_stats(stats, h));
@@ -388,7 +388,7 @@ void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, 
     for (int h = 0; h < nh; ++h) {
       float* sr = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
       if (a.softcap > 0.f) {
-        for (int64_t j = 0; j < len; ++j) sr[j] = a.softcap * std::tanh(sr[j] / a.softcap);
+        softcap_inplace(sr, len, a.softcap);
       }
       softmax_stats(sr, len, head_stats(row_stats(i), h0 + h));
       std::memset(out + size_t(i) * out_stride + size_t(h0 + h) * size_t(hd), 0,

@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,6 +28,10 @@ constexpr double kLn2Hi = 6.93145751953125E-1, kLn2Lo = 1.42860682030941723212E-
 constexpr double kExpTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
                                    1.0 / 5040,     1.0 / 720,     1.0 / 120,    1.0 / 24,
                                    1.0 / 6,        0.5,           1.0,          1.0};
+// softcap's tanh(x) = expm1(2x) / (expm1(2x) + 2), in double with the same reduction and
+// series (expm1(r) = r * (1 + r/2 + ... + r^10/11!), so no cancellation near 0); |x| is
+// clamped to 10, where float's tanh is already +-1.
+constexpr double kTanhClamp = 10.0;
 }  // namespace
 
 #if defined(__x86_64__)
@@ -154,8 +159,67 @@ G4_AVX2_OPS void softmax_exp_avx2(float* x, int64_t n8, float mx, double* lane) 
   _mm256_storeu_pd(lane, lo);
   _mm256_storeu_pd(lane + 4, hi);
 }
+
+// tanh of 4 doubles (softcap's sequence; the scalar softcap repeats it).
+G4_AVX2_OPS inline __m256d softcap_tanh4(__m256d x) {
+  x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-kTanhClamp)), _mm256_set1_pd(kTanhClamp));
+  const __m256d y = _mm256_add_pd(x, x);
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(y, _mm256_set1_pd(kLog2e)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), y);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
+  __m256d p = _mm256_set1_pd(kExpTaylor[0]);
+  for (int k = 1; k < 11; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[k]));
+  const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+  const __m256d pow2n =
+      _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+  const __m256d em1 =
+      _mm256_fmadd_pd(pow2n, _mm256_mul_pd(r, p), _mm256_sub_pd(pow2n, _mm256_set1_pd(1.0)));
+  return _mm256_div_pd(em1, _mm256_add_pd(em1, _mm256_set1_pd(2.0)));
+}
+
+// x[i] = softcap(x[i], cap) for i < n8 (a multiple of 8).
+G4_AVX2_OPS void softcap_avx2(float* x, int64_t n8, float cap) {
+  const __m256 vc = _mm256_set1_ps(cap);
+  for (int64_t i = 0; i < n8; i += 8) {
+    const __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vc);
+    const __m128 lo = _mm256_cvtpd_ps(softcap_tanh4(_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    const __m128 hi = _mm256_cvtpd_ps(softcap_tanh4(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    const __m256 t = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+    const __m256 c = _mm256_mul_ps(vc, t);
+    _mm256_storeu_ps(x + i, _mm256_blendv_ps(c, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  }
+}
 }  // namespace
 #endif
+
+float softcap(float z, float cap) {
+  const float x = z / cap;
+  if (x != x) return x;  // NaN stays NaN (as softcap_avx2's blend)
+  const double xd = std::min(std::max(double(x), -kTanhClamp), kTanhClamp);
+  const double y = xd + xd;
+  const double n = std::nearbyint(y * kLog2e);
+  double r = std::fma(-n, kLn2Hi, y);
+  r = std::fma(-n, kLn2Lo, r);
+  double p = kExpTaylor[0];
+  for (int k = 1; k < 11; ++k) p = std::fma(p, r, kExpTaylor[k]);
+  const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
+  double pow2n;
+  std::memcpy(&pow2n, &bits, sizeof(pow2n));
+  const double em1 = std::fma(pow2n, r * p, pow2n - 1.0);
+  return cap * float(em1 / (em1 + 2.0));
+}
+
+void softcap_inplace(float* x, int64_t n, float cap) {
+  int64_t i = 0;
+#if defined(__x86_64__)
+  if (best_isa() != Isa::kScalar) {
+    i = n & ~int64_t(7);
+    softcap_avx2(x, i, cap);
+  }
+#endif
+  for (; i < n; ++i) x[i] = softcap(x[i], cap);
+}
 
 // softmax_exp8's operations on one value (std::fma for its fmadd/fnmadd, nearbyint for its
 // round to nearest even).

@@ -31,6 +31,13 @@ void rope_neox_cs(float* x, int n_rot, const float* cs, const float* sn);
 // softmax's SIMD lanes give these bits for every value, so the result does not depend on the
 // CPU or on where a value sits in the array.
 float softmax_exp(float t);
+// Logit soft-capping, cap * tanh(z / cap) (Gemma 2 attention scores, Gemma 2/4 final
+// logits): z / cap in float, tanh in double (expm1(2x) / (expm1(2x) + 2) with softmax_exp's
+// reduction and series, so tanhf's correctly rounded value but in rare ties), rounded to
+// float, times cap. softcap_inplace runs 8 AVX2 lanes with the same operations: the same bits
+// for every value, CPU and position. NaN stays NaN.
+float softcap(float z, float cap);
+void softcap_inplace(float* x, int64_t n, float cap);
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 // softmax, and when stats is set: stats[0] = the largest input, stats[1] = the sum of

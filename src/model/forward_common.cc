@@ -203,8 +203,11 @@ void output_head(const StepBatch& batch, KvCache& kv, const float* x, int64_t d,
     rmsnorm(x + rows[size_t(r)] * d, output_norm.data(), hn + r * d, d, eps);
   out.logits.resize(size_t(R) * size_t(vocab));
   matmul(ctx.pool, tok_embd, hn, R, out.logits.data(), ctx.mm, ctx.isa, ctx.exact);
-  if (softcap > 0.f) {
-    for (float& z : out.logits) z = softcap * std::tanh(z / softcap);
+  if (softcap > 0.f) {  // 262144 tanh per row: in lanes, split across the threads
+    float* z = out.logits.data();
+    ctx.pool.parallel_for(out.logits.size(), 4096, [&](size_t b, size_t e, int) {
+      softcap_inplace(z + b, int64_t(e - b), softcap);
+    });
   }
 }
 

@@ -307,6 +307,49 @@ TEST(Ops, SoftmaxExpSameBitsInLanesAndTail) {
   }
 }
 
+// softcap: the lanes give the scalar twin's bits at every position, tanh within double's
+// error of the true value (so tanhf's correctly rounded float but in rare ties), +-cap at
+// the ends, NaN stays NaN.
+TEST(Ops, SoftcapSameBitsInLanesAndTail) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> ud(-1.f, 1.f);
+  const float caps[] = {30.f, 50.f};
+  float worst_ulp = 0;
+  int64_t rounded_differently = 0, total = 0;
+  for (int rep = 0; rep < 3000; ++rep) {
+    const float cap = caps[rep % 2];
+    const int n = 1 + rep % 37;  // lanes, tail, or both
+    std::vector<float> z(static_cast<size_t>(n));
+    // Logits from tiny to far past the cap (scale 1e-6 .. 1e3).
+    for (auto& v : z) v = ud(rng) * std::pow(10.f, float(rep % 10) - 6.f);
+    std::vector<float> got = z;
+    softcap_inplace(got.data(), n, cap);
+    for (int i = 0; i < n; ++i) {
+      const float x = z[size_t(i)] / cap;
+      ASSERT_EQ(got[size_t(i)], softcap(z[size_t(i)], cap)) << "n " << n << " i " << i;
+      // The true tanh rounded to float, then the same multiply by cap.
+      const float want = cap * float(std::tanh(double(x)));
+      const float ulp = std::nextafter(std::fabs(want), INFINITY) - std::fabs(want);
+      worst_ulp = std::max(worst_ulp, std::fabs(got[size_t(i)] - want) / ulp);
+      rounded_differently += want != got[size_t(i)];
+      ++total;
+    }
+  }
+  EXPECT_LE(worst_ulp, 1.0f);  // measured: 0 (every value equal)
+  EXPECT_LE(rounded_differently, total / 10000) << total;
+  for (int n : {8, 9}) {
+    std::vector<float> z(size_t(n), 1e9f);
+    z[0] = -INFINITY;
+    z[1] = INFINITY;
+    z[size_t(n - 1)] = NAN;
+    softcap_inplace(z.data(), n, 30.f);
+    EXPECT_EQ(z[0], -30.f);
+    EXPECT_EQ(z[1], 30.f);
+    EXPECT_EQ(z[2], 30.f);
+    EXPECT_TRUE(std::isnan(z[size_t(n - 1)])) << n;
+  }
+}
+
 TEST(Ops, RopeRotatesPairs) {
   std::vector<float> x{1, 0, 0, 1};  // n_rot 4: pairs (0,2), (1,3)
   const float inv_freq[2] = {1.f, 0.01f};
