@@ -1,6 +1,6 @@
 // g4_kernel_bench: time per weight block of each dot kernel, per ISA and tile width.
 //
-//   build/release/g4_kernel_bench [--stream | --stream-packed]
+//   build/release/g4_kernel_bench [--stream | --stream-packed [THREADS]]
 //
 // Valgrind cannot run AVX-512 code, so this is the stable measurement for the AVX-512
 // kernels on a shared machine: 64 random weight rows (L1/L2 resident) against 1, 4 or 8
@@ -15,8 +15,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "core/fp16.h"
@@ -62,9 +64,22 @@ __attribute__((target("avx512f"))) long long read_loop(const uint8_t* p, size_t 
   return _mm512_reduce_add_epi64(_mm512_xor_si512(a, b));
 }
 
+// f(part) on `threads` threads (part = 0 .. threads-1), joined; seconds.
+template <typename F>
+double timed_on_threads(int threads, const F& f) {
+  const double t0 = now();
+  std::vector<std::thread> th;
+  for (int p = 1; p < threads; ++p) th.emplace_back([&f, p] { f(p); });
+  f(0);
+  for (auto& x : th) x.join();
+  return now() - t0;
+}
+
 // One-token R16 passes over a matrix far beyond the caches, against the read loop over the
-// packed bytes, alternating, best of 5 each.
-int stream_packed() {
+// packed bytes, alternating, best of 5 each; with several threads each takes an even share
+// of the 16-row groups (as the matmul splits a decode's rows).
+int stream_packed(int threads) {
+  std::printf("%d thread%s\n\n", threads, threads > 1 ? "s" : "");
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
   std::printf(
@@ -92,14 +107,20 @@ int stream_packed() {
       const PackedGroupFn fn = pk.group[int(pack_kind(t)) - 1][0];
       double best = 1e9, best_read = 1e9;
       long long sink = 0;
+      const int64_t groups = rows / kPackRows;
+      std::vector<long long> sinks(static_cast<size_t>(threads));
       for (int rep = 0; rep < 5; ++rep) {
-        double t0 = now();
-        for (int64_t g = 0; g < rows / kPackRows; ++g)
-          fn(n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
-        best = std::min(best, now() - t0);
-        t0 = now();
-        sink ^= read_loop(v.packed, total);
-        best_read = std::min(best_read, now() - t0);
+        best =
+            std::min(best, timed_on_threads(threads, [&](int p) {
+                       for (int64_t g = groups * p / threads; g < groups * (p + 1) / threads; ++g)
+                         fn(n, v.packed + size_t(g) * gb, a, out.data() + g * kPackRows, 0);
+                     }));
+        best_read = std::min(best_read, timed_on_threads(threads, [&](int p) {
+                               const size_t b = size_t(groups * p / threads) * gb,
+                                            e = size_t(groups * (p + 1) / threads) * gb;
+                               sinks[size_t(p)] = read_loop(v.packed + b, e - b);
+                             }));
+        for (long long x : sinks) sink ^= x;
       }
       const double k = double(total) / best / 1e9, r = double(total) / best_read / 1e9;
       std::printf("| %s | %s | %.0f | %.1f | %.1f | %.0f%% |%s\n", info(t).name, isa_name(isa),
@@ -110,7 +131,8 @@ int stream_packed() {
 }
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "--stream-packed") == 0) return stream_packed();
+  if (argc > 1 && std::strcmp(argv[1], "--stream-packed") == 0)
+    return stream_packed(argc > 2 ? std::max(1, std::atoi(argv[2])) : 1);
   const bool stream = argc > 1 && std::strcmp(argv[1], "--stream") == 0;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
