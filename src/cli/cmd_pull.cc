@@ -105,6 +105,9 @@ void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions*
       ->capture_default_str();
   app.add_flag("--sparse-prefill", o->prefill,
                "Route prompt tokens too (default: only decoding steps; prompts read densely)");
+  app.add_flag("--sparse-oracle", o->oracle_rank,
+               "Diagnostic: rank pages by the exact best q.k of their keys (read from the cache, "
+               "as costly as dense attention) instead of the key bounds");
 }
 
 void progress(const char* label, double frac, bool done) {

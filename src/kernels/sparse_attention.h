@@ -28,6 +28,10 @@ struct SparseAttentionOptions {
   // steps (one token). Off: prompts are read densely, as Quest does, so the representations
   // that later queries attend to are exact.
   bool prefill = false;
+  // Diagnostic (--sparse-oracle): rank pages by the exact best q.k of their keys, read from
+  // the cache, instead of the bound. As costly as dense attention; it shows how much of the
+  // routing's loss is the ranking and how much the budget (README, "page oracle").
+  bool oracle_rank = false;
 };
 
 // The summaries of one KV head: logical page p's [2][hd] floats (min then max) are at

@@ -1,7 +1,10 @@
 #include "model/forward_common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
+#include "kernels/attention_simd.h"
 #include "kernels/ops.h"
 #include "model/model.h"
 
@@ -68,7 +71,46 @@ PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, 
   ps.to = pages_to_score(ps.n_pages, ps.budget, ps.recent);
   const int group = args.n_heads / args.n_kv_heads;
   ps.q = q_tok + size_t(kvh) * size_t(group) * size_t(args.head_dim);
+  ps.oracle = sp.oracle_rank;
+  ps.w = w;
+  ps.kvh = kvh;
   return ps;
+}
+
+void score_page_range(const AttentionArgs& args, const PageScoring& ps, int64_t from, int64_t to,
+                      float* scores) {
+  const int group = args.n_heads / args.n_kv_heads, hd = args.head_dim;
+  if (!ps.oracle) return score_pages(ps.q, group, hd, ps.s, from, to, scores);
+  // Every key of the page widened (any cache type) and dotted with each of the group's
+  // queries; the page's score is the largest product. Pages [1, to) lie before the query.
+  const bool f16 = !args.kv_f32 && !args.kv_q8 && !args.kv_q4 && !args.kv_bf16;
+  const DType t = args.kv_f32 ? DType::kF32 : f16 ? DType::kF16 : attn::kv_dtype(args);
+  const size_t head_bytes = row_bytes(t, hd), stride = size_t(args.n_kv_heads) * head_bytes;
+  const auto* kb = static_cast<const uint8_t*>(ps.w.k) + size_t(ps.kvh) * head_bytes;
+  const int page_shift = ps.w.block_shift - ps.s.page_shift;
+  std::vector<float> key(static_cast<size_t>(hd));
+  auto widen_key = [&](int64_t pos) {
+    const uint8_t* row = kb + size_t(ps.w.row(pos)) * stride;
+    if (t == DType::kF32)
+      std::memcpy(key.data(), row, sizeof(float) * size_t(hd));
+    else if (t == DType::kF16)
+      attn::widen(reinterpret_cast<const uint16_t*>(row), key.data(), hd);
+    else
+      attn::dequant_kv(t, row, key.data(), hd);
+  };
+  for (int64_t p = from; p < to; ++p) {
+    float best = -INFINITY;
+    for (int64_t pos = p << page_shift; pos < (p + 1) << page_shift; ++pos) {
+      widen_key(pos);
+      for (int h = 0; h < group; ++h) {
+        const float* qh = ps.q + size_t(h) * size_t(hd);
+        float dot = 0.f;
+        for (int i = 0; i < hd; ++i) dot += qh[i] * key[size_t(i)];
+        best = std::max(best, dot);
+      }
+    }
+    scores[p] = best;
+  }
 }
 
 KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
@@ -94,8 +136,7 @@ KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int 
   table.resize(size_t(ps.n_pages));
   if (scored == nullptr) {
     bound.resize(size_t(ps.n_pages));
-    const int group = args.n_heads / args.n_kv_heads;
-    score_pages(ps.q, group, args.head_dim, ps.s, 1, ps.to, bound.data());
+    score_page_range(args, ps, 1, ps.to, bound.data());
   }
   const int n = pick_pages(bound.data(), ps.n_pages, ps.budget, ps.recent, table.data());
   const int32_t in_block = (int32_t(1) << ps.s.page_shift) - 1;

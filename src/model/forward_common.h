@@ -51,9 +51,16 @@ struct PageScoring {
   int64_t n_pages = 0, budget = 0, to = 1;
   int recent = 0;
   const float* q = nullptr;
+  // The routing's oracle_rank: scores are the exact best q.k over the page's keys (from w).
+  bool oracle = false;
+  KvView w;
+  int kvh = 0;
 };
 PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, int layer,
                          const float* q_tok, int64_t p0, int nq, bool decoding, int kvh);
+// scores[from..to) of ps's pages: score_pages' bounds, or the oracle's exact best q.k.
+void score_page_range(const AttentionArgs& args, const PageScoring& ps, int64_t from, int64_t to,
+                      float* scores);
 // scored: this unit's page_scoring, whose scores `bound` already holds (attention_op splits
 // the scoring across threads); nullptr: key_source decides and scores the pages itself.
 KeySource key_source(const AttentionArgs& args, const KvCache& kv, int seq, int layer,

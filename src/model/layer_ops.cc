@@ -233,7 +233,7 @@ void attention_op(const AttentionSpec& A, int layer, const StepBatch& batch, con
       for (size_t j = b; j < e; ++j) {
         const auto [i, from, to] = slices[j];
         const PageScoring& ps = scorings[size_t(i)];
-        score_pages(ps.q, group, hd, ps.s, from, to, bounds[size_t(i)].data());
+        score_page_range(args, ps, from, to, bounds[size_t(i)].data());
       }
     });
     // Key sources: picking pages is worth spreading only when some unit is routed.

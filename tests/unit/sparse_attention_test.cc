@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/attention.h"
 #include "kernels/sparse_attention.h"
 #include "model/forward_common.h"
@@ -189,6 +190,75 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
   bad.page_tokens = bt;  // the summaries' page size is the cache's
   EXPECT_FALSE(kv.set_routing(0, bad).ok());
   EXPECT_FALSE(kv.set_routing(7, o.sparse).ok());  // no such sequence
+}
+
+// The page oracle (--sparse-oracle, a diagnostic) scores a page by the exact best q.k over
+// its keys and the group's heads, read from the cache (f16 here, as the default cache), and
+// the routing then keeps the page holding the best key even where the bound ranks it low.
+TEST(SparseAttention, OracleScoresAreTheExactBestProduct) {
+  const int H = 4, Hkv = 2, hd = 16, bt = 16;
+  const int64_t n_ctx = 512, pos = 300;
+  KvCacheOptions o;
+  o.n_ctx = n_ctx;
+  o.max_chunk = n_ctx;
+  o.block_tokens = bt;
+  o.sparse.enabled = true;
+  o.sparse.min_context = 0;
+  o.sparse.page_tokens = bt / 2;
+  o.sparse.recent_pages = 1;
+  o.sparse.budget_tokens = 4 * bt / 2;
+  o.sparse.oracle_rank = true;
+  KvCache kv({{Hkv, hd, 0}}, o);
+  ASSERT_TRUE(kv.add_sequence(0).ok());
+  ASSERT_TRUE(kv.reserve(0, pos + 1).ok());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0, 0.3f);
+  std::vector<float> k(size_t(Hkv) * hd), v(size_t(Hkv) * hd);
+  std::vector<std::vector<float>> keys;  // [pos][Hkv * hd] as stored (rounded to f16 below)
+  for (int64_t p = 0; p <= pos; ++p) {
+    for (float& x : k) x = nd(rng);
+    for (float& x : v) x = nd(rng);
+    kv.store(0, 0, p, k.data(), v.data());
+    keys.push_back(k);
+  }
+  kv.set_length(0, pos + 1);
+  kv.summarize(0, 0, 0, pos + 1);
+  std::vector<float> q(size_t(H) * hd);
+  for (float& x : q) x = nd(rng);
+  AttentionArgs args{H, Hkv, hd, n_ctx, 0, 0.f};
+  const int group = H / Hkv;
+  for (int kvh = 0; kvh < Hkv; ++kvh) {
+    const PageScoring ps = page_scoring(args, kv, 0, 0, q.data(), pos, 1, true, kvh);
+    ASSERT_TRUE(ps.routed);
+    ASSERT_TRUE(ps.oracle);
+    std::vector<float> got(size_t(ps.n_pages), 0.f);
+    score_page_range(args, ps, 1, ps.to, got.data());
+    const int64_t pt = bt / 2;
+    for (int64_t pg = 1; pg < ps.to; ++pg) {
+      float best = -INFINITY;
+      for (int64_t p = pg * pt; p < (pg + 1) * pt; ++p) {
+        for (int h = 0; h < group; ++h) {
+          const float* qh = q.data() + size_t(kvh * group + h) * hd;
+          float dot = 0.f;
+          for (int i = 0; i < hd; ++i)
+            dot += qh[i] * fp16_to_fp32(fp32_to_fp16(keys[size_t(p)][size_t(kvh * hd + i)]));
+          best = std::max(best, dot);
+        }
+      }
+      EXPECT_EQ(got[size_t(pg)], best) << "kvh " << kvh << " page " << pg;
+    }
+    // Off, the same unit scores with the bounds (each at least its page's best product).
+    SparseAttentionOptions bounds = o.sparse;
+    bounds.oracle_rank = false;
+    ASSERT_TRUE(kv.set_routing(0, bounds).ok());
+    const PageScoring pb = page_scoring(args, kv, 0, 0, q.data(), pos, 1, true, kvh);
+    EXPECT_FALSE(pb.oracle);
+    std::vector<float> bound(size_t(pb.n_pages), 0.f);
+    score_page_range(args, pb, 1, pb.to, bound.data());
+    for (int64_t pg = 1; pg < pb.to; ++pg)
+      EXPECT_GE(bound[size_t(pg)] + 1e-4f, got[size_t(pg)]) << pg;
+    ASSERT_TRUE(kv.set_routing(0, o.sparse).ok());
+  }
 }
 
 // The SIMD page scoring (AVX-512 pairs of heads, AVX2) gives the portable path's floats bit
