@@ -1,6 +1,7 @@
 #include "kernels/sparse_attention.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/attention_simd.h"
 #include "kernels/dot_simd.h"
@@ -186,23 +187,22 @@ int pick_pages(const float* scores, int64_t n_blocks, int64_t budget_blocks, int
     for (int64_t b = keep_from; b < n_blocks; ++b) out[n++] = int32_t(b);
     return n;
   }
-  // The `slots` best candidates, ordered by (score desc, page asc). A min-heap of the current
-  // best (its top the worst of them) keeps this O(n log slots), not O(n slots).
+  // The `slots` best candidates under the total order (score desc, page asc; a NaN score
+  // ranks as -inf): a unique set, found by selection (O(n); a heap of the best took
+  // O(n log slots), 0.2 ms per layer at 4096 pages of 8) and then put in page order.
+  auto key = [&](int32_t x) {
+    const float v = scores[x];
+    return v != v ? -INFINITY : v;
+  };
   auto before = [&](int32_t x, int32_t y) {
-    return scores[x] > scores[y] || (scores[x] == scores[y] && x < y);
+    const float kx = key(x), ky = key(y);
+    return kx > ky || (kx == ky && x < y);
   };
   int32_t* cand = out + 1;
-  int64_t taken = 0;
-  for (int64_t b = 1; b < keep_from; ++b) {
-    if (taken < slots) {
-      cand[taken++] = int32_t(b);
-      std::push_heap(cand, cand + taken, before);
-    } else if (before(int32_t(b), cand[0])) {
-      std::pop_heap(cand, cand + taken, before);
-      cand[taken - 1] = int32_t(b);
-      std::push_heap(cand, cand + taken, before);
-    }
-  }
+  const int64_t count = keep_from - 1;
+  for (int64_t i = 0; i < count; ++i) cand[i] = int32_t(i + 1);
+  const int64_t taken = std::min(slots, count);
+  if (taken < count) std::nth_element(cand, cand + taken, cand + count, before);
   std::sort(cand, cand + taken);
   int n = 0;
   out[n++] = 0;

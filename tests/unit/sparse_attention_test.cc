@@ -292,6 +292,30 @@ TEST(SparseAttention, SimdBoundsAreTheScalarBoundsBitForBit) {
 // select_pages against a plain reference: score every candidate with the scalar bound, sort
 // by (score desc, page asc), keep the best budget - forced, then the sink and the recent
 // pages. Random summaries, many duplicate scores (quantised values) to exercise the ties.
+// A NaN score (a NaN query) ranks below every number and ties by page, so the selection is
+// still a well-defined set (the selection algorithm needs a total order).
+TEST(SparseAttention, NanScoresRankLast) {
+  const int64_t n = 12;
+  std::vector<float> sc(static_cast<size_t>(n), 1.f);
+  sc[2] = NAN;
+  sc[3] = 5.f;
+  sc[4] = NAN;
+  sc[5] = -INFINITY;
+  std::vector<int32_t> out(static_cast<size_t>(n));
+  // recent 1: pages 10 and 11 forced with 0; slots = budget - 3.
+  int k = pick_pages(sc.data(), n, 5, 1, out.data());
+  EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + k),
+            (std::vector<int32_t>{0, 1, 3, 10, 11}));
+  // 8 slots of 9: NaN ties with -inf, by page, so page 5 (-inf) is the one left out.
+  k = pick_pages(sc.data(), n, 11, 1, out.data());
+  EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + k),
+            (std::vector<int32_t>{0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11}));
+  std::fill(sc.begin(), sc.end(), NAN);
+  k = pick_pages(sc.data(), n, 6, 1, out.data());
+  EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + k),
+            (std::vector<int32_t>{0, 1, 2, 3, 10, 11}));
+}
+
 TEST(SparseAttention, SelectionEqualsSortedReference) {
   std::mt19937 rng(23);
   std::uniform_int_distribution<int> small(-3, 3);
