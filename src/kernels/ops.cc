@@ -32,6 +32,20 @@ constexpr double kExpTaylor[12] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 
 // series (expm1(r) = r * (1 + r/2 + ... + r^10/11!), so no cancellation near 0); |x| is
 // clamped to 10, where float's tanh is already +-1.
 constexpr double kTanhClamp = 10.0;
+
+// exp_parts4's operations on one value (std::fma for its fmadd/fnmadd, nearbyint for its
+// round to nearest even).
+template <int kTerms>
+double exp_parts(double y, double& r, double& pow2n) {
+  const double n = std::nearbyint(y * kLog2e);
+  r = std::fma(-n, kLn2Hi, y);
+  r = std::fma(-n, kLn2Lo, r);
+  double p = kExpTaylor[0];
+  for (int k = 1; k < kTerms; ++k) p = std::fma(p, r, kExpTaylor[k]);
+  const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
+  std::memcpy(&pow2n, &bits, sizeof(pow2n));
+  return p;
+}
 }  // namespace
 
 #if defined(__x86_64__)
@@ -123,16 +137,24 @@ G4_AVX2_OPS void geglu_avx2(float* g, const float* u, int64_t n) {
     for (int64_t k = i; k < n; ++k) g[k] = gt[k - i];
   }
 }
-G4_AVX2_OPS inline __m256d softmax_exp4(__m256d t) {
-  const __m256d n = _mm256_round_pd(_mm256_mul_pd(t, _mm256_set1_pd(kLog2e)),
+// y = n ln 2 + r (Cephes' two-part ln 2); returns Horner's sum of kExpTaylor[0, kTerms) at r
+// (12 terms: e^r; 11: (e^r - 1) / r) and sets pow2n = 2^n. The scalar exp_parts repeats it.
+template <int kTerms>
+G4_AVX2_OPS inline __m256d exp_parts4(__m256d y, __m256d& r, __m256d& pow2n) {
+  const __m256d n = _mm256_round_pd(_mm256_mul_pd(y, _mm256_set1_pd(kLog2e)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), t);
+  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), y);
   r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
   __m256d p = _mm256_set1_pd(kExpTaylor[0]);
-  for (int k = 1; k < 12; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[k]));
+  for (int k = 1; k < kTerms; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[k]));
   const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-  const __m256d pow2n =
+  pow2n =
       _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+  return p;
+}
+G4_AVX2_OPS inline __m256d softmax_exp4(__m256d t) {
+  __m256d r, pow2n;
+  const __m256d p = exp_parts4<12>(t, r, pow2n);
   return _mm256_mul_pd(p, pow2n);
 }
 G4_AVX2_OPS inline __m256 softmax_exp8(__m256 t) {
@@ -164,15 +186,8 @@ G4_AVX2_OPS void softmax_exp_avx2(float* x, int64_t n8, float mx, double* lane) 
 G4_AVX2_OPS inline __m256d softcap_tanh4(__m256d x) {
   x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-kTanhClamp)), _mm256_set1_pd(kTanhClamp));
   const __m256d y = _mm256_add_pd(x, x);
-  const __m256d n = _mm256_round_pd(_mm256_mul_pd(y, _mm256_set1_pd(kLog2e)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Hi), y);
-  r = _mm256_fnmadd_pd(n, _mm256_set1_pd(kLn2Lo), r);
-  __m256d p = _mm256_set1_pd(kExpTaylor[0]);
-  for (int k = 1; k < 11; ++k) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kExpTaylor[k]));
-  const __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-  const __m256d pow2n =
-      _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ni, _mm256_set1_epi64x(1023)), 52));
+  __m256d r, pow2n;
+  const __m256d p = exp_parts4<11>(y, r, pow2n);
   const __m256d em1 =
       _mm256_fmadd_pd(pow2n, _mm256_mul_pd(r, p), _mm256_sub_pd(pow2n, _mm256_set1_pd(1.0)));
   return _mm256_div_pd(em1, _mm256_add_pd(em1, _mm256_set1_pd(2.0)));
@@ -197,15 +212,8 @@ float softcap(float z, float cap) {
   const float x = z / cap;
   if (x != x) return x;  // NaN stays NaN (as softcap_avx2's blend)
   const double xd = std::min(std::max(double(x), -kTanhClamp), kTanhClamp);
-  const double y = xd + xd;
-  const double n = std::nearbyint(y * kLog2e);
-  double r = std::fma(-n, kLn2Hi, y);
-  r = std::fma(-n, kLn2Lo, r);
-  double p = kExpTaylor[0];
-  for (int k = 1; k < 11; ++k) p = std::fma(p, r, kExpTaylor[k]);
-  const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
-  double pow2n;
-  std::memcpy(&pow2n, &bits, sizeof(pow2n));
+  double r, pow2n;
+  const double p = exp_parts<11>(xd + xd, r, pow2n);
   const double em1 = std::fma(pow2n, r * p, pow2n - 1.0);
   return cap * float(em1 / (em1 + 2.0));
 }
@@ -221,20 +229,12 @@ void softcap_inplace(float* x, int64_t n, float cap) {
   for (; i < n; ++i) x[i] = softcap(x[i], cap);
 }
 
-// softmax_exp8's operations on one value (std::fma for its fmadd/fnmadd, nearbyint for its
-// round to nearest even).
+// softmax_exp8's operations on one value (through exp_parts).
 float softmax_exp(float t) {
   if (t != t) return t;  // NaN stays NaN (as softmax_exp8's blend)
   if (t < kSoftmaxExpMin) return 0.f;
-  const double td = double(t);
-  const double n = std::nearbyint(td * kLog2e);
-  double r = std::fma(-n, kLn2Hi, td);
-  r = std::fma(-n, kLn2Lo, r);
-  double p = kExpTaylor[0];
-  for (int k = 1; k < 12; ++k) p = std::fma(p, r, kExpTaylor[k]);
-  const uint64_t bits = uint64_t(int64_t(n) + 1023) << 52;
-  double pow2n;
-  std::memcpy(&pow2n, &bits, sizeof(pow2n));
+  double r, pow2n;
+  const double p = exp_parts<12>(double(t), r, pow2n);
   return float(p * pow2n);
 }
 
