@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
+#include "core/fp16.h"
 #include "kernels/attention_simd.h"
 #include "kernels/dot_simd.h"
 
@@ -24,7 +27,12 @@ inline float term(float q, float mn, float mx) {
   return std::max(q * mn, q * mx);
 }
 
-float bound_scalar(const float* q, const float* mn, const float* mx, int hd) {
+// A summary value widened (exactly; F16C's conversion gives the same floats).
+inline float term(float q, uint16_t mn, uint16_t mx) {
+  return term(q, fp16_to_fp32(mn), fp16_to_fp32(mx));
+}
+
+float bound_scalar(const float* q, const uint16_t* mn, const uint16_t* mx, int hd) {
   const int hd8 = hd & ~7;
   float lane[8] = {};
   for (int i = 0; i < hd8; i += 8)
@@ -42,15 +50,19 @@ float bound_scalar(const float* q, const float* mn, const float* mx, int hd) {
 using attn::red;
 
 // Bounds of one page for `group` query heads, loading each min/max chunk once.
-G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const float* mn,
-                                 const float* mx, float* out) {
+G4_AVX2_SP inline __m256 load_summary(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const uint16_t* mn,
+                                 const uint16_t* mx, float* out) {
   const int hd8 = hd & ~7;
   for (int h0 = 0; h0 < group; h0 += 4) {
     const int nh = std::min(4, group - h0);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     for (int i = 0; i < hd8; i += 8) {
-      const __m256 lo = _mm256_loadu_ps(mn + i), hi = _mm256_loadu_ps(mx + i);
+      const __m256 lo = load_summary(mn + i), hi = load_summary(mx + i);
       for (int h = 0; h < nh; ++h) {
         const __m256 vq = _mm256_loadu_ps(q + size_t(h0 + h) * size_t(hd) + size_t(i));
         acc[h] = _mm256_add_ps(acc[h], _mm256_max_ps(_mm256_mul_ps(vq, lo), _mm256_mul_ps(vq, hi)));
@@ -66,90 +78,178 @@ G4_AVX2_SP void page_bounds_avx2(const float* q, int group, int hd, const float*
 }
 
 // Two heads per 512-bit register (lanes 0-7 one head, 8-15 the next, the same 8 channels):
-// each head's lanes see exactly the AVX2 path's operations.
-G4_AVX512_SP void page_bounds_avx512(const float* q, int group, int hd, const float* mn,
-                                     const float* mx, float* out) {
+// each head's lanes see exactly the AVX2 path's operations. qi holds NP pairs of heads
+// interleaved (interleave_pairs), so each pair's 16 floats are one load; the NP accumulators
+// stay in registers (NP is a template argument).
+template <int NP>
+G4_AVX512_SP void pairs_avx512(const float* qi, const float* q, int hd, const uint16_t* mn,
+                               const uint16_t* mx, float* out) {
   const int hd8 = hd & ~7;
-  int h0 = 0;
-  for (; h0 + 2 <= group; h0 += 8) {
-    const int npair = std::min(4, (group - h0) / 2);
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                     _mm512_setzero_ps()};
-    for (int i = 0; i < hd8; i += 8) {
-      const __m512 lo = _mm512_broadcast_f32x8(_mm256_loadu_ps(mn + i));
-      const __m512 hi = _mm512_broadcast_f32x8(_mm256_loadu_ps(mx + i));
-      for (int p = 0; p < npair; ++p) {
-        const float* qa = q + size_t(h0 + 2 * p) * size_t(hd) + size_t(i);
-        const __m512 vq = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(qa)),
-                                             _mm256_loadu_ps(qa + hd), 1);
-        acc[p] = _mm512_add_ps(acc[p], _mm512_max_ps(_mm512_mul_ps(vq, lo), _mm512_mul_ps(vq, hi)));
-      }
-    }
-    for (int p = 0; p < npair; ++p) {
-      for (int half = 0; half < 2; ++half) {
-        const int h = h0 + 2 * p + half;
-        const float* qh = q + size_t(h) * size_t(hd);
-        float s = red(half ? _mm512_extractf32x8_ps(acc[p], 1) : _mm512_castps512_ps256(acc[p]));
-        for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
-        out[h] = s;
-      }
-    }
-    if (npair < 4) {
-      h0 += 2 * npair;
-      break;
+  __m512 acc[NP];
+  for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_ps();
+  for (int i = 0; i < hd8; i += 8) {
+    const __m512 lo = _mm512_broadcast_f32x8(load_summary(mn + i));
+    const __m512 hi = _mm512_broadcast_f32x8(load_summary(mx + i));
+    for (int p = 0; p < NP; ++p) {
+      const __m512 vq = _mm512_loadu_ps(qi + (size_t(p) * size_t(hd8) + size_t(i)) * 2);
+      acc[p] = _mm512_add_ps(acc[p], _mm512_max_ps(_mm512_mul_ps(vq, lo), _mm512_mul_ps(vq, hi)));
     }
   }
-  if (h0 < group) page_bounds_avx2(q + size_t(h0) * size_t(hd), group - h0, hd, mn, mx, out + h0);
+  for (int p = 0; p < NP; ++p) {
+    for (int half = 0; half < 2; ++half) {
+      const float* qh = q + size_t(2 * p + half) * size_t(hd);
+      float s = red(half ? _mm512_extractf32x8_ps(acc[p], 1) : _mm512_castps512_ps256(acc[p]));
+      for (int i = hd8; i < hd; ++i) s += term(qh[i], mn[i], mx[i]);
+      out[2 * p + half] = s;
+    }
+  }
+}
+
+// q [group][hd] -> [group / 2][hd8 / 8][head 2p's 8 channels, head 2p+1's 8 channels].
+void interleave_pairs(const float* q, int group, int hd, float* qi) {
+  const int hd8 = hd & ~7;
+  for (int p = 0; p < group / 2; ++p)
+    for (int i = 0; i < hd8; i += 8) {
+      float* o = qi + (size_t(p) * size_t(hd8) + size_t(i)) * 2;
+      std::memcpy(o, q + size_t(2 * p) * size_t(hd) + size_t(i), 8 * sizeof(float));
+      std::memcpy(o + 8, q + size_t(2 * p + 1) * size_t(hd) + size_t(i), 8 * sizeof(float));
+    }
 }
 #endif
 
-// max over the group's heads of the page's bound.
-using GroupBound = float (*)(const float* q, int group, int hd, const float* minmax);
+// One KV head's query group, prepared once for the many pages it scores.
+struct Prepared {
+  const float* q;   // [group][hd]
+  const float* qi;  // interleave_pairs(q) for the AVX-512 path, else null
+  int group, hd;
+};
 
-float group_bound_scalar(const float* q, int group, int hd, const float* minmax) {
-  float best = bound_scalar(q, minmax, minmax + hd, hd);
-  for (int h = 1; h < group; ++h)
-    best = std::max(best, bound_scalar(q + size_t(h) * size_t(hd), minmax, minmax + hd, hd));
+// max over the group's heads of the page's bound, folded in head order.
+using GroupBound = float (*)(const Prepared& pq, const uint16_t* minmax);
+
+float group_bound_scalar(const Prepared& pq, const uint16_t* minmax) {
+  const int hd = pq.hd;
+  float best = bound_scalar(pq.q, minmax, minmax + hd, hd);
+  for (int h = 1; h < pq.group; ++h)
+    best = std::max(best, bound_scalar(pq.q + size_t(h) * size_t(hd), minmax, minmax + hd, hd));
   return best;
 }
 
 #if defined(__x86_64__)
-template <void (*Bounds)(const float*, int, int, const float*, const float*, float*)>
-float group_bound_simd(const float* q, int group, int hd, const float* minmax) {
+inline float fold(float best, const float* b, int n, bool first) {
+  for (int h = 0; h < n; ++h) best = (first && h == 0) ? b[0] : std::max(best, b[h]);
+  return best;
+}
+
+float group_bound_avx2(const Prepared& pq, const uint16_t* minmax) {
   float b[64];
   float best = -__builtin_inff();
-  for (int h0 = 0; h0 < group; h0 += 64) {
-    const int n = std::min(64, group - h0);
-    Bounds(q + size_t(h0) * size_t(hd), n, hd, minmax, minmax + hd, b);
-    best = h0 == 0 ? b[0] : std::max(best, b[0]);
-    for (int h = 1; h < n; ++h) best = std::max(best, b[h]);
+  for (int h0 = 0; h0 < pq.group; h0 += 64) {
+    const int n = std::min(64, pq.group - h0);
+    page_bounds_avx2(pq.q + size_t(h0) * size_t(pq.hd), n, pq.hd, minmax, minmax + pq.hd, b);
+    best = fold(best, b, n, h0 == 0);
+  }
+  return best;
+}
+
+G4_AVX512_SP float group_bound_avx512(const Prepared& pq, const uint16_t* minmax) {
+  const int hd = pq.hd, hd8 = hd & ~7;
+  const uint16_t *mn = minmax, *mx = minmax + hd;
+  float b[8];
+  float best = -__builtin_inff();
+  int h0 = 0;
+  auto qi = [&](int h) { return pq.qi + size_t(h / 2) * size_t(hd8) * 2; };
+  auto qh = [&](int h) { return pq.q + size_t(h) * size_t(hd); };
+  for (; pq.group - h0 >= 8; h0 += 8) {
+    pairs_avx512<4>(qi(h0), qh(h0), hd, mn, mx, b);
+    best = fold(best, b, 8, h0 == 0);
+  }
+  const int np = (pq.group - h0) / 2;
+  if (np > 0) {
+    if (np == 1) pairs_avx512<1>(qi(h0), qh(h0), hd, mn, mx, b);
+    if (np == 2) pairs_avx512<2>(qi(h0), qh(h0), hd, mn, mx, b);
+    if (np == 3) pairs_avx512<3>(qi(h0), qh(h0), hd, mn, mx, b);
+    best = fold(best, b, 2 * np, h0 == 0);
+    h0 += 2 * np;
+  }
+  if (h0 < pq.group) {  // an odd last head
+    page_bounds_avx2(qh(h0), 1, hd, mn, mx, b);
+    best = fold(best, b, 1, h0 == 0);
   }
   return best;
 }
 #endif
 
-GroupBound pick_group_bound() {
+struct Scorer {
+  GroupBound bound = group_bound_scalar;
+  bool interleave = false;
+};
+
+Scorer pick_scorer() {
+  Scorer s;
 #if defined(__x86_64__)
   const Isa isa = best_isa();
-  if (isa == Isa::kAvx512) return group_bound_simd<page_bounds_avx512>;
-  if (isa != Isa::kScalar) return group_bound_simd<page_bounds_avx2>;
+  if (isa == Isa::kAvx512)
+    s = {group_bound_avx512, true};
+  else if (isa != Isa::kScalar)
+    s.bound = group_bound_avx2;
 #endif
-  return group_bound_scalar;
+  return s;
+}
+
+const Scorer& scorer() {
+  static const Scorer s = pick_scorer();
+  return s;
+}
+
+// Prepares q for scoring (the interleaved copy in a per-thread buffer: no allocation per step
+// once warm).
+Prepared prepare(const float* q, int group, int hd) {
+  Prepared pq{q, nullptr, group, hd};
+#if defined(__x86_64__)
+  if (scorer().interleave) {
+    thread_local std::vector<float> buf;
+    buf.resize(size_t(group / 2) * size_t(hd & ~7) * 2);
+    interleave_pairs(q, group, hd, buf.data());
+    pq.qi = buf.data();
+  }
+#endif
+  return pq;
 }
 
 }  // namespace
 
-float block_bound(const float* q, const float* minmax, int hd) {
+uint16_t summary_lo(float x) {
+  if (x != x) return fp32_to_fp16(x);
+  if (x <= -65504.f) return 0xfbff;  // -65504
+  if (x >= 65504.f) return 0x7bff;
+  uint16_t h = fp32_to_fp16(x);
+  if (fp16_to_fp32(h) > x)
+    h = (h & 0x8000) ? uint16_t(h == 0x8000 ? 0x8001 : h + 1)  // -0, < 0
+                     : uint16_t(h == 0 ? 0x8001 : h - 1);
+  return h;
+}
+
+uint16_t summary_hi(float x) {
+  if (x != x) return fp32_to_fp16(x);
+  if (x <= -65504.f) return 0xfbff;
+  if (x >= 65504.f) return 0x7bff;
+  uint16_t h = fp32_to_fp16(x);
+  if (fp16_to_fp32(h) < x)
+    h = (h & 0x8000) ? uint16_t(h == 0x8000 ? 0x0001 : h - 1) : uint16_t(h + 1);
+  return h;
+}
+
+float block_bound(const float* q, const uint16_t* minmax, int hd) {
   return bound_scalar(q, minmax, minmax + hd, hd);
 }
 
-float group_page_bound(const float* q, int group, int hd, const float* minmax) {
-  static const GroupBound fn = pick_group_bound();
-  return fn(q, group, hd, minmax);
+float group_page_bound(const float* q, int group, int hd, const uint16_t* minmax) {
+  return scorer().bound(prepare(q, group, hd), minmax);
 }
 
-float group_page_bound_scalar(const float* q, int group, int hd, const float* minmax) {
-  return group_bound_scalar(q, group, hd, minmax);
+float group_page_bound_scalar(const float* q, int group, int hd, const uint16_t* minmax) {
+  return group_bound_scalar(Prepared{q, nullptr, group, hd}, minmax);
 }
 
 #if defined(__x86_64__)
@@ -171,16 +271,18 @@ void score_pages(const float* q, int group, int hd, const BlockSummaries& s, int
   // perf annotate of a 32K decode with pages of 8: 42% of page_bounds' samples on its first
   // load), so each page asks for the one kPrefetchSummaryBytes ahead, across blocks too.
   const int64_t per_block = int64_t(1) << s.page_shift;
-  const int bytes = int(2 * sizeof(float)) * hd;
+  const int bytes = int(2 * sizeof(uint16_t)) * hd;
   const int64_t ahead = std::max<int64_t>(1, kPrefetchSummaryBytes / bytes);
+  const GroupBound bound = scorer().bound;
+  const Prepared pq = prepare(q, group, hd);
   for (int64_t b = from; b < to;) {
-    const float* mm = s.at(b);
+    const uint16_t* mm = s.at(b);
     const int64_t end = std::min(to, (b | (per_block - 1)) + 1);
     for (; b < end; ++b, mm += s.page_stride) {
 #if defined(__x86_64__)
       if (b + ahead < to) attn::prefetch_bytes(s.at(b + ahead), bytes);
 #endif
-      scores[b] = group_page_bound(q, group, hd, mm);
+      scores[b] = bound(pq, mm);
     }
   }
 }

@@ -2,13 +2,14 @@
 //
 // Every page (page_tokens positions, within a KV block) of a global layer keeps, per KV head,
 // the per-channel minimum and maximum of the keys written into it (as stored: post-RoPE,
-// rounded to the cache type). For a query q,
+// rounded to the cache type), as f16: minimums rounded down, maximums up (exact for an f16
+// cache, whose keys are f16 values). For a query q,
 //   bound(page) = sum_i max(q_i * min_i, q_i * max_i)  >=  q . k  for every key k in it,
 // so a page whose bound is low cannot hold a key the query attends to strongly. One
 // selection serves all query heads of a KV head (score = max of the group's bounds: a page
 // any head needs is kept). The first page (attention sink) and the last `recent_pages` pages
 // before the query's own are always kept; the others are ranked by score, ties to the lower
-// page, and the best fill the token budget (a heap: O(pages log budget)). Attention then runs
+// page, and the best fill the token budget (nth_element: O(pages)). Attention then runs
 // exactly over the selected pages. All in f32, independent of threads and batch composition.
 #pragma once
 #include <cstddef>
@@ -34,16 +35,23 @@ struct SparseAttentionOptions {
   bool oracle_rank = false;
 };
 
-// The summaries of one KV head: logical page p's [2][hd] floats (min then max) are at
+// One summary value: f16 bits of a key channel's minimum rounded toward -inf (summary_lo) or
+// maximum toward +inf (summary_hi), so the bound stays a bound; saturated at f16's largest
+// finite magnitude, 65504 (a key beyond it, which no f16 cache can hold, would get a bound
+// that is not one on that channel). Half of f32's bytes: page scoring streams them every step.
+uint16_t summary_lo(float x);
+uint16_t summary_hi(float x);
+
+// The summaries of one KV head: logical page p's [2][hd] f16 values (min then max) are at
 // base + table[p >> page_shift] * block_stride + (p mod 2^page_shift) * page_stride
 // (table: the sequence's block table; 2^page_shift pages per block).
 struct BlockSummaries {
-  const float* base = nullptr;
+  const uint16_t* base = nullptr;
   const int32_t* table = nullptr;
   size_t block_stride = 0;
   size_t page_stride = 0;
   int page_shift = 0;
-  const float* at(int64_t p) const {
+  const uint16_t* at(int64_t p) const {
     return base + size_t(table[p >> page_shift]) * block_stride +
            size_t(p & ((int64_t(1) << page_shift) - 1)) * page_stride;
   }
@@ -52,12 +60,12 @@ struct BlockSummaries {
 // The bound for one page and one query head. Summed in one fixed order (8 lanes, a fixed
 // reduction, see sparse_attention.cc), so the AVX-512, AVX2 and scalar paths give the same
 // float and the selection does not depend on the CPU.
-float block_bound(const float* q, const float* minmax, int hd);
+float block_bound(const float* q, const uint16_t* minmax, int hd);
 // max over `group` query heads (q: [group][hd]) of block_bound: SIMD where the CPU has it,
 // each head's pass reading the page's min/max once. The _scalar one is the portable path
 // (tests compare the two bit for bit).
-float group_page_bound(const float* q, int group, int hd, const float* minmax);
-float group_page_bound_scalar(const float* q, int group, int hd, const float* minmax);
+float group_page_bound(const float* q, int group, int hd, const uint16_t* minmax);
+float group_page_bound_scalar(const float* q, int group, int hd, const uint16_t* minmax);
 
 // Chooses the pages one query attends to.
 //   q: [group][hd] the KV head's query heads (scaled, rotated, as attention uses them)

@@ -17,11 +17,11 @@ namespace g4 {
 // the OS page by page as blocks are first written (so an idle pool costs nothing resident).
 struct KvCache::Pool {
   // [n_blocks][block_tokens][row] K, then the same for V, then (sparse routing) the key
-  // summaries [n_blocks][pages per block][n_kv_heads][2][head_dim] f32.
+  // summaries [n_blocks][pages per block][n_kv_heads][2][head_dim] f16 (summary_lo/_hi).
   uint8_t* base = nullptr;
   size_t k_bytes = 0;  // bytes of the K half
   size_t map_bytes = 0;
-  float* summary = nullptr;
+  uint16_t* summary = nullptr;
   Pool(size_t half, size_t summary_bytes) : k_bytes(half), map_bytes(2 * half + summary_bytes) {
     if (map_bytes == 0) return;
     void* p = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE,
@@ -31,7 +31,7 @@ struct KvCache::Pool {
     madvise(p, map_bytes, MADV_HUGEPAGE);
 #endif
     base = static_cast<uint8_t*>(p);
-    if (summary_bytes > 0) summary = reinterpret_cast<float*>(base + 2 * half);
+    if (summary_bytes > 0) summary = reinterpret_cast<uint16_t*>(base + 2 * half);
   }
   ~Pool() {
     if (base) munmap(base, map_bytes);
@@ -133,21 +133,21 @@ KvCache::KvCache(std::vector<KvLayerGeometry> layers, const KvCacheOptions& o)
       pool_of_[l] = int(pools_.size());
       const size_t block = size_t(block_tokens()) * row_bytes(int(l));
       const size_t summary =
-          sparse_.enabled ? size_t(n_blocks) * summary_floats(int(l)) * sizeof(float) : 0;
+          sparse_.enabled ? size_t(n_blocks) * summary_values(int(l)) * sizeof(uint16_t) : 0;
       pools_.push_back(std::make_unique<Pool>(size_t(n_blocks) * block, summary));
-      block_bytes_ += 2 * block + (sparse_.enabled ? summary_floats(int(l)) * sizeof(float) : 0);
+      block_bytes_ += 2 * block + (sparse_.enabled ? summary_values(int(l)) * sizeof(uint16_t) : 0);
     }
   }
 }
 
 KvCache::~KvCache() = default;
 
-size_t KvCache::page_floats(int layer) const {
+size_t KvCache::page_values(int layer) const {
   const auto& g = layers_[size_t(layer)];
   return size_t(g.n_kv_heads) * 2 * size_t(g.head_dim);
 }
-size_t KvCache::summary_floats(int layer) const {
-  return page_floats(layer) << (block_shift_ - page_shift_);
+size_t KvCache::summary_values(int layer) const {
+  return page_values(layer) << (block_shift_ - page_shift_);
 }
 
 size_t KvCache::row_bytes(int layer) const {
@@ -251,9 +251,9 @@ Status KvCache::reserve(int seq, int64_t n) {
         std::memcpy(p.base + half + size_t(c.to) * block, p.base + half + size_t(c.from) * block,
                     used);
       if (p.summary) {
-        const size_t n = summary_floats(int(l));
+        const size_t n = summary_values(int(l));
         std::memcpy(p.summary + size_t(c.to) * n, p.summary + size_t(c.from) * n,
-                    n * sizeof(float));
+                    n * sizeof(uint16_t));
       }
     }
   }
@@ -375,8 +375,8 @@ BlockSummaries KvCache::summaries(int seq, int layer, int kv_head) const {
   const Pool& p = *pools_[size_t(pool_of_[size_t(o)])];
   G4_CHECK(p.summary != nullptr);
   BlockSummaries s;
-  s.block_stride = summary_floats(o);
-  s.page_stride = page_floats(o);
+  s.block_stride = summary_values(o);
+  s.page_stride = page_values(o);
   s.page_shift = block_shift_ - page_shift_;
   s.base = p.summary + size_t(kv_head) * 2 * size_t(layers_[size_t(o)].head_dim);
   s.table = blocks_.table(seq).data();
@@ -391,7 +391,7 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
   const int hd = g.head_dim;
   const std::vector<int32_t>& table = blocks_.table(seq);
   const int64_t mask = (int64_t(1) << block_shift_) - 1;
-  const size_t n = summary_floats(layer);
+  const size_t n = summary_values(layer);
   thread_local std::vector<float> row;  // no allocation per step once warm
   row.resize(size_t(g.n_kv_heads) * size_t(hd));
   for (int64_t pos = from; pos < to; ++pos) {
@@ -410,16 +410,18 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
           row[i] = fp16_to_fp32(reinterpret_cast<const uint16_t*>(k)[i]);
         break;
     }
-    float* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n +
-                size_t((pos & mask) >> page_shift_) * page_floats(layer);
+    uint16_t* sm = p.summary + size_t(table[size_t(pos >> block_shift_)]) * n +
+                   size_t((pos & mask) >> page_shift_) * page_values(layer);
     const bool fresh = (pos & ((int64_t(1) << page_shift_) - 1)) == 0;
     for (int h = 0; h < g.n_kv_heads; ++h) {
-      float* mn = sm + size_t(h) * 2 * size_t(hd);
-      float* mx = mn + hd;
+      uint16_t* mn = sm + size_t(h) * 2 * size_t(hd);
+      uint16_t* mx = mn + hd;
       const float* r = row.data() + size_t(h) * size_t(hd);
+      // The stored values are f16, so rounding min(stored, r) outward is min(stored, r
+      // rounded outward): the page's min/max rounded once.
       for (int i = 0; i < hd; ++i) {
-        mn[i] = fresh ? r[i] : std::min(mn[i], r[i]);
-        mx[i] = fresh ? r[i] : std::max(mx[i], r[i]);
+        mn[i] = summary_lo(fresh ? r[i] : std::min(fp16_to_fp32(mn[i]), r[i]));
+        mx[i] = summary_hi(fresh ? r[i] : std::max(fp16_to_fp32(mx[i]), r[i]));
       }
     }
   }

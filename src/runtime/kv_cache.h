@@ -182,8 +182,8 @@ class KvCache {
   Seq& get(int seq);
   const Seq& get(int seq) const;
   size_t row_bytes(int layer) const;
-  size_t page_floats(int layer) const;     // per page: n_kv_heads x (min, max) x head_dim
-  size_t summary_floats(int layer) const;  // per block: its pages' summaries
+  size_t page_values(int layer) const;     // per page: n_kv_heads x (min, max) x head_dim
+  size_t summary_values(int layer) const;  // per block: its pages' summaries (f16 each)
   uint8_t* row_ptr(int seq, int layer, int64_t pos, bool value);
 
   std::vector<KvLayerGeometry> layers_;

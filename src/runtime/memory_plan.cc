@@ -84,7 +84,7 @@ KvPlan plan_kv(const std::vector<KvLayerGeometry>& layers, const KvPlanOptions& 
       ++glob.layers;
       glob.bytes_per_token += row;
       const int64_t pages = std::max<int64_t>(1, p.block_tokens / std::max(1, o.page_tokens));
-      p.block_bytes += int64_t(p.block_tokens) * row + (o.sparse ? pages * n * 2 * 4 : 0);
+      p.block_bytes += int64_t(p.block_tokens) * row + (o.sparse ? pages * n * 2 * 2 : 0);
     }
   }
   glob.slots_per_seq = p.blocks_per_seq * p.block_tokens;

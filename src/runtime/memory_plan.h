@@ -43,7 +43,7 @@ struct KvPlanOptions {
   KvType sliding_type = KvType::kF16;
   int block_tokens = 256;  // rounded up to a power of two, no longer than n_ctx needs
   // Sparse attention routing keeps per selection page (page_tokens positions, at most a
-  // block) and owning global layer a key summary [n_kv_heads][min, max][head_dim] f32 beside
+  // block) and owning global layer a key summary [n_kv_heads][min, max][head_dim] f16 beside
   // K and V (runtime/kv_cache.h).
   bool sparse = false;
   int page_tokens = 32;

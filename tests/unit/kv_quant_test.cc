@@ -149,7 +149,8 @@ TEST_P(KvQuant, AttentionEqualsAttentionOverDequantizedRows) {
   RecordProperty("worst_rel_err", std::to_string(worst));
 }
 
-// Sparse routing's per-page min/max of a q4_0 cache are those of the dequantised keys.
+// Sparse routing's per-page min/max of a q4_0 cache are those of the dequantised keys,
+// rounded outward to f16.
 TEST_P(KvQuant, PageSummariesAreMinMaxOfDequantizedKeys) {
   auto f = open_fixture();
   ASSERT_NE(f, nullptr);
@@ -164,8 +165,8 @@ TEST_P(KvQuant, PageSummariesAreMinMaxOfDequantizedKeys) {
   for (int h = 0; h < c.hkv; ++h) {
     const BlockSummaries s = kv.summaries(0, 0, h);
     for (int64_t pg = 0; pg * page < c.positions; ++pg) {
-      const float* mn = s.at(pg);
-      const float* mx = mn + c.hd;
+      const uint16_t* mn = s.at(pg);
+      const uint16_t* mx = mn + c.hd;
       for (int i = 0; i < c.hd; ++i) {
         float lo = INFINITY, hi = -INFINITY;
         for (int64_t p = pg * page; p < std::min<int64_t>(c.positions, (pg + 1) * page); ++p) {
@@ -173,8 +174,8 @@ TEST_P(KvQuant, PageSummariesAreMinMaxOfDequantizedKeys) {
           lo = std::min(lo, x);
           hi = std::max(hi, x);
         }
-        ASSERT_EQ(mn[i], lo) << "head " << h << " page " << pg << " channel " << i;
-        ASSERT_EQ(mx[i], hi) << "head " << h << " page " << pg << " channel " << i;
+        ASSERT_EQ(mn[i], summary_lo(lo)) << "head " << h << " page " << pg << " channel " << i;
+        ASSERT_EQ(mx[i], summary_hi(hi)) << "head " << h << " page " << pg << " channel " << i;
       }
     }
   }

@@ -67,8 +67,8 @@ TEST(MemoryPlan, KvByHand) {
   const KvPlan r = plan_kv(small_geometry(), o);
   EXPECT_EQ(r.types[0].bytes_per_token, 2 * 4 * 34);  // 128 values = 4 q8_0 blocks, K and V
   EXPECT_EQ(r.types[1].bytes_per_token, 2 * 18);      // 32 values = 1 q4_0 block
-  o.sparse = true;  // + a key summary per block: 2 heads x (min, max) x 64 f32
-  EXPECT_EQ(plan_kv(small_geometry(), o).block_bytes, r.block_bytes + 2 * 2 * 64 * 4);
+  o.sparse = true;  // + a key summary per block: 2 heads x (min, max) x 64 f16
+  EXPECT_EQ(plan_kv(small_geometry(), o).block_bytes, r.block_bytes + 2 * 2 * 64 * 2);
 }
 
 // The plan's per-block and per-ring bytes are the runtime cache's.

@@ -21,15 +21,15 @@ namespace {
 // Summaries laid out as the cache does: block b of one KV head at base + b * stride.
 struct Summaries {
   int hd;
-  std::vector<float> mm;  // [n_blocks][2][hd]
+  std::vector<uint16_t> mm;  // [n_blocks][2][hd] f16
   std::vector<int32_t> table;
   Summaries(int n_blocks, int hd_) : hd(hd_), mm(size_t(n_blocks) * 2 * size_t(hd_)) {
     for (int b = 0; b < n_blocks; ++b) table.push_back(b);
   }
   void set(int b, float lo, float hi) {
     for (int i = 0; i < hd; ++i) {
-      mm[size_t(b) * 2 * size_t(hd) + size_t(i)] = lo;
-      mm[size_t(b) * 2 * size_t(hd) + size_t(hd + i)] = hi;
+      mm[size_t(b) * 2 * size_t(hd) + size_t(i)] = summary_lo(lo);
+      mm[size_t(b) * 2 * size_t(hd) + size_t(hd + i)] = summary_hi(hi);
     }
   }
   BlockSummaries view() const { return {mm.data(), table.data(), 2 * size_t(hd), 0, 0}; }
@@ -41,14 +41,20 @@ TEST(SparseAttention, BoundHoldsForEveryKeyOfTheBlock) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
   const int hd = 32, n = 64;
-  std::vector<float> keys(size_t(n) * hd), mm(2 * hd);
+  // f32 keys (as an f32 cache holds them): the f16 summary rounds outward, still a bound.
+  std::vector<float> keys(size_t(n) * hd);
+  std::vector<uint16_t> mm(2 * hd);
   for (float& x : keys) x = nd(rng);
   for (int i = 0; i < hd; ++i) {
-    mm[size_t(i)] = mm[size_t(hd + i)] = keys[size_t(i)];
+    float lo = keys[size_t(i)], hi = lo;
     for (int j = 1; j < n; ++j) {
-      mm[size_t(i)] = std::min(mm[size_t(i)], keys[size_t(j * hd + i)]);
-      mm[size_t(hd + i)] = std::max(mm[size_t(hd + i)], keys[size_t(j * hd + i)]);
+      lo = std::min(lo, keys[size_t(j * hd + i)]);
+      hi = std::max(hi, keys[size_t(j * hd + i)]);
     }
+    mm[size_t(i)] = summary_lo(lo);
+    mm[size_t(hd + i)] = summary_hi(hi);
+    ASSERT_LE(fp16_to_fp32(mm[size_t(i)]), lo);
+    ASSERT_GE(fp16_to_fp32(mm[size_t(hd + i)]), hi);
   }
   for (int trial = 0; trial < 100; ++trial) {
     std::vector<float> q(hd);
@@ -60,6 +66,48 @@ TEST(SparseAttention, BoundHoldsForEveryKeyOfTheBlock) {
       EXPECT_LE(dot, bound + 1e-4f);
     }
   }
+}
+
+// summary_lo / summary_hi: the largest f16 value <= x and the smallest >= x (every f16
+// value maps to itself, -0 and +0 included), saturated at +-65504; NaN stays NaN.
+TEST(SparseAttention, SummaryValuesRoundOutwardToF16) {
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float v = fp16_to_fp32(uint16_t(h));
+    if (std::isnan(v)) {
+      EXPECT_TRUE(std::isnan(fp16_to_fp32(summary_lo(v))));
+      continue;
+    }
+    if (std::isinf(v)) {
+      EXPECT_EQ(summary_lo(v), summary_hi(v));
+      EXPECT_EQ(std::fabs(fp16_to_fp32(summary_lo(v))), 65504.f);
+      continue;
+    }
+    ASSERT_EQ(summary_lo(v), h) << h;
+    ASSERT_EQ(summary_hi(v), h) << h;
+  }
+  // Sorted finite f16 values; each x must land on its neighbours in this list.
+  std::vector<float> all;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float v = fp16_to_fp32(uint16_t(h));
+    if (std::isfinite(v)) all.push_back(v);
+  }
+  std::sort(all.begin(), all.end());
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int i = 0; i < 200000; ++i) {
+    const float x = u(rng) * std::pow(2.f, float(int(rng() % 46) - 28));  // 2^-28 .. 2^17
+    const float lo = fp16_to_fp32(summary_lo(x)), hi = fp16_to_fp32(summary_hi(x));
+    if (x >= 65504.f || x <= -65504.f) {
+      EXPECT_EQ(lo, hi);
+      EXPECT_EQ(std::fabs(lo), 65504.f);
+      continue;
+    }
+    const auto up = std::lower_bound(all.begin(), all.end(), x);  // first >= x
+    ASSERT_EQ(hi, *up) << x;
+    ASSERT_EQ(lo, *up == x ? x : *(up - 1)) << x;
+  }
+  EXPECT_EQ(fp16_to_fp32(summary_lo(1e9f)), 65504.f);  // saturated, not a bound
+  EXPECT_EQ(fp16_to_fp32(summary_hi(-1e9f)), -65504.f);
 }
 
 TEST(SparseAttention, SelectionKeepsSinkRecentAndBestBlocks) {
@@ -94,8 +142,8 @@ TEST(SparseAttention, GroupSharesOneSelectionByItsMaximum) {
   const int hd = 2, n_blocks = 8;
   Summaries s(n_blocks, hd);
   for (int b = 0; b < n_blocks; ++b) s.set(b, -0.1f, 0.1f);
-  s.mm[2 * 2 * hd + hd + 0] = 3;              // block 2: max of channel 0
-  s.mm[5 * 2 * hd + hd + 1] = 4;              // block 5: max of channel 1
+  s.mm[2 * 2 * hd + hd + 0] = summary_hi(3);  // block 2: max of channel 0
+  s.mm[5 * 2 * hd + hd + 1] = summary_hi(4);  // block 5: max of channel 1
   const std::vector<float> q = {1, 0, 0, 1};  // [group 2][hd 2]
   std::vector<int32_t> out(n_blocks);
   std::vector<float> scratch(n_blocks);
@@ -268,13 +316,14 @@ TEST(SparseAttention, SimdBoundsAreTheScalarBoundsBitForBit) {
   std::normal_distribution<float> nd;
   for (int hd : {256, 512, 44}) {
     for (int group = 1; group <= 9; ++group) {
-      std::vector<float> q(size_t(group) * size_t(hd)), mm(2 * size_t(hd));
+      std::vector<float> q(size_t(group) * size_t(hd));
+      std::vector<uint16_t> mm(2 * size_t(hd));
       for (int trial = 0; trial < 20; ++trial) {
         for (float& x : q) x = nd(rng);
         for (int i = 0; i < hd; ++i) {
           const float a = nd(rng), b = nd(rng);
-          mm[size_t(i)] = std::min(a, b);
-          mm[size_t(hd + i)] = std::max(a, b);
+          mm[size_t(i)] = summary_lo(std::min(a, b));
+          mm[size_t(hd + i)] = summary_hi(std::max(a, b));
         }
         const float simd = group_page_bound(q.data(), group, hd, mm.data());
         const float ref = group_page_bound_scalar(q.data(), group, hd, mm.data());
@@ -325,12 +374,12 @@ TEST(SparseAttention, SelectionEqualsSortedReference) {
     const int64_t budget = 1 + int64_t(rng() % (n_pages + 2));
     const int recent = int(rng() % 3);
     const int n_blocks = (n_pages + per_block - 1) / per_block;
-    std::vector<float> mm(size_t(n_blocks) * per_block * 2 * hd);
+    std::vector<uint16_t> mm(size_t(n_blocks) * per_block * 2 * hd);
     for (size_t i = 0; i < mm.size(); i += 2 * hd) {
       for (int c = 0; c < hd; ++c) {
         const float a = float(small(rng)), b = float(small(rng));
-        mm[i + size_t(c)] = std::min(a, b);
-        mm[i + size_t(hd + c)] = std::max(a, b);
+        mm[i + size_t(c)] = summary_lo(std::min(a, b));
+        mm[i + size_t(hd + c)] = summary_hi(std::max(a, b));
       }
     }
     std::vector<int32_t> table(static_cast<size_t>(n_blocks));
