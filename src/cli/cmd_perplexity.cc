@@ -38,7 +38,11 @@ int report_kld(Engine& base, Engine& model, const std::string& text, const KldOp
                      {"mean_kl", k.mean_kl},
                      {"p99_kl", k.p99_kl},
                      {"max_kl", k.max_kl},
-                     {"top1_agreement", k.top1_agreement}};
+                     {"top1_agreement", k.top1_agreement},
+                     {"top1_agreement_clear", k.top1_agreement_clear},
+                     {"clear_positions", k.clear_positions},
+                     {"clear_lead_nats", KldResult::kClearLead},
+                     {"miss_lead_median", k.miss_lead_median}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     if (o.last > 0)
@@ -53,6 +57,10 @@ int report_kld(Engine& base, Engine& model, const std::string& text, const KldOp
     std::printf("  KL(base || model): mean %.6f, 99th percentile %.6f, max %.6f\n", k.mean_kl,
                 k.p99_kl, k.max_kl);
     std::printf("  top-1 agreement with the base: %.2f%%\n", 100 * k.top1_agreement);
+    std::printf(
+        "  where the base's best token leads its second by >= %.1f nat (%zu positions): "
+        "%.2f%%; where they differ, the base's median lead: %.3f nat\n",
+        KldResult::kClearLead, k.clear_positions, 100 * k.top1_agreement_clear, k.miss_lead_median);
   }
   return 0;
 }

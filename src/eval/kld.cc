@@ -33,16 +33,32 @@ int top_index(const float* row, int n) {
   return best;
 }
 
+// The base's argmax and how far it leads the next best (in the row's units).
+struct Top {
+  int index = 0;
+  double lead = 0;
+};
+Top top_and_lead(const float* row, int n) {
+  Top t{top_index(row, n), 0};
+  float second = -INFINITY;
+  for (int k = 0; k < n; ++k)
+    if (k != t.index) second = std::max(second, row[k]);
+  t.lead = n > 1 ? double(row[t.index]) - double(second) : INFINITY;
+  return t;
+}
+
 // Running sums over scored positions.
 struct Tally {
   std::vector<double> kls;
   double nll_base = 0, nll_model = 0;
   size_t agree = 0;
+  size_t clear = 0, clear_agree = 0;
+  std::vector<double> miss_leads;  // the base's lead where the argmaxes differ
 };
 
 // One scored position: the base's row as log-probabilities (lpb, argmax base_top, and its
-// NLL already counted) against the model's raw logits.
-void score_row(const float* lpb, int base_top, const float* row, int vocab, int32_t target,
+// NLL already counted, its argmax and lead) against the model's raw logits.
+void score_row(const float* lpb, const Top& base_top, const float* row, int vocab, int32_t target,
                Tally& t) {
   const double lse = logsumexp(row, vocab);
   t.nll_model += lse - double(row[target]);
@@ -52,14 +68,21 @@ void score_row(const float* lpb, int base_top, const float* row, int vocab, int3
     kl += pb * (double(lpb[k]) - (double(row[k]) - lse));
   }
   t.kls.push_back(std::max(0.0, kl));
-  t.agree += top_index(row, vocab) == base_top ? 1 : 0;
+  const bool same = top_index(row, vocab) == base_top.index;
+  t.agree += same ? 1 : 0;
+  if (base_top.lead >= KldResult::kClearLead) {
+    ++t.clear;
+    t.clear_agree += same ? 1 : 0;
+  }
+  if (!same) t.miss_leads.push_back(base_top.lead);
 }
 
-// The base's row to log-probabilities in place; counts its NLL, returns its argmax.
-int base_row(float* row, int vocab, int32_t target, Tally& t) {
+// The base's row to log-probabilities in place; counts its NLL, returns its argmax and lead
+// (a difference of logits is one of log-probabilities).
+Top base_row(float* row, int vocab, int32_t target, Tally& t) {
   const double lse = logsumexp(row, vocab);
   t.nll_base += lse - double(row[target]);
-  const int top = top_index(row, vocab);
+  const Top top = top_and_lead(row, vocab);
   for (int k = 0; k < vocab; ++k) row[k] = float(double(row[k]) - lse);
   return top;
 }
@@ -110,7 +133,7 @@ Status score_tail(Engine& base, Engine& model, const std::vector<int32_t>& chunk
     if (auto s = sm.step(chunk, b, n, true); !s.ok()) return s;
     for (size_t i = 0; i < n; ++i) {
       float* lpb = sb.out.logits.data() + i * size_t(vocab);
-      const int top = base_row(lpb, vocab, chunk[b + i + 1], t);
+      const Top top = base_row(lpb, vocab, chunk[b + i + 1], t);
       score_row(lpb, top, sm.out.row(i), vocab, chunk[b + i + 1], t);
     }
     if (on_rows) on_rows(n);
@@ -150,7 +173,7 @@ Result<KldResult> kl_divergence_chunks(Engine& base, Engine& model,
       const auto& chunk = chunks[c];
       const size_t rows = chunk.size() - 1;
       std::vector<float> base_lp;  // the base's log-probabilities, then its logits are freed
-      std::vector<int> base_top(rows);
+      std::vector<Top> base_top(rows);
       {
         Session s(base);
         auto lg = s.logits_all(chunk);
@@ -178,6 +201,13 @@ Result<KldResult> kl_divergence_chunks(Engine& base, Engine& model,
   for (double k : t.kls) sum += k;
   r.mean_kl = sum / n;
   r.top1_agreement = double(t.agree) / n;
+  r.clear_positions = t.clear;
+  r.top1_agreement_clear = t.clear > 0 ? double(t.clear_agree) / double(t.clear) : 1.0;
+  if (!t.miss_leads.empty()) {
+    auto mid = t.miss_leads.begin() + std::ptrdiff_t(t.miss_leads.size() / 2);
+    std::nth_element(t.miss_leads.begin(), mid, t.miss_leads.end());
+    r.miss_lead_median = *mid;
+  }
   r.kl = t.kls;
   std::sort(t.kls.begin(), t.kls.end());
   r.max_kl = t.kls.back();

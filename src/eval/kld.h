@@ -26,7 +26,15 @@ struct KldResult {
   double ppl_base = 0, ppl_model = 0;
   double mean_kl = 0, p99_kl = 0, max_kl = 0;
   double top1_agreement = 0;  // share of positions where both argmaxes are equal
-  std::vector<double> kl;     // every scored position's KL, in chunk then position order
+  // The same over the positions where the base's best token leads its second by at least
+  // kClearLead nats of log-probability (clear_positions of them): whether disagreements are
+  // near-ties. miss_lead_median: the base's lead at the positions whose argmaxes differ
+  // (median; 0 when none differ).
+  static constexpr double kClearLead = 1.0;
+  double top1_agreement_clear = 0;
+  size_t clear_positions = 0;
+  double miss_lead_median = 0;
+  std::vector<double> kl;  // every scored position's KL, in chunk then position order
 };
 
 struct KldOptions {

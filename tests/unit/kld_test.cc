@@ -4,7 +4,9 @@
 // the model routed by sparse attention with small pages so its logits really differ.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "eval/kld.h"
@@ -137,6 +139,51 @@ TEST(SparseRouting, SwitchedPerSessionEqualsSeparateEngines) {
   other_page.page_tokens = 8;
   Session t(*shared_e.value());
   EXPECT_FALSE(t.set_routing(other_page).ok());
+}
+
+// The near-tie split of top-1 agreement: positions where the base's best logit leads its
+// second by >= 1 nat, agreement among them, and the base's median lead where the argmaxes
+// differ, recounted here from both engines' full logits (a sparse model, so some differ).
+TEST(KldLast, TopOneAgreementSplitByTheBaseLead) {
+  const std::string dir = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/";
+  auto base = load(dir + "tiny_4b_like.gguf", false, "f16");
+  auto model = load(dir + "tiny_4b_like.gguf", true, "f16");
+  ASSERT_TRUE(base && model);
+  const auto ids = chunk_ids(model->model().config().vocab_size);
+  const int vocab = model->model().config().vocab_size;
+  auto r = kl_divergence_chunks(*base, *model, {ids}, KldOptions{});
+  ASSERT_TRUE(r.ok()) << r.error();
+  Session sb(*base), sm(*model);
+  auto lb = sb.logits_all(ids);
+  auto lm = sm.logits_all(ids);
+  ASSERT_TRUE(lb.ok() && lm.ok());
+  size_t clear = 0, clear_agree = 0, agree = 0;
+  std::vector<double> miss;
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    const float* b = lb.value().data() + i * size_t(vocab);
+    const float* m = lm.value().data() + i * size_t(vocab);
+    std::vector<float> sorted(b, b + vocab);
+    std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+    const double lead = double(sorted[0]) - double(sorted[1]);
+    const bool same = std::max_element(b, b + vocab) - b == std::max_element(m, m + vocab) - m;
+    agree += same;
+    if (lead >= 1.0) {
+      ++clear;
+      clear_agree += same;
+    }
+    if (!same) miss.push_back(lead);
+  }
+  ASSERT_FALSE(miss.empty());  // the split is exercised: some argmaxes differ
+  EXPECT_EQ(r.value().top1_agreement, double(agree) / double(ids.size() - 1));
+  EXPECT_EQ(r.value().clear_positions, clear);
+  EXPECT_EQ(r.value().top1_agreement_clear, double(clear_agree) / double(clear));
+  std::sort(miss.begin(), miss.end());
+  EXPECT_NEAR(r.value().miss_lead_median, miss[miss.size() / 2], 1e-5);
+  // Against itself: every position agrees.
+  auto self = kl_divergence_chunks(*base, *base, {ids}, KldOptions{});
+  ASSERT_TRUE(self.ok());
+  EXPECT_EQ(self.value().top1_agreement_clear, 1.0);
+  EXPECT_EQ(self.value().miss_lead_median, 0.0);
 }
 
 TEST(KldLast, RejectsBadOptions) {
