@@ -35,6 +35,45 @@ struct Summaries {
   BlockSummaries view() const { return {mm.data(), table.data(), 2 * size_t(hd), 0, 0}; }
 };
 
+// The small routed cache of the attention tests below: one global layer of 2 KV heads x 16
+// channels, blocks of 16, pages of 8, budget sink + 1 best + recent + own pages; positions
+// 0..kPos filled with N(0, 0.3) K/V rows (a planted key and value at `needle` if >= 0).
+constexpr int kH = 4, kHkv = 2, kHd = 16, kBt = 16;
+constexpr int64_t kCtx = 512, kPos = 300;
+
+KvCacheOptions routed_options() {
+  KvCacheOptions o;
+  o.n_ctx = kCtx;
+  o.max_chunk = kCtx;
+  o.block_tokens = kBt;
+  o.sparse.enabled = true;
+  o.sparse.min_context = 0;
+  o.sparse.page_tokens = kBt / 2;
+  o.sparse.recent_pages = 1;
+  o.sparse.budget_tokens = 4 * kBt / 2;
+  return o;
+}
+
+// Returns the K rows as given (before the cache rounds them).
+std::vector<std::vector<float>> fill_routed(KvCache& kv, std::mt19937& rng,
+                                            std::normal_distribution<float>& nd,
+                                            int64_t needle = -1) {
+  EXPECT_TRUE(kv.add_sequence(0).ok());
+  EXPECT_TRUE(kv.reserve(0, kPos + 1).ok());
+  std::vector<float> k(size_t(kHkv) * kHd), v(size_t(kHkv) * kHd);
+  std::vector<std::vector<float>> keys;
+  for (int64_t p = 0; p <= kPos; ++p) {
+    for (float& x : k) x = nd(rng);
+    for (float& x : v) x = nd(rng);
+    if (p == needle) std::fill(k.begin(), k.end(), 2.0f), std::fill(v.begin(), v.end(), 1.0f);
+    kv.store(0, 0, p, k.data(), v.data());
+    keys.push_back(k);
+  }
+  kv.set_length(0, kPos + 1);
+  kv.summarize(0, 0, 0, kPos + 1);
+  return keys;
+}
+
 }  // namespace
 
 TEST(SparseAttention, BoundHoldsForEveryKeyOfTheBlock) {
@@ -156,35 +195,14 @@ TEST(SparseAttention, GroupSharesOneSelectionByItsMaximum) {
 // dense attention bit for bit; with a small budget, a query aimed at one planted key still
 // finds it, and the output stays close to dense.
 TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
-  const int H = 4, Hkv = 2, hd = 16, bt = 16;
-  const int64_t n_ctx = 512, pos = 300;
-  KvCacheOptions o;
-  o.n_ctx = n_ctx;
-  o.max_chunk = n_ctx;
-  o.block_tokens = bt;
+  const int H = kH, Hkv = kHkv, hd = kHd, bt = kBt;
+  const int64_t n_ctx = kCtx, pos = kPos;
+  KvCacheOptions o = routed_options();
   o.f32 = true;
-  o.sparse.enabled = true;
-  o.sparse.min_context = 0;
-  o.sparse.page_tokens = bt / 2;
-  o.sparse.recent_pages = 1;
-  o.sparse.budget_tokens = 4 * bt / 2;  // sink + 1 best + recent + own pages
   KvCache kv({{Hkv, hd, 0}}, o);
-  ASSERT_TRUE(kv.add_sequence(0).ok());
-  ASSERT_TRUE(kv.reserve(0, pos + 1).ok());
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0, 0.3f);
-  const int64_t needle = 123;
-  std::vector<float> k(size_t(Hkv) * hd), v(size_t(Hkv) * hd);
-  for (int64_t p = 0; p <= pos; ++p) {
-    for (float& x : k) x = nd(rng);
-    for (float& x : v) x = nd(rng);
-    if (p == needle) {
-      for (int i = 0; i < Hkv * hd; ++i) k[size_t(i)] = 2.0f, v[size_t(i)] = 1.0f;
-    }
-    kv.store(0, 0, p, k.data(), v.data());
-  }
-  kv.set_length(0, pos + 1);
-  kv.summarize(0, 0, 0, pos + 1);
+  fill_routed(kv, rng, nd, /*needle=*/123);
   std::vector<float> q(size_t(H) * hd, 1.0f);  // aims at the needle
   AttentionArgs args{H, Hkv, hd, n_ctx, 0, 0.f, true};
   std::vector<float> dense(size_t(H) * hd), sparse(size_t(H) * hd);
@@ -244,33 +262,15 @@ TEST(SparseAttention, AttentionOverSelectionMatchesDense) {
 // its keys and the group's heads, read from the cache (f16 here, as the default cache), and
 // the routing then keeps the page holding the best key even where the bound ranks it low.
 TEST(SparseAttention, OracleScoresAreTheExactBestProduct) {
-  const int H = 4, Hkv = 2, hd = 16, bt = 16;
-  const int64_t n_ctx = 512, pos = 300;
-  KvCacheOptions o;
-  o.n_ctx = n_ctx;
-  o.max_chunk = n_ctx;
-  o.block_tokens = bt;
-  o.sparse.enabled = true;
-  o.sparse.min_context = 0;
-  o.sparse.page_tokens = bt / 2;
-  o.sparse.recent_pages = 1;
-  o.sparse.budget_tokens = 4 * bt / 2;
+  const int H = kH, Hkv = kHkv, hd = kHd, bt = kBt;
+  const int64_t n_ctx = kCtx, pos = kPos;
+  KvCacheOptions o = routed_options();
   o.sparse.oracle_rank = true;
   KvCache kv({{Hkv, hd, 0}}, o);
-  ASSERT_TRUE(kv.add_sequence(0).ok());
-  ASSERT_TRUE(kv.reserve(0, pos + 1).ok());
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0, 0.3f);
-  std::vector<float> k(size_t(Hkv) * hd), v(size_t(Hkv) * hd);
-  std::vector<std::vector<float>> keys;  // [pos][Hkv * hd] as stored (rounded to f16 below)
-  for (int64_t p = 0; p <= pos; ++p) {
-    for (float& x : k) x = nd(rng);
-    for (float& x : v) x = nd(rng);
-    kv.store(0, 0, p, k.data(), v.data());
-    keys.push_back(k);
-  }
-  kv.set_length(0, pos + 1);
-  kv.summarize(0, 0, 0, pos + 1);
+  // [pos][Hkv * hd] as given (the f16 cache rounds them: below)
+  const std::vector<std::vector<float>> keys = fill_routed(kv, rng, nd);
   std::vector<float> q(size_t(H) * hd);
   for (float& x : q) x = nd(rng);
   AttentionArgs args{H, Hkv, hd, n_ctx, 0, 0.f};
