@@ -6,7 +6,11 @@ groups > 1, F16 weights, and prompts longer than the sliding window. Regenerate 
     .venv/bin/python scripts/gen_tiny_gemma3.py --outdir tests/golden/tiny
 
 The engine stores K/V as fp16; the reference rounds K and V to float16 the same way, so the
-comparison isolates everything else.
+comparison isolates everything else. Where float32 and float64 values straddle an fp16
+rounding boundary the two still differ by one fp16 ulp, which is the floor of that comparison
+(and differs between summation orders: the scalar and SIMD kernels straddle different
+boundaries). So each model also gets NAME_f32kv.json: the same forward with K/V unrounded, for
+the engine with an f32 KV cache, where only float32 arithmetic separates the two.
 """
 import argparse
 import json
@@ -112,7 +116,7 @@ def make(name, L, d, ff, H, Hkv, hd, W, rope_scale, layer_count_for_scale, dtype
     u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
     embed_scale = float(np.array([u << 16], dtype=np.uint32).view(np.float32)[0])
 
-    def forward(ids):
+    def forward(ids, kv16=True):
         n = len(ids)
         pos = np.arange(n, dtype=np.float64)
         x = w["token_embd.weight"].astype(np.float64)[ids] * embed_scale
@@ -127,8 +131,10 @@ def make(name, L, d, ff, H, Hkv, hd, W, rope_scale, layer_count_for_scale, dtype
             k = rms(k, w[b + "attn_k_norm.weight"])
             base, sc = (1e4, 1.0) if sliding else (1e6, rope_scale)
             q = rope(q, pos, base, sc) * qscale
-            k = rope(k, pos, base, sc).astype(np.float16).astype(np.float64)
-            v = v.astype(np.float16).astype(np.float64)
+            k = rope(k, pos, base, sc)
+            if kv16:
+                k = k.astype(np.float16).astype(np.float64)
+                v = v.astype(np.float16).astype(np.float64)
             att = np.zeros((n, H, hd))
             for hh in range(H):
                 kv = hh // (H // Hkv)
@@ -146,16 +152,22 @@ def make(name, L, d, ff, H, Hkv, hd, W, rope_scale, layer_count_for_scale, dtype
             x = x + rms(f, w[b + "post_ffw_norm.weight"])
         return rms(x, w["output_norm.weight"]) @ w["token_embd.weight"].astype(np.float64).T
 
-    prompts = []
-    for pi, n in enumerate([5, W + 7, 3 * W + 2]):
-        ids = [2] + [int(t) for t in np.random.default_rng(100 + pi).integers(4, VOCAB, n - 1)]
-        lg = forward(ids)
-        rows = sorted(set(range(0, n, 3)) | {n - 1})  # every third position and the last
-        prompts.append({"ids": ids, "rows": rows, "logits": [np.round(lg[r], 5).tolist() for r in rows]})
-    meta = {"name": name, "file": path.name, "layers": L, "d": d, "heads": [H, Hkv], "head_dim": hd,
-            "window": W, "rope_scale_global": rope_scale, "query_scale": qscale, "dtype": dtype,
-            "prompts": prompts}
-    (out / f"{name}.json").write_text(json.dumps(meta))
+    for kv16, suffix in ((True, ""), (False, "_f32kv")):
+        prompts = []
+        for pi, n in enumerate([5, W + 7, 3 * W + 2]):
+            ids = [2] + [int(t) for t in np.random.default_rng(100 + pi).integers(4, VOCAB, n - 1)]
+            lg = forward(ids, kv16)
+            rows = sorted(set(range(0, n, 3)) | {n - 1})  # every third position and the last
+            # 5 decimals for the fp16-KV reference (its floor is ~1e-4), 8 without rounding
+            digits = 5 if kv16 else 8
+            prompts.append({"ids": ids, "rows": rows,
+                            "logits": [np.round(lg[r], digits).tolist() for r in rows]})
+        meta = {"name": name, "file": path.name, "layers": L, "d": d, "heads": [H, Hkv],
+                "head_dim": hd, "window": W, "rope_scale_global": rope_scale, "query_scale": qscale,
+                "dtype": dtype, "prompts": prompts}
+        if not kv16:
+            meta["kv"] = "f32"
+        (out / f"{name}{suffix}.json").write_text(json.dumps(meta))
     print(f"{name}: {path.stat().st_size} bytes, prompts of {[len(p['ids']) for p in prompts]} tokens")
 
 # 4B-like: GQA 2 groups, linear x8 on global layers, 7 layers (layer 5 global).

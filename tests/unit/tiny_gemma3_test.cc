@@ -14,10 +14,15 @@ namespace g4 {
 
 class TinyGemma3 : public ::testing::TestWithParam<const char*> {};
 
-TEST_P(TinyGemma3, MatchesNumpyReference) {
+// The largest |logit - reference| over a fixture's prompts and rows, and the largest
+// |reference|, for whole-prompt and 4-token prefill steps.
+struct Diff {
+  double max_diff = 0, max_logit = 0;
+};
+void compare_with_reference(const std::string& json, const std::string& kv_type, double rel_gate) {
   const std::string dir = std::string(G4_SOURCE_DIR) + "/tests/golden/tiny/";
-  std::ifstream in(dir + GetParam() + ".json");
-  ASSERT_TRUE(in.good());
+  std::ifstream in(dir + json);
+  ASSERT_TRUE(in.good()) << json;
   const auto fx = nlohmann::json::parse(in);
   for (int64_t chunk : {int64_t(512), int64_t(4)}) {  // whole prompt, then 4-token prefill steps
     EngineOptions o;
@@ -25,11 +30,12 @@ TEST_P(TinyGemma3, MatchesNumpyReference) {
     o.n_threads = 2;
     o.n_ctx = 64;
     o.max_chunk = chunk;
+    o.kv_type = kv_type;
     auto e = Engine::load(o);
     ASSERT_TRUE(e.ok()) << e.error();
     const int vocab = e.value()->model().config().vocab_size;
     EXPECT_FLOAT_EQ(e.value()->model().config().query_scale, fx["query_scale"].get<float>());
-    double max_diff = 0, max_logit = 0;
+    Diff d;
     for (const auto& p : fx["prompts"]) {
       Session s(*e.value());
       auto lg = s.logits_all(p["ids"].get<std::vector<int32_t>>());
@@ -38,19 +44,37 @@ TEST_P(TinyGemma3, MatchesNumpyReference) {
       for (size_t k = 0; k < rows.size(); ++k) {
         for (int v = 0; v < vocab; ++v) {
           const double want = p["logits"][k][size_t(v)].get<double>();
-          max_logit = std::max(max_logit, std::fabs(want));
-          max_diff = std::max(
-              max_diff, std::fabs(double(lg.value()[rows[k] * size_t(vocab) + size_t(v)]) - want));
+          d.max_logit = std::max(d.max_logit, std::fabs(want));
+          d.max_diff =
+              std::max(d.max_diff,
+                       std::fabs(double(lg.value()[rows[k] * size_t(vocab) + size_t(v)]) - want));
         }
       }
     }
-    std::printf("%s (chunk %lld): max |logit diff| vs numpy %.2e\n", GetParam(), (long long)chunk,
-                max_diff);
-    // The reference rounds K/V to fp16 like the engine, from float64 instead of float32
-    // values: where the two straddle an fp16 rounding boundary they differ by one fp16 ulp
-    // (2^-11 relative), which after 7-62 layers shows up as ~5e-5 of the logit scale.
-    EXPECT_LE(max_diff, 1e-4 * max_logit);
+    std::printf("%s, %s KV (chunk %lld): max |logit diff| vs numpy %.2e (%.2e of the largest)\n",
+                json.c_str(), kv_type.c_str(), (long long)chunk, d.max_diff,
+                d.max_diff / d.max_logit);
+    EXPECT_LE(d.max_diff, rel_gate * d.max_logit);
   }
+}
+
+TEST_P(TinyGemma3, MatchesNumpyReference) {
+  // The reference rounds K/V to fp16 like the engine, from float64 instead of float32
+  // values: where the two straddle an fp16 rounding boundary they differ by one fp16 ulp
+  // (2^-11 relative), which after 7-62 layers shows up as ~5e-5 of the logit scale. (Which
+  // boundaries are straddled depends on the float32 summation order: the scalar kernels,
+  // G4_ISA=scalar, measure 1.3e-4 on tiny_27b_like, over this gate, the SIMD ones 9.8e-5;
+  // the f32-KV test below is the one that checks each path's own accuracy.)
+  compare_with_reference(std::string(GetParam()) + ".json", "f16", 1e-4);
+}
+
+// With an f32 KV cache against the same forward with K/V unrounded (NAME_f32kv.json, 8
+// decimals), only float32 arithmetic separates engine and reference. Measured 2026-12-08, of
+// the largest logit, 4b / 27b / 1b: scalar (G4_ISA=scalar) 1.3e-7 / 8.4e-7 / 1.2e-7, AVX2 and
+// AVX-512 1.4e-7 / 1.3e-6 / 1.3e-7. The gate holds every ISA path to float32 accuracy (the
+// scalar path runs it in ctest's scalar.tiny).
+TEST_P(TinyGemma3, MatchesNumpyReferenceWithF32Kv) {
+  compare_with_reference(std::string(GetParam()) + "_f32kv.json", "f32", 2e-6);
 }
 
 // Thread count changes how rows and attention heads are split into jobs (a 1-token step of
