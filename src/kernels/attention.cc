@@ -131,6 +131,57 @@ void gather_queries(const float* q, size_t q_stride, int nq, int h0, int nh, int
                 sizeof(float) * size_t(nh) * size_t(hd));
 }
 
+// A query block's shared bookkeeping: rows p0 .. p0 + nq - 1 read the block's keys
+// [f0, f0 + n) (f0: the first row's first key, the last row's last key ends it), row i's own
+// keys block-relative [o, o + len); its stats at row i of `stats` (if any).
+struct QueryBlock {
+  const AttentionArgs& a;
+  int64_t p0;
+  int nq;
+  float* stats;
+  int64_t f0 = 0, n = 0;
+  QueryBlock(const AttentionArgs& args, int64_t first_pos, int rows, float* st)
+      : a(args), p0(first_pos), nq(rows), stats(st) {
+    f0 = key_span(a, p0).first;
+    n = std::min(p0 + nq - 1, a.key_hi - 1) - f0 + 1;
+  }
+  float* row_stats(int i) const {
+    return stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr;
+  }
+  void span(int i, int64_t& o, int64_t& len) const {
+    const KeySpan ks = key_span(a, p0 + i);
+    o = ks.first - f0;
+    len = ks.n;
+  }
+  // No keys at all: every row's heads get empty stats.
+  bool empty(int h0, int h1) const {
+    if (n > 0) return false;
+    for (int i = 0; i < nq; ++i) no_keys(row_stats(i), h0, h1);
+    return true;
+  }
+  // Each row's soft-cap and softmax over its own keys (sc: [nq * nh][n] raw scores); with
+  // `out`, zeroes the rows' outputs for heads that have keys.
+  void softmax(float* sc, int h0, int h1, float* out, size_t out_stride) const {
+    const int nh = h1 - h0, hd = a.head_dim;
+    for (int i = 0; i < nq; ++i) {
+      int64_t o, len;
+      span(i, o, len);
+      if (len <= 0) {
+        no_keys(row_stats(i), h0, h1);
+        continue;
+      }
+      for (int h = 0; h < nh; ++h) {
+        float* row = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
+        if (a.softcap > 0.f) softcap_inplace(row, len, a.softcap);
+        softmax_stats(row, len, head_stats(row_stats(i), h0 + h));
+        if (out != nullptr)
+          std::memset(out + size_t(i) * out_stride + size_t(h0 + h) * size_t(hd), 0,
+                      sizeof(float) * size_t(hd));
+      }
+    }
+  }
+};
+
 #if defined(__x86_64__)
 // attend_group_f16's AVX2 path for nq consecutive query positions p0.. of one sequence and
 // heads [h0, h1) of one KV head, bit for bit per (token, head): every score is the same q.k
@@ -145,18 +196,9 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
   constexpr int64_t kTile = 64;
   const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads, nh = h1 - h0, R = nq * nh;
   const int kvh = h0 / group;
-  // Row p's keys: [first_of(p), first_of(p) + len_of(p)) (window and key range applied).
-  auto first_of = [&](int64_t p) { return key_span(a, p).first; };
-  auto len_of = [&](int64_t p) { return key_span(a, p).n; };
-  auto row_stats = [&](int i) {
-    return stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr;
-  };
-  // The block's keys: f0 .. the last row's last key.
-  const int64_t f0 = first_of(p0), n = std::min(p0 + nq - 1, a.key_hi - 1) - f0 + 1;
-  if (n <= 0) {
-    for (int i = 0; i < nq; ++i) no_keys(row_stats(i), h0, h1);
-    return;
-  }
+  const QueryBlock qblk(a, p0, nq, stats);
+  if (qblk.empty(h0, h1)) return;
+  const int64_t f0 = qblk.f0, n = qblk.n;
   const size_t slot_stride = size_t(a.n_kv_heads) * size_t(hd), off = size_t(kvh) * size_t(hd);
   auto krow = [&](int64_t j) { return k + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
   auto vrow = [&](int64_t j) { return v + size_t(attention_row(a, f0 + j)) * slot_stride + off; };
@@ -198,21 +240,7 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
       }
     }
   }
-  // Each row's softmax over its own keys [off, off + len).
-  for (int i = 0; i < nq; ++i) {
-    const int64_t p = p0 + i, o = first_of(p) - f0, len = len_of(p);
-    if (len <= 0) {
-      no_keys(row_stats(i), h0, h1);
-      continue;
-    }
-    for (int h = 0; h < nh; ++h) {
-      float* row = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
-      if (a.softcap > 0.f) {
-        softcap_inplace(row, len, a.softcap);
-      }
-      softmax_stats(row, len, head_stats(row_stats(i), h0 + h));
-    }
-  }
+  qblk.softmax(sc, h0, h1, nullptr, 0);  // each row over its own keys
   // Values, a key tile at a time for every token's heads (AVX-512 with head sizes a multiple
   // of 64: the tile widened to f32 once, then four rows per pass over it).
   float* vt = sc + size_t(R) * size_t(n);  // [kTile][hd]
@@ -221,8 +249,9 @@ void attend_block_f16(const AttentionArgs& a, const float* q, size_t q_stride, i
     if (wide_pv)
       for (int64_t j = jt; j < je; ++j) widen(vrow(j), vt + size_t(j - jt) * size_t(hd), hd);
     for (int i = 0; i < nq; ++i) {
-      const int64_t p = p0 + i, o = first_of(p) - f0, end = o + len_of(p);
-      const int64_t b = std::max(jt, o), e = std::min(je, end);
+      int64_t o, len;
+      qblk.span(i, o, len);
+      const int64_t b = std::max(jt, o), e = std::min(je, o + len);
       if (b >= e) continue;
       const float* pi = sc + size_t(i * nh) * size_t(n);
       float* oi = out + size_t(i) * out_stride + size_t(h0) * size_t(hd);
@@ -330,24 +359,13 @@ void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, 
                        KRow krow, VRow vrow, Dot dot, Axpy axpy, bool simd) {
   constexpr int64_t kTile = 64;
   const int hd = a.head_dim, nh = h1 - h0, R = nq * nh;
-  auto row_stats = [&](int i) {
-    return stats != nullptr ? stats + 2 * size_t(i) * size_t(a.n_heads) : nullptr;
-  };
-  const int64_t f0 = key_span(a, p0).first, n = std::min(p0 + nq - 1, a.key_hi - 1) - f0 + 1;
-  if (n <= 0) {
-    for (int i = 0; i < nq; ++i) no_keys(row_stats(i), h0, h1);
-    return;
-  }
+  const QueryBlock qblk(a, p0, nq, stats);
+  if (qblk.empty(h0, h1)) return;
+  const int64_t f0 = qblk.f0, n = qblk.n;
   float* qb = scratch;                           // [R][hd], row i * nh + (h - h0)
   float* sc = scratch + size_t(R) * size_t(hd);  // [R][n]
   float* tile = sc + size_t(R) * size_t(n);      // [kTile][hd]
   const float* rows[kTile];
-  // Row i's keys, block-relative: [o, o + len).
-  auto span_of = [&](int i, int64_t& o, int64_t& len) {
-    const KeySpan ks = key_span(a, p0 + i);
-    o = ks.first - f0;
-    len = ks.n;
-  };
   gather_queries(q, q_stride, nq, h0, nh, hd, qb);
   // Raw scores, a key tile at a time; with simd, four rows x four keys per pass over the
   // whole tile (keys past a row's own are scored too and never read).
@@ -371,30 +389,14 @@ void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, 
 #endif
     for (; r0 < R; ++r0) {
       int64_t o, len;
-      span_of(r0 / nh, o, len);
+      qblk.span(r0 / nh, o, len);
       const int64_t b = std::max(jt, o), e = std::min(je, o + len);
       for (int64_t j = b; j < e; ++j)
         sc[size_t(r0) * size_t(n) + size_t(j)] =
             dot(qb + size_t(r0) * size_t(hd), rows[j - jt], hd);
     }
   }
-  for (int i = 0; i < nq; ++i) {
-    int64_t o, len;
-    span_of(i, o, len);
-    if (len <= 0) {
-      no_keys(row_stats(i), h0, h1);
-      continue;
-    }
-    for (int h = 0; h < nh; ++h) {
-      float* sr = sc + size_t(i * nh + h) * size_t(n) + size_t(o);
-      if (a.softcap > 0.f) {
-        softcap_inplace(sr, len, a.softcap);
-      }
-      softmax_stats(sr, len, head_stats(row_stats(i), h0 + h));
-      std::memset(out + size_t(i) * out_stride + size_t(h0 + h) * size_t(hd), 0,
-                  sizeof(float) * size_t(hd));
-    }
-  }
+  qblk.softmax(sc, h0, h1, out, out_stride);  // and the outputs zeroed for the axpys
   // Values in key order per output element: four rows per pass over a widened tile
   // (pv_rows_f32, the axpys' FMAs) where AVX-512 and the head size allow.
   const bool wide_pv = simd && hd % 64 == 0;
@@ -404,7 +406,7 @@ void attend_block_rows(const AttentionArgs& a, const float* q, size_t q_stride, 
       rows[j - jt] = vrow(f0 + j, tile + size_t(j - jt) * size_t(hd));
     for (int i = 0; i < nq; ++i) {
       int64_t o, len;
-      span_of(i, o, len);
+      qblk.span(i, o, len);
       const int64_t b = std::max(jt, o), e = std::min(je, o + len);
       if (b >= e) continue;
       const float* pi = sc + size_t(i * nh) * size_t(n);
