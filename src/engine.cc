@@ -82,6 +82,8 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
                              std::to_string(g.head_dim));
     }
   }
+  if (opts.sparse.enabled && *budget_error(opts.sparse) != '\0')
+    return Status::error(budget_error(opts.sparse));
   e->opts_.max_chunk = std::clamp<int64_t>(opts.max_chunk, 1, e->opts_.n_ctx);
   int threads = opts.n_threads > 0 ? opts.n_threads : int(std::thread::hardware_concurrency());
   e->exec_ = std::make_unique<ExecContext>(std::max(1, threads));

@@ -63,6 +63,7 @@ Runner add_plan(CLI::App& app) {
     int64_t ctx = 4096, parallel = 1, chunk = 512, slack = 0;
     int block_tokens = 256, threads = 0;
     bool json = false, sparse = false;
+    int sparse_page = SparseAttentionOptions{}.page_tokens;
   };
   auto a = std::make_shared<A>();
   app.add_option(
@@ -89,7 +90,10 @@ Runner add_plan(CLI::App& app) {
   app.add_option("-t,--threads", a->threads, "Compute threads (0 = all cores)")
       ->capture_default_str();
   app.add_flag("--sparse", a->sparse,
-               "Sparse attention routing (g4 run/serve --sparse): per-block key summaries");
+               "Sparse attention routing (g4 run/serve --sparse): per-page key summaries");
+  app.add_option("--sparse-page", a->sparse_page, "Positions per routed page (as g4 run/serve)")
+      ->check(CLI::IsMember({8, 16, 32, 64, 128, 256}))
+      ->capture_default_str();
   app.add_flag("--json", a->json, "JSON output");
   return [a] {
     if (a->ctx <= 0) return fail("--ctx must be a positive number of tokens");
@@ -139,6 +143,7 @@ Runner add_plan(CLI::App& app) {
     o.kv.ring_slack = a->slack;
     o.kv.block_tokens = a->block_tokens;
     o.kv.sparse = a->sparse;
+    o.kv.page_tokens = a->sparse_page;
     o.threads =
         a->threads > 0 ? a->threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const MemoryPlan p = plan_memory(m, o);

@@ -87,11 +87,19 @@ void add_kv_options(CLI::App& app, std::string* kv_type, SparseAttentionOptions*
       ->capture_default_str();
   app.add_flag("--sparse", o->enabled,
                "Sparse attention routing on global layers: from --sparse-min-ctx on, each query "
-               "attends to the KV blocks whose key bounds score best (plus the first and the "
+               "attends to the KV pages whose key bounds score best (plus the first and the "
                "recent ones), --sparse-budget keys per KV head");
-  app.add_option("--sparse-budget", o->budget_tokens, "Keys per query and KV head (sparse)")
-      ->check(CLI::Range(int64_t(256), int64_t(1) << 30))
-      ->capture_default_str();
+  app.add_option_function<std::string>(
+         "--sparse-budget",
+         [o](const std::string& v) {
+           if (!parse_sparse_budget(v, o, 256))
+             throw CLI::ValidationError("--sparse-budget",
+                                        "'" + v +
+                                            "': a key count (at least 256) or a share of "
+                                            "the context such as 25% (above 0%, at most 100%)");
+         },
+         "Keys per query and KV head: a count, or a share of the keys before the query (sparse)")
+      ->default_str("25%");
   app.add_option("--sparse-min-ctx", o->min_context, "Dense attention below this position")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 30))
       ->capture_default_str();

@@ -49,11 +49,9 @@ const VariantKey kVariantKeys[] = {
        o->sparse.enabled = v == "sparse";
        return Status();
      }},
-    {"budget", "TOKENS (sparse routing's keys per query)",
+    {"budget", "TOKENS or P% (sparse routing's keys per query: a count or a share)",
      [](std::string_view v, EngineOptions* o) {
-       int64_t n = 0;
-       if (!parse_count(v, &n) || n < 1) return Status::error("");
-       o->sparse.budget_tokens = n;
+       if (!parse_sparse_budget(v, &o->sparse, 1)) return Status::error("");
        return Status();
      }},
     {"min_ctx", "TOKENS (sparse routing starts at this position)",

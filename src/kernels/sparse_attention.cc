@@ -1,6 +1,7 @@
 #include "kernels/sparse_attention.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -255,6 +256,38 @@ float group_page_bound_scalar(const float* q, int group, int hd, const uint16_t*
 #if defined(__x86_64__)
 constexpr int kPrefetchSummaryBytes = 8192;
 #endif
+
+int64_t budget_pages(const SparseAttentionOptions& o, int64_t n_pages, int64_t page_tokens) {
+  if (o.budget_tokens > 0) return (o.budget_tokens + page_tokens - 1) / page_tokens;
+  return std::max<int64_t>(1, int64_t(std::ceil(o.budget_share * double(n_pages))));
+}
+
+const char* budget_error(const SparseAttentionOptions& o) {
+  if (o.budget_tokens < 0) return "the sparse budget must be a positive number of keys";
+  if (o.budget_tokens == 0 && !(o.budget_share > 0.0 && o.budget_share <= 1.0))
+    return "the sparse budget's share must be above 0% and at most 100%";
+  return "";
+}
+
+bool parse_sparse_budget(std::string_view v, SparseAttentionOptions* o, int64_t min_tokens) {
+  if (v.empty()) return false;
+  if (v.back() == '%') {
+    v.remove_suffix(1);
+    double p = 0;
+    const auto r = std::from_chars(v.data(), v.data() + v.size(), p);
+    if (v.empty() || r.ec != std::errc() || r.ptr != v.data() + v.size() || !(p > 0.0) || p > 100.0)
+      return false;
+    o->budget_tokens = 0;
+    o->budget_share = p / 100.0;
+    return true;
+  }
+  int64_t n = 0;
+  const auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (r.ec != std::errc() || r.ptr != v.data() + v.size() || n < std::max<int64_t>(1, min_tokens))
+    return false;
+  o->budget_tokens = n;
+  return true;
+}
 
 int64_t pages_to_score(int64_t n_blocks, int64_t budget_blocks, int recent_blocks) {
   // Blocks [keep_from, n_blocks) are the recent ones and the query's own.

@@ -64,7 +64,7 @@ PageScoring page_scoring(const AttentionArgs& args, const KvCache& kv, int seq, 
   const int page_shift = w.block_shift - ps.s.page_shift;  // log2 of positions per page
   const int64_t pt = int64_t(1) << page_shift;
   ps.n_pages = (p0 >> page_shift) + 1;
-  ps.budget = (sp.budget_tokens + pt - 1) / pt;
+  ps.budget = budget_pages(sp, ps.n_pages, pt);
   if (ps.n_pages <= ps.budget) return ps;
   ps.routed = true;
   ps.recent = sp.recent_pages;

@@ -188,8 +188,10 @@ Status KvCache::set_routing(int seq, const SparseAttentionOptions& o) {
   if (o.enabled && o.page_tokens != sparse_.page_tokens)
     return Status::error("sparse routing: the page size is the cache's (" +
                          std::to_string(sparse_.page_tokens) + ")");
-  if (o.budget_tokens < 1 || o.min_context < 0 || o.recent_pages < 0)
-    return Status::error("sparse routing: budget must be positive, start and recent pages >= 0");
+  if (*budget_error(o) != '\0')
+    return Status::error(std::string("sparse routing: ") + budget_error(o));
+  if (o.min_context < 0 || o.recent_pages < 0)
+    return Status::error("sparse routing: start and recent pages must be >= 0");
   get(seq).routing = o;
   return Status();
 }

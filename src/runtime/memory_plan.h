@@ -46,7 +46,7 @@ struct KvPlanOptions {
   // block) and owning global layer a key summary [n_kv_heads][min, max][head_dim] f16 beside
   // K and V (runtime/kv_cache.h).
   bool sparse = false;
-  int page_tokens = 32;
+  int page_tokens = SparseAttentionOptions{}.page_tokens;
 };
 
 // One layer type's share.

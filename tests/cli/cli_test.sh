@@ -90,6 +90,12 @@ check "bench -d past the context" bash -c "out=\$('$G4' bench -d 40000 -p 0 -n 4
 # Needle in a haystack, a fixed-seed sample of `g4 eval niah` (the default model found all 30
 # needles of 1K/4K/8K x 5 depths x 2 trials when measured, 2026-12-07): every needle here too.
 check "eval niah" bash -c "'$G4' eval niah --ctx 1024,2048 --depths 0,50,100 --seed 1 -t 2 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d[\"samples\"]) == 6 and d[\"accuracy\"] == 1.0, d[\"samples\"]'"
+check "--sparse-budget takes a share or a count, and says what it takes" bash -c \
+  "'$G4' bench -d 5000 -p 0 -n 2 -r 1 -t 2 --kv-fill random --sparse --sparse-budget 10% --json >/dev/null 2>&1 &&
+   '$G4' bench -d 5000 -p 0 -n 2 -r 1 -t 2 --kv-fill random --sparse --sparse-budget 1024 --json >/dev/null 2>&1 &&
+   ! '$G4' bench -d 5000 -p 0 -n 2 --sparse --sparse-budget 0% 2>'$tmp/sb.err' && grep -q 'share of the context' '$tmp/sb.err' &&
+   ! '$G4' bench -d 5000 -p 0 -n 2 --sparse --sparse-budget 12x 2>/dev/null &&
+   ! '$G4' bench -d 5000 -p 0 -n 2 --sparse --sparse-budget 100 2>/dev/null"
 check "eval niah bad depth" bash -c "! '$G4' eval niah --depths 150 2>/dev/null"
 # Dense vs sparse compares share each prompt's prefill (one engine, routing switched per
 # answer): the same answers as two engines (kv=f16, the default, makes the variants differ in

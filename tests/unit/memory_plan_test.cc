@@ -67,7 +67,11 @@ TEST(MemoryPlan, KvByHand) {
   const KvPlan r = plan_kv(small_geometry(), o);
   EXPECT_EQ(r.types[0].bytes_per_token, 2 * 4 * 34);  // 128 values = 4 q8_0 blocks, K and V
   EXPECT_EQ(r.types[1].bytes_per_token, 2 * 18);      // 32 values = 1 q4_0 block
-  o.sparse = true;  // + a key summary per block: 2 heads x (min, max) x 64 f16
+  // + a key summary per page (8 positions by default: 2 per 16-position block): 2 heads x
+  // (min, max) x 64 f16
+  o.sparse = true;
+  EXPECT_EQ(plan_kv(small_geometry(), o).block_bytes, r.block_bytes + 2 * (2 * 2 * 64 * 2));
+  o.page_tokens = 16;
   EXPECT_EQ(plan_kv(small_geometry(), o).block_bytes, r.block_bytes + 2 * 2 * 64 * 2);
 }
 

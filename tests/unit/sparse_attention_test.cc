@@ -149,6 +149,70 @@ TEST(SparseAttention, SummaryValuesRoundOutwardToF16) {
   EXPECT_EQ(fp16_to_fp32(summary_hi(-1e9f)), -65504.f);
 }
 
+// The budget: a key count rounded up to pages, or a share of the pages up to the query's
+// own rounded up; parsed from "N" or "P%", anything else refused.
+TEST(SparseAttention, BudgetIsACountOrAShare) {
+  SparseAttentionOptions o;
+  EXPECT_EQ(o.budget_tokens, 0);  // the default is a share: a quarter
+  EXPECT_EQ(o.budget_share, 0.25);
+  EXPECT_EQ(budget_pages(o, 4096, 8), 1024);
+  EXPECT_EQ(budget_pages(o, 4097, 8), 1025);  // rounded up
+  EXPECT_EQ(budget_pages(o, 1, 8), 1);
+  EXPECT_STREQ(budget_error(o), "");
+  ASSERT_TRUE(parse_sparse_budget("1000", &o, 256));
+  EXPECT_EQ(o.budget_tokens, 1000);
+  EXPECT_EQ(budget_pages(o, 4096, 8), 125);
+  EXPECT_EQ(budget_pages(o, 4096, 32), 32);  // 1000 / 32 rounded up
+  ASSERT_TRUE(parse_sparse_budget("12.5%", &o, 256));
+  EXPECT_EQ(o.budget_tokens, 0);
+  EXPECT_EQ(o.budget_share, 0.125);
+  EXPECT_EQ(budget_pages(o, 100, 8), 13);
+  ASSERT_TRUE(parse_sparse_budget("100%", &o, 256));
+  EXPECT_EQ(budget_pages(o, 100, 8), 100);
+  const SparseAttentionOptions before = o;
+  for (const char* bad : {"", "%", "0%", "-5%", "101%", "1e9%", "nan%", "12x", "100", "-300",
+                          " 300", "300 ", "25 %"}) {
+    EXPECT_FALSE(parse_sparse_budget(bad, &o, 256)) << bad;
+    EXPECT_EQ(o.budget_tokens, before.budget_tokens) << bad;
+    EXPECT_EQ(o.budget_share, before.budget_share) << bad;
+  }
+  EXPECT_TRUE(parse_sparse_budget("100", &o, 1));  // eval --compare's budget=100
+  o.budget_tokens = 0;
+  o.budget_share = 0;
+  EXPECT_STRNE(budget_error(o), "");
+  o.budget_share = 1.5;
+  EXPECT_STRNE(budget_error(o), "");
+  o.budget_tokens = -1;
+  EXPECT_STRNE(budget_error(o), "");
+}
+
+// A share budget routes each query to ceil(share x its pages): a quarter of 38 pages of 8
+// at position 300 is 10 pages; the cache refuses a share outside (0, 1].
+TEST(SparseAttention, ShareBudgetFollowsTheQueryPosition) {
+  KvCacheOptions o = routed_options();
+  o.sparse.budget_tokens = 0;
+  o.sparse.budget_share = 0.25;
+  KvCache kv({{kHkv, kHd, 0}}, o);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0, 0.3f);
+  fill_routed(kv, rng, nd);
+  std::vector<float> q(size_t(kH) * kHd, 0.5f);
+  AttentionArgs args{kH, kHkv, kHd, kCtx, 0, 0.f};
+  for (int64_t pos : {int64_t(100), kPos}) {
+    const PageScoring ps = page_scoring(args, kv, 0, 0, q.data(), pos, 1, true, 0);
+    ASSERT_TRUE(ps.routed) << pos;
+    EXPECT_EQ(ps.n_pages, pos / 8 + 1);
+    EXPECT_EQ(ps.budget, (ps.n_pages + 3) / 4) << pos;
+  }
+  SparseAttentionOptions bad = o.sparse;
+  bad.budget_share = 0;
+  EXPECT_FALSE(kv.set_routing(0, bad).ok());
+  bad.budget_share = 1.01;
+  EXPECT_FALSE(kv.set_routing(0, bad).ok());
+  bad.budget_share = 1.0;
+  EXPECT_TRUE(kv.set_routing(0, bad).ok());
+}
+
 TEST(SparseAttention, SelectionKeepsSinkRecentAndBestBlocks) {
   const int hd = 4, n_blocks = 10;
   Summaries s(n_blocks, hd);
