@@ -6,6 +6,7 @@ the context is written as random K/V rows and page summaries instead. Only speed
 mean anything here: which pages sparse routing selects from random keys says nothing of quality.
 
     /work/venv-hf/bin/python bench/long_context_shape.py [--g4 build/release/g4] [-t 2] [-n 8] [--reps 2]
+        [--sparse-args "--sparse-budget 2048 --sparse-page 32"]
 
 The shape file says 131072 tokens of trained context (shape_models.py's choice); Gemma 4 31B has
 262144, so the script first writes a copy with context_length 262144
@@ -67,6 +68,9 @@ def main():
     ap.add_argument("--depths", default="131072,261632",
                     help="the largest must leave room for -n + 17 tokens in 262144")
     ap.add_argument("--kv-type", default="f16")
+    ap.add_argument("--sparse-args", default="",
+                    help="extra g4 flags for the sparse runs, e.g. '--sparse-budget 2048 "
+                    "--sparse-page 32' (the default routing before 2026-12-08)")
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()
     model = str(patched())
@@ -77,18 +81,24 @@ def main():
         cmd = [a.g4, "bench", model, "--kv-fill", "random", "-d", str(d), "-p", "0", "-n", str(a.n),
                "-r", str(a.reps), "-t", str(a.threads), "--kv-type", a.kv_type, "--json"]
         if sparse:
-            cmd.append("--sparse")
+            cmd += ["--sparse"] + a.sparse_args.split()
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         j = run_json(cmd)
         return {"ms_per_token": 1e3 / j["tg"]["tokens_per_s"], "runs": j["tg"]["runs"],
                 "kv_bytes": j["kv_bytes"], "peak_rss_bytes": j["peak_rss_bytes"]}
 
+    # g4 plan takes the page size (its summaries' bytes) of the sparse flags, nothing else.
+    sa = a.sparse_args.split()
+    plan_page_args = []
+    for i, x in enumerate(sa):
+        if x == "--sparse-page" and i + 1 < len(sa):
+            plan_page_args = ["--sparse-page", sa[i + 1]]
     base = bench(1024, False)
     for d in depths:
         r = {"depth": d}
         for mode, sparse in (("dense", False), ("sparse", True)):
             plan = run_json([a.g4, "plan", model, "--ctx", str(d), "--kv-type", a.kv_type, "--json"]
-                            + (["--sparse"] if sparse else []))
+                            + (["--sparse"] + plan_page_args if sparse else []))
             r[mode] = bench(d, sparse)
             r[mode]["plan_kv_bytes"] = plan["kv"]["bytes"]
             r[mode]["attention_ms"] = r[mode]["ms_per_token"] - base["ms_per_token"]
