@@ -402,6 +402,43 @@ TEST(SparseAttention, SimdBoundsAreTheScalarBoundsBitForBit) {
   }
 }
 
+// score_pages gives each page the portable bound's float, for any range: groups of 1 to 9
+// heads, block boundaries (4 pages per block, blocks stored out of order), nothing outside it.
+TEST(SparseAttention, ScoredRangesAreTheScalarBoundsBitForBit) {
+  std::mt19937 rng(29);
+  std::normal_distribution<float> nd;
+  for (int hd : {256, 44}) {
+    for (int group = 1; group <= 9; ++group) {
+      const int per_block = 4, n_pages = 23, n_blocks = (n_pages + per_block - 1) / per_block;
+      std::vector<uint16_t> mm(size_t(n_blocks) * per_block * 2 * size_t(hd));
+      for (size_t i = 0; i < mm.size(); i += 2 * size_t(hd))
+        for (int c = 0; c < hd; ++c) {
+          const float a = nd(rng), b = nd(rng);
+          mm[i + size_t(c)] = summary_lo(std::min(a, b));
+          mm[i + size_t(hd + c)] = summary_hi(std::max(a, b));
+        }
+      std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+      for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 3) % n_blocks;  // 3 is coprime
+      BlockSummaries s{mm.data(), table.data(), size_t(per_block) * 2 * size_t(hd), 2 * size_t(hd),
+                       2};
+      std::vector<float> q(size_t(group) * size_t(hd));
+      for (float& x : q) x = nd(rng);
+      for (int64_t from : {0, 1, 3}) {
+        for (int64_t to : {int64_t(4), int64_t(8), int64_t(9), int64_t(n_pages)}) {
+          std::vector<float> got(static_cast<size_t>(n_pages), -1.f);
+          score_pages(q.data(), group, hd, s, from, to, got.data());
+          for (int64_t p = from; p < to; ++p) {
+            const float want = group_page_bound_scalar(q.data(), group, hd, s.at(p));
+            ASSERT_EQ(std::memcmp(&got[size_t(p)], &want, 4), 0)
+                << hd << " " << group << " [" << from << ", " << to << ") page " << p;
+          }
+          for (int64_t p = to; p < n_pages; ++p) ASSERT_EQ(got[size_t(p)], -1.f);  // untouched
+        }
+      }
+    }
+  }
+}
+
 // select_pages against a plain reference: score every candidate with the scalar bound, sort
 // by (score desc, page asc), keep the best budget - forced, then the sink and the recent
 // pages. Random summaries, many duplicate scores (quantised values) to exercise the ties.
