@@ -54,8 +54,9 @@ test-asan: asan model
 # (thread pool) of the unit tests. A race report stops the process (halt_on_error) and fails
 # the run. tests/tsan.supp lists third-party false positives only, never g4's own code.
 TSAN_OPTIONS_ALL := halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp
-# Tiny-model forwards on 2-3 threads (Gemma 3, Gemma 4, MoE), pool matmuls, repack, KV cache.
-TSAN_UNIT_TESTS := *TinyGemma3.*:*TinyGemma4.*:*TinyGemma4Moe*:MoeStats.*:*BatchInvariant*:AttentionJobs.*:MatmulMulti.*:Repack.*:KvCache.*
+# Tiny-model forwards on 2-3 threads (Gemma 3, Gemma 4, MoE), pool matmuls, repack, KV cache,
+# the pool itself.
+TSAN_UNIT_TESTS := *TinyGemma3.*:*TinyGemma4.*:*TinyGemma4Moe*:MoeStats.*:*BatchInvariant*:AttentionJobs.*:MatmulMulti.*:Repack.*:KvCache.*:ThreadPool.*
 
 test-tsan: tsan model
 	@TSAN_OPTIONS="$(TSAN_OPTIONS_ALL)" build/tsan/tests/g4_tests --gtest_brief=1 \
