@@ -253,9 +253,8 @@ float group_page_bound_scalar(const float* q, int group, int hd, const uint16_t*
   return group_bound_scalar(Prepared{q, nullptr, group, hd}, minmax);
 }
 
-#if defined(__x86_64__)
+// (Used on x86 only, but score_pages sizes its look-ahead from it on every target.)
 constexpr int kPrefetchSummaryBytes = 8192;
-#endif
 
 int64_t budget_pages(const SparseAttentionOptions& o, int64_t n_pages, int64_t page_tokens) {
   if (o.budget_tokens > 0) return (o.budget_tokens + page_tokens - 1) / page_tokens;

@@ -419,11 +419,12 @@ void KvCache::summarize(int seq, int layer, int64_t from, int64_t to) {
       uint16_t* mn = sm + size_t(h) * 2 * size_t(hd);
       uint16_t* mx = mn + hd;
       const float* r = row.data() + size_t(h) * size_t(hd);
-      // The stored values are f16, so rounding min(stored, r) outward is min(stored, r
-      // rounded outward): the page's min/max rounded once.
+      // The stored values are f16, so min(stored, r) rounded outward is the stored value
+      // unless r is below it, then r rounded outward: the page's min/max rounded once, and a
+      // rounding only where the extreme moves (NaN never moves one, as std::min's didn't).
       for (int i = 0; i < hd; ++i) {
-        mn[i] = summary_lo(fresh ? r[i] : std::min(fp16_to_fp32(mn[i]), r[i]));
-        mx[i] = summary_hi(fresh ? r[i] : std::max(fp16_to_fp32(mx[i]), r[i]));
+        if (fresh || r[i] < fp16_to_fp32(mn[i])) mn[i] = summary_lo(r[i]);
+        if (fresh || r[i] > fp16_to_fp32(mx[i])) mx[i] = summary_hi(r[i]);
       }
     }
   }
